@@ -1,0 +1,29 @@
+# The two commands of the README: `make run` and `make test`. Both set everything up first.
+VENV := .venv
+PY := $(VENV)/bin/python
+MODEL ?= efficientformer_l1
+OUT ?= artifacts
+
+.PHONY: setup run test test-all lint bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+run: setup
+	$(VENV)/bin/edgekit export $(MODEL) --to onnx --out $(OUT)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m "not device and not macos"
+
+lint: setup
+	$(VENV)/bin/ruff check edgekit exporters runtimes models tests bench
+	$(VENV)/bin/mypy edgekit
+
+bench: setup
+	$(PY) bench/reparam_latency.py --update-readme
+
+clean:
+	rm -rf $(OUT) .pytest_cache

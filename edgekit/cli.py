@@ -1,0 +1,257 @@
+"""The `edgekit` command line. User errors print one paragraph and exit non-zero; --debug
+shows tracebacks. Every reporting command takes --json (machine output on stdout only)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgekit.errors import EdgekitError, ValidationFailed
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _emit_json(obj: Any) -> None:
+    click.echo(json.dumps(_jsonable(obj), indent=2))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A rich status line on stderr for steps that take seconds; silent with --json."""
+    if not enabled:
+        yield lambda s: None
+        return
+    console = _console()
+    with console.status("starting") as status:
+        def step(msg: str) -> None:
+            console.log(msg)
+            status.update(msg)
+
+        yield step
+
+
+class EdgekitGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except EdgekitError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(exc.render(), err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing partial was left at the final path", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=EdgekitGroup)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="edgekit")
+def cli(debug: bool) -> None:
+    """edgekit: efficient ViTs from PyTorch to phones and boards."""
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--family", default=None, help="Only this family.")
+def models(as_json: bool, family: str | None) -> None:
+    """Supported families and their timm models, with status."""
+    from edgekit.models.families import FAMILIES
+    from edgekit.models.status import model_status
+
+    status = model_status()
+    rows = []
+    import timm
+
+    for fam_name in FAMILIES.list():
+        if family and fam_name != family:
+            continue
+        fam = FAMILIES.get(fam_name)
+        names = sorted({n for p in fam.patterns for n in timm.list_models(p)})
+        if fam_name == "levit":
+            names = [n for n in names if not n.startswith("levit_conv_")]
+        for name in names:
+            st = status.get(name, {})
+            rows.append({"model": name, "family": fam_name, "deploy": fam.deploy_hooks,
+                         "tested": name == fam.smallest, **st})
+    if as_json:
+        _emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title="edgekit models (timm)")
+    for col in ("model", "family", "onnx", "cosine", "note"):
+        table.add_column(col)
+    for r in rows:
+        onnx_state = r.get("onnx", "not run")
+        table.add_row(r["model"], r["family"], ("tested, " if r["tested"] else "") + onnx_state,
+                      f"{r['cosine']:.7f}" if isinstance(r.get("cosine"), float) else "",
+                      r.get("note", ""))
+    from rich.console import Console
+
+    Console().print(table)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def doctor(as_json: bool) -> None:
+    """Installed exporters/runtimes, versions, and how to get what is missing."""
+    from edgekit.doctor import diagnose
+
+    report = diagnose()
+    if as_json:
+        _emit_json(report)
+        return
+    for section in ("exporters", "runtimes", "packages", "tools"):
+        click.echo(f"{section}:")
+        for row in report[section]:
+            mark = "ok " if row["ok"] else "-- "
+            extra = f"  ({row['fix']})" if not row["ok"] and row.get("fix") else ""
+            click.echo(f"  {mark}{row['name']:<16} {row.get('version') or ''}{extra}")
+
+
+def _split_formats(value: str) -> tuple[str, ...]:
+    from edgekit.exporter import EXPORTERS
+
+    parts = tuple(p.strip() for p in value.split(",") if p.strip())
+    if parts == ("all",):
+        return tuple(EXPORTERS.list())
+    return parts
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--to", "to", default="onnx", show_default=True,
+              help="Format(s): onnx, a comma list, or all.")
+@click.option("--quant", default="fp32", show_default=True,
+              type=click.Choice(["fp32", "fp16", "int8", "int-only"]))
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help=".safetensors, or a torch state dict (loaded with weights_only=True).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("artifacts"),
+              show_default=True)
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: exporter's).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Static batch size.")
+@click.option("--no-reparam", is_flag=True, help="Skip reparameterization/folding passes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for live weights.")
+@click.option("--golden", "n_golden", type=int, default=8, show_default=True,
+              help="Validation inputs (real photos + 25 % seeded noise).")
+@click.option("--threads", type=int, default=None, help="Runtime threads for validation.")
+@click.option("--allow-mismatch", is_flag=True, help="Exit 0 even if validation fails.")
+@click.option("--json", "as_json", is_flag=True)
+def export(model: str, to: str, quant: str, weights: Path | None, out: Path, opset: int | None,
+           batch: int, no_reparam: bool, seed: int, n_golden: int, threads: int | None,
+           allow_mismatch: bool, as_json: bool) -> None:
+    """Export MODEL (timm name or module:function) to device formats, validated."""
+    from edgekit.pipeline import ExportRequest, export_model, summarize
+
+    req = ExportRequest(model=model, formats=_split_formats(to), quant=quant, out=out,
+                        weights=weights, opset=opset, batch=batch, reparam=not no_reparam,
+                        seed=seed, n_golden=n_golden, threads=threads)
+    with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
+        outcomes = export_model(req, on_step=step)
+    rows = [summarize(o) for o in outcomes]
+    if as_json:
+        _emit_json(rows if len(rows) > 1 else rows[0])
+    else:
+        _print_summary(rows)
+    failed = [r for r in rows if not r["validated"]]
+    if failed and not allow_mismatch:
+        raise ValidationFailed(
+            "; ".join(f"{r['format']}: {r['reason']}" for r in failed)
+            + " — the artifact was written with validated: false",
+            path=failed[0]["artifact"], hint="inspect it, or pass --allow-mismatch to accept")
+
+
+def _print_summary(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        state = "validated" if r["validated"] else f"NOT VALIDATED ({r['reason']})"
+        click.echo(f"{r['artifact']}: {state}")
+        click.echo(f"  {r['format']} {r['quant']}, {r['size_mb']:.2f} MB, exported+validated in "
+                   f"{r['export_s']:.1f} s")
+        click.echo(f"  vs timm fp32: cosine {r['cosine']:.7f}, max-rel {r['max_rel']:.2e}, "
+                   f"top-1 agreement {r['top1_agreement']:.0%}, SQNR {r['sqnr_db']:.1f} dB")
+        click.echo("  passes: " + (", ".join(f"{k} {v}" for k, v in r["passes"].items() if v)
+                                   or "none"))
+
+
+@cli.command()
+@click.argument("artifact_dir", type=click.Path(path_type=Path))
+@click.option("--threads", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True)
+def validate(artifact_dir: Path, threads: int | None, as_json: bool) -> None:
+    """Re-run the golden check of an artifact in its runtime."""
+    from edgekit.artifact import Artifact
+    from edgekit.validate import validate_artifact
+
+    artifact = Artifact.open(artifact_dir)
+    report = validate_artifact(artifact, threads=threads)
+    if as_json:
+        _emit_json({"artifact": str(artifact_dir), **report.__dict__})
+    else:
+        click.echo(f"{artifact_dir}: {'validated' if report.validated else 'MISMATCH'} in "
+                   f"{report.runtime}: cosine {report.cosine:.7f}, max-rel {report.max_rel:.2e}, "
+                   f"top-1 agreement {report.top1_agreement:.0%}, SQNR {report.sqnr_db:.1f} dB "
+                   f"over {report.n_inputs} inputs")
+    if not report.validated:
+        raise ValidationFailed(report.reason, path=artifact_dir,
+                               hint="re-export; check the runtime version in `edgekit doctor`")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def inspect(path: Path, as_json: bool) -> None:
+    """Op histogram, tensor dtypes, size, params and passes of an artifact or model file."""
+    from edgekit.inspect import inspect_path
+
+    info = inspect_path(path)
+    if as_json:
+        _emit_json(info)
+        return
+    click.echo(f"{info['file']}  ({info['size_bytes'] / 2**20:.2f} MB, {info['params']:,} params, "
+               f"{info['n_nodes']} nodes)")
+    for key in ("inputs", "outputs"):
+        for t in info[key]:
+            click.echo(f"  {key[:-1]:<6} {t['name']}: {t['dtype']}{t['shape']}")
+    click.echo("  ops:    " + ", ".join(f"{k}×{v}" for k, v in info["ops"].items()))
+    click.echo("  dtypes: " + ", ".join(f"{k}×{v}" for k, v in info["initializer_dtypes"].items()))
+    if info.get("passes") is not None:
+        click.echo("  passes: " + ", ".join(f"{p['name']}({p['changed']}, Δ{p['max_rel']:.1e})"
+                                            for p in info["passes"]))
+    v = info.get("validation")
+    if v:
+        click.echo(f"  validation: {'ok' if v['validated'] else 'FAILED'} cosine {v['cosine']:.7f}"
+                   f" in {v['runtime']}")
+
+
+def main() -> None:
+    cli(prog_name="edgekit")
+
+
+if __name__ == "__main__":
+    main()

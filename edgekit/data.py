@@ -1,0 +1,86 @@
+"""Real images for validation and calibration, preprocessed with the model's own config.
+
+Built-in photos ship inside installed wheels (scikit-learn's sample images, scikit-image's
+bundled data folder); nothing is downloaded. Crops and flips of them make small sets.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import MissingDependency
+
+# (package, relative path) of colour photographs bundled with the wheels.
+_BUILTIN_PHOTOS = (
+    ("sklearn", "datasets/images/china.jpg"),
+    ("sklearn", "datasets/images/flower.jpg"),
+    ("skimage", "data/astronaut.png"),
+    ("skimage", "data/chelsea.png"),
+    ("skimage", "data/coffee.png"),
+    ("skimage", "data/rocket.jpg"),
+    ("skimage", "data/motorcycle_left.png"),
+)
+
+
+def builtin_photo_paths() -> list[Path]:
+    paths = []
+    for package, rel in _BUILTIN_PHOTOS:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        p = Path(list(spec.submodule_search_locations)[0]) / rel
+        if p.is_file():
+            paths.append(p)
+    if not paths:
+        raise MissingDependency("no built-in photos found (scikit-learn / scikit-image missing)",
+                                hint="pip install 'edgekit[torch]'")
+    return paths
+
+
+def _views(img: Any, index: int) -> Any:
+    """Deterministic variant `index` of a PIL image: full frame, crops, and mirrored crops."""
+    from PIL import Image
+
+    w, h = img.size
+    variant = index % 4
+    if variant == 1:
+        img = img.crop((0, 0, int(w * 0.7), int(h * 0.7)))
+    elif variant == 2:
+        img = img.crop((int(w * 0.3), int(h * 0.3), w, h))
+    elif variant == 3:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).crop(
+            (int(w * 0.15), int(h * 0.15), int(w * 0.85), int(h * 0.85)))
+    return img
+
+
+def photo_batch(data_config: dict[str, Any], n: int) -> np.ndarray:
+    """n real photos (and variants) as float32 NCHW, preprocessed like the model's eval transform."""
+    from PIL import Image
+    from timm.data import create_transform
+
+    cfg = dict(data_config)
+    transform = create_transform(
+        input_size=tuple(cfg["input_size"]), interpolation=cfg.get("interpolation", "bicubic"),
+        mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=cfg.get("crop_pct", 0.875),
+        crop_mode=cfg.get("crop_mode", "center"), is_training=False)
+    paths = builtin_photo_paths()
+    out = []
+    for i in range(n):
+        with Image.open(paths[i % len(paths)]) as im:
+            img = _views(im.convert("RGB"), i // len(paths))
+            out.append(transform(img).numpy())
+    return np.stack(out).astype(np.float32)
+
+
+def golden_inputs(data_config: dict[str, Any], n: int, *, seed: int = 0,
+                  noise_fraction: float = 0.25) -> np.ndarray:
+    """Validation inputs: real photos plus seeded N(0,1) noise in normalised space."""
+    n_noise = int(round(n * noise_fraction))
+    photos = photo_batch(data_config, n - n_noise)
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((n_noise, *photos.shape[1:]), dtype=np.float32)
+    return np.concatenate([photos, noise]) if n_noise else photos

@@ -1,0 +1,56 @@
+"""`edgekit doctor`: what is installed, which versions, and how to get what is missing."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import shutil
+from typing import Any
+
+from edgekit.exporter import EXPORTERS
+from edgekit.runtime import RUNTIMES
+
+_PACKAGES = (("torch", "torch"), ("torchvision", "torch"), ("timm", "torch"),
+             ("onnx", "onnx"), ("onnxscript", "onnx"), ("onnxruntime", "onnx"),
+             ("safetensors", "torch"), ("scikit-learn", "torch"), ("scikit-image", "torch"))
+# Debian tools later stages use (ARM kernels, device tests, report rendering).
+_TOOLS = (("aarch64-linux-gnu-gcc", "apt-get install gcc-aarch64-linux-gnu"),
+          ("qemu-aarch64", "apt-get install qemu-user"),
+          ("sshd", "apt-get install openssh-server"),
+          ("adb", "apt-get install adb"),
+          ("chromium", "apt-get install chromium"))
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def diagnose() -> dict[str, list[dict[str, Any]]]:
+    exporters = []
+    for name in EXPORTERS.list():
+        extra = EXPORTERS.extra(name)
+        try:
+            EXPORTERS.get(name)
+            ok, err = True, ""
+        except Exception as exc:  # noqa: BLE001 - report, don't fail
+            ok, err = False, str(exc)
+        exporters.append({"name": name, "ok": ok, "version": None, "error": err,
+                          "fix": f"pip install 'edgekit[{extra}]'" if extra else None})
+    runtimes = []
+    for name in RUNTIMES.list():
+        extra = RUNTIMES.extra(name)
+        try:
+            cls = RUNTIMES.get(name)
+            ok = cls.available()
+            version = cls.version() if ok else None
+        except Exception:  # noqa: BLE001
+            ok, version = False, None
+        runtimes.append({"name": name, "ok": ok, "version": version, "formats": None,
+                         "fix": f"pip install 'edgekit[{extra}]'" if extra else None})
+    packages = [{"name": dist, "ok": _version(dist) is not None, "version": _version(dist),
+                 "fix": f"pip install 'edgekit[{extra}]'"} for dist, extra in _PACKAGES]
+    tools = [{"name": tool, "ok": shutil.which(tool) is not None, "version": None, "fix": fix}
+             for tool, fix in _TOOLS]
+    return {"exporters": exporters, "runtimes": runtimes, "packages": packages, "tools": tools}

@@ -1,0 +1,55 @@
+"""The Exporter interface and registry. Concrete exporters live in `exporters/` (installed as
+`edgekit.exporters`) and are registered lazily so core never imports their SDKs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from edgekit.artifact import TensorSpec
+from edgekit.registry import Registry
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    opset: int | None = None  # ONNX opset; None = exporter default
+    input_name: str = "input"
+    output_name: str = "logits"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    file: str  # model file name inside the artifact dir
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    versions: dict[str, str]
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. opset, op histogram
+
+
+class Exporter(Protocol):
+    format: ClassVar[str]
+    filename: ClassVar[str]
+
+    def export(self, model: Any, example: Any, options: ExportOptions, out_dir: Path
+               ) -> ExportResult:
+        """Write the model file into out_dir (a temp dir) and describe it."""
+        ...
+
+    @classmethod
+    def sniff(cls, path: Path) -> None:
+        """Raise ArtifactError unless `path` looks like this format (cheap, no parsing)."""
+        ...
+
+    @classmethod
+    def describe(cls, path: Path) -> dict[str, Any]:
+        """Parse the model file: op histogram, tensor dtypes, parameter count. Untrusted input:
+        callers run this in an isolated child process."""
+        ...
+
+
+EXPORTERS: Registry[type[Exporter]] = Registry("exporter")
+EXPORTERS.register("onnx", "edgekit.exporters.onnx:OnnxExporter", extra="onnx")
+
+SUFFIX_TO_FORMAT = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch",
+                    ".mlpackage": "coreml"}

@@ -1,0 +1,42 @@
+"""`edgekit inspect`: what is inside an artifact (or a bare model file), parsed in isolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekit.artifact import Artifact
+from edgekit.errors import ArtifactError
+from edgekit.exporter import EXPORTERS, SUFFIX_TO_FORMAT
+from edgekit.isolation import run_isolated
+
+
+def _describe(fmt: str, path: str) -> dict[str, Any]:
+    return EXPORTERS.get(fmt).describe(Path(path))
+
+
+def describe_file(path: Path, fmt: str | None = None, timeout: float = 120.0) -> dict[str, Any]:
+    if not path.exists():
+        raise ArtifactError("no such file", path=path, hint="check the path")
+    fmt = fmt or SUFFIX_TO_FORMAT.get(path.suffix)
+    if fmt is None:
+        raise ArtifactError(f"unknown model file type '{path.suffix}'", path=path,
+                            hint=f"expected one of {', '.join(SUFFIX_TO_FORMAT)} "
+                                 "or an artifact directory")
+    return run_isolated(_describe, fmt, str(path), what=f"parsing {path.name}", path=str(path),
+                        timeout=timeout)
+
+
+def inspect_path(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        artifact = Artifact.open(path)
+        m = artifact.manifest
+        info = describe_file(artifact.model_path, m.format)
+        info.update({
+            "artifact": str(path), "model": m.model, "quant": m.quant, "weights": m.weights,
+            "passes": [p.__dict__ for p in m.passes],
+            "validation": m.validation.__dict__ if m.validation else None,
+            "versions": m.versions, "sha256": m.sha256,
+        })
+        return info
+    return describe_file(path)

@@ -1,0 +1,173 @@
+"""The export pipeline, one direction:
+
+source ─► deploy passes ─► export (per format) ─► golden I/O ─► validate in runtime ─► artifact
+
+The reference outputs come from the *source* model before any pass, so validation measures the
+whole chain (passes + converter + runtime) against timm fp32.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import edgekit
+from edgekit.artifact import (
+    GOLDEN_NAME,
+    MANIFEST_NAME,
+    Artifact,
+    Manifest,
+    PassRecord,
+    ValidationReport,
+    artifact_name,
+    save_golden,
+    sha256_path,
+)
+from edgekit.errors import UsageError
+from edgekit.exporter import EXPORTERS, ExportOptions
+from edgekit.fsutil import atomic_directory, child_path, safe_component
+from edgekit.runtime import DEFAULT_RUNTIME, RUNTIMES
+from edgekit.transforms.base import DEFAULT_PASSES, NO_REPARAM_PASSES, DeployPipeline
+from edgekit.validate import validate_artifact
+
+# Which quantization modes each format implements today (grows with the quant issues).
+IMPLEMENTED_QUANTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32",)}
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    model: str
+    formats: tuple[str, ...] = ("onnx",)
+    quant: str = "fp32"
+    out: Path = Path("artifacts")
+    weights: Path | None = None
+    opset: int | None = None
+    batch: int = 1
+    reparam: bool = True
+    seed: int = 0
+    n_golden: int = 8
+    threads: int | None = None
+
+
+@dataclass
+class ExportOutcome:
+    artifact: Artifact
+    seconds: float
+    passes: list[PassRecord] = field(default_factory=list)
+
+    @property
+    def validation(self) -> ValidationReport | None:
+        return self.artifact.manifest.validation
+
+
+def _check_request(req: ExportRequest) -> None:
+    for fmt in req.formats:
+        if fmt not in EXPORTERS:
+            raise UsageError(f"unknown format '{fmt}'",
+                             hint=f"choose from: {', '.join(EXPORTERS.list())}")
+        if req.quant not in IMPLEMENTED_QUANTS.get(fmt, ()):
+            raise UsageError(
+                f"--quant {req.quant} is not implemented for {fmt} in this edgekit version",
+                hint=f"use --quant {' or '.join(IMPLEMENTED_QUANTS.get(fmt, ('fp32',)))}")
+    if req.batch < 1 or req.batch > 256:
+        raise UsageError(f"--batch {req.batch} is out of range", hint="use 1..256")
+    if req.n_golden < 1:
+        raise UsageError("need at least one golden input", hint="use --golden 8")
+
+
+def _versions(extra: dict[str, str]) -> dict[str, str]:
+    import timm
+    import torch
+
+    v = {"edgekit": edgekit.__version__, "python": platform.python_version(),
+         "torch": torch.__version__, "timm": timm.__version__}
+    v.update(extra)
+    return v
+
+
+def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: None
+                 ) -> list[ExportOutcome]:
+    import time
+
+    import torch
+
+    from edgekit.data import golden_inputs
+    from edgekit.models.source import load_source
+
+    _check_request(req)
+    out_root = Path(req.out)
+    on_step(f"loading {req.model}")
+    source = load_source(req.model, weights=req.weights, seed=req.seed)
+    safe_component(source.name, what="model name")
+    finals = {fmt: child_path(out_root, artifact_name(source.name, req.quant, fmt),
+                              what="artifact name") for fmt in req.formats}
+
+    n = -(-req.n_golden // req.batch) * req.batch  # whole batches
+    on_step(f"preparing {n} golden inputs (real photos + noise)")
+    golden = torch.from_numpy(golden_inputs(source.data_config, n, seed=req.seed))
+    with torch.no_grad():
+        ref = source.model(golden)
+    ref = ref[0] if isinstance(ref, (tuple, list)) else ref
+    reference = ref.detach().float().numpy()
+
+    model = source.model
+    names = DEFAULT_PASSES if req.reparam else NO_REPARAM_PASSES
+    check = torch.cat([golden[:1], golden[-1:]])
+    passes = DeployPipeline(names).run(model, check, on_pass=lambda p: on_step(f"pass {p}"))
+
+    outcomes = []
+    for fmt in req.formats:
+        started = time.perf_counter()
+        exporter = EXPORTERS.get(fmt)()
+        runtime_name = DEFAULT_RUNTIME[fmt]
+        runtime_cls = RUNTIMES.get(runtime_name)
+        on_step(f"exporting {fmt}")
+        with atomic_directory(finals[fmt]) as tmp:
+            # Every export flow gets a fresh copy: converters may mutate the module.
+            result = exporter.export(copy.deepcopy(model), golden[: req.batch],
+                                     ExportOptions(opset=req.opset), tmp)
+            save_golden(tmp / GOLDEN_NAME, {result.inputs[0].name: golden.numpy()},
+                        {result.outputs[0].name: reference})
+            manifest = Manifest(
+                format=fmt, file=result.file, sha256=sha256_path(tmp / result.file),
+                size_bytes=(tmp / result.file).stat().st_size, model=source.name,
+                weights=source.weights, quant=req.quant, inputs=result.inputs,
+                outputs=result.outputs, passes=tuple(passes),
+                versions=_versions({**result.versions, runtime_name: runtime_cls.version()}),
+                preprocessing=source.data_config,
+                exporter={"format": fmt, "batch": req.batch, "reparam": req.reparam,
+                          "spec": source.spec, **result.details},
+                created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+            (tmp / MANIFEST_NAME).write_text(manifest.to_json())
+            on_step(f"validating {fmt} in {runtime_name}")
+            report = validate_artifact(Artifact(tmp, manifest), runtime=runtime_name,
+                                       threads=req.threads)
+            manifest = manifest.with_validation(report)
+            (tmp / MANIFEST_NAME).write_text(manifest.to_json())
+        outcomes.append(ExportOutcome(Artifact(finals[fmt], manifest),
+                                      time.perf_counter() - started, passes))
+    return outcomes
+
+
+def summarize(outcome: ExportOutcome) -> dict[str, Any]:
+    m = outcome.artifact.manifest
+    v = m.validation
+    return {
+        "artifact": str(outcome.artifact.path),
+        "format": m.format, "model": m.model, "quant": m.quant,
+        "size_mb": round(m.size_bytes / 2**20, 3), "export_s": round(outcome.seconds, 2),
+        "passes": {p.name: p.changed for p in m.passes},
+        "validated": bool(v and v.validated),
+        "cosine": v.cosine if v else None, "max_rel": v.max_rel if v else None,
+        "top1_agreement": v.top1_agreement if v else None,
+        "sqnr_db": v.sqnr_db if v else None, "reason": v.reason if v else "",
+    }
+
+

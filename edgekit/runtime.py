@@ -1,0 +1,34 @@
+"""The Runtime interface and registry; adapters live in `runtimes/` (edgekit.runtimes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from edgekit.registry import Registry
+
+
+class Session(Protocol):
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class Runtime(Protocol):
+    name: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def available(cls) -> bool: ...
+
+    @classmethod
+    def version(cls) -> str: ...
+
+    def load(self, model_path: Path, threads: int | None = None) -> Session: ...
+
+
+RUNTIMES: Registry[type[Runtime]] = Registry("runtime")
+RUNTIMES.register("onnxruntime", "edgekit.runtimes.onnxruntime:OnnxRuntime", extra="onnx")
+
+# Which runtime validates/benchmarks a format by default (no import needed to decide).
+DEFAULT_RUNTIME = {"onnx": "onnxruntime"}

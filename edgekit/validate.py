@@ -1,0 +1,114 @@
+"""Numerical validation of an artifact in its real runtime against the golden reference.
+
+Written once, against any Runtime. The runtime runs in an isolated child process, because the
+artifact may be untrusted (see isolation.py).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.artifact import Artifact, ValidationReport
+from edgekit.errors import UsageError
+from edgekit.exporter import EXPORTERS
+from edgekit.isolation import run_isolated
+from edgekit.runtime import DEFAULT_RUNTIME, RUNTIMES
+
+# Per quantization mode: minimum per-sample cosine and top-1 agreement with the fp32 reference.
+THRESHOLDS: dict[str, dict[str, float]] = {
+    "fp32": {"cosine": 0.99999, "top1_agreement": 1.0},
+    "fp16": {"cosine": 0.999, "top1_agreement": 0.95},
+    "int8": {"cosine": 0.99, "top1_agreement": 0.9},
+    "int-only": {"cosine": 0.98, "top1_agreement": 0.8},
+}
+_SQNR_CAP_DB = 300.0
+
+
+def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], *, quant: str,
+            runtime: str) -> ValidationReport:
+    """Metrics over all outputs: max-abs, max-rel (to the output scale), worst per-sample cosine,
+    SQNR, top-1 agreement (on 2-D logits). NaN/Inf anywhere fails: NaN never compares equal."""
+    thresholds = THRESHOLDS[quant]
+    names = list(reference)
+    missing = [n for n in names if n not in got]
+    if missing:
+        return ValidationReport(math.inf, math.inf, -1.0, -_SQNR_CAP_DB, 0.0, 0, False, runtime,
+                                thresholds, reason=f"runtime produced no output {missing}")
+    max_abs = 0.0
+    scale = 0.0
+    cosines = []
+    signal = noise = 0.0
+    agree = total = 0
+    reason = ""
+    n_inputs = int(next(iter(reference.values())).shape[0])
+    for name in names:
+        ref = np.asarray(reference[name], dtype=np.float64)
+        out = np.asarray(got[name], dtype=np.float64)
+        if out.shape != ref.shape:
+            return ValidationReport(math.inf, math.inf, -1.0, -_SQNR_CAP_DB, 0.0, n_inputs,
+                                    False, runtime, thresholds,
+                                    reason=f"output '{name}' shape {out.shape} != {ref.shape}")
+        if not np.isfinite(out).all() or not np.isfinite(ref).all():
+            bad = "runtime output" if not np.isfinite(out).all() else "reference"
+            return ValidationReport(math.nan, math.nan, math.nan, math.nan, 0.0, n_inputs,
+                                    False, runtime, thresholds,
+                                    reason=f"NaN/Inf in the {bad} of '{name}'")
+        diff = out - ref
+        max_abs = max(max_abs, float(np.abs(diff).max()))
+        scale = max(scale, float(np.abs(ref).max()))
+        r2 = ref.reshape(ref.shape[0], -1)
+        o2 = out.reshape(out.shape[0], -1)
+        denom = np.linalg.norm(r2, axis=1) * np.linalg.norm(o2, axis=1)
+        cos = np.where(denom > 0, (r2 * o2).sum(1) / np.maximum(denom, 1e-300),
+                       np.where(np.abs(r2 - o2).max(1) == 0, 1.0, 0.0))
+        cosines.extend(cos.tolist())
+        signal += float((ref**2).sum())
+        noise += float((diff**2).sum())
+        if ref.ndim == 2:
+            agree += int((ref.argmax(1) == out.argmax(1)).sum())
+            total += ref.shape[0]
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
+    cosine = float(min(cosines)) if cosines else 1.0
+    sqnr = _SQNR_CAP_DB if noise == 0 else min(_SQNR_CAP_DB, 10 * math.log10(signal / noise))
+    top1 = agree / total if total else 1.0
+    ok = cosine >= thresholds["cosine"] and top1 >= thresholds["top1_agreement"]
+    if not ok:
+        reason = (f"cosine {cosine:.6f} (need ≥ {thresholds['cosine']}), top-1 agreement "
+                  f"{top1:.3f} (need ≥ {thresholds['top1_agreement']})")
+    return ValidationReport(max_abs, max_rel, cosine, sqnr, top1, n_inputs, ok, runtime,
+                            thresholds, reason)
+
+
+def run_golden(fmt: str, runtime_name: str, model_path: str, inputs: dict[str, np.ndarray],
+               batch: int, threads: int | None) -> dict[str, np.ndarray]:
+    """Child-process body: verify the file, load it in the runtime, run the golden inputs."""
+    EXPORTERS.get(fmt).describe(Path(model_path))  # parse + safety checks before the runtime
+    session = RUNTIMES.get(runtime_name)().load(Path(model_path), threads)
+    n = next(iter(inputs.values())).shape[0]
+    chunks: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, batch):
+        outs = session.run({k: np.ascontiguousarray(v[start:start + batch])
+                            for k, v in inputs.items()})
+        for k, v in outs.items():
+            chunks.setdefault(k, []).append(np.asarray(v))
+    return {k: np.concatenate(v) for k, v in chunks.items()}
+
+
+def validate_artifact(artifact: Artifact, *, runtime: str | None = None,
+                      threads: int | None = None, timeout: float = 900.0) -> ValidationReport:
+    fmt = artifact.manifest.format
+    runtime_name = runtime or DEFAULT_RUNTIME.get(fmt)
+    if runtime_name is None:
+        raise UsageError(f"no runtime can validate format '{fmt}' here",
+                         hint="see `edgekit doctor`")
+    inputs, reference = artifact.load_golden()
+    batch = max(1, int(artifact.manifest.inputs[0].shape[0]))
+    got = run_isolated(run_golden, fmt, runtime_name, str(artifact.model_path), inputs, batch,
+                       threads, what=f"{runtime_name} running {artifact.manifest.file}",
+                       path=str(artifact.model_path), timeout=timeout)
+    # Outputs are matched by position: runtimes may rename them.
+    got_by_ref = dict(zip(reference, got.values(), strict=False))
+    return compare(reference, got_by_ref, quant=artifact.manifest.quant, runtime=runtime_name)

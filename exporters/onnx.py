@@ -1,0 +1,165 @@
+"""ONNX: torch.onnx dynamo exporter -> onnxscript optimizer -> onnx.checker (full_check).
+
+Static shapes (the batch is fixed at export). torch and onnx are imported inside methods so
+`describe` can run where only onnx is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
+
+from edgekit.artifact import TensorSpec
+from edgekit.errors import ArtifactError, ExportError
+from edgekit.exporter import ExportOptions, ExportResult
+
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32",
+                7: "int64", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64",
+                16: "bfloat16"}
+
+
+def _spec(value_info: Any, layout: str | None) -> TensorSpec:
+    t = value_info.type.tensor_type
+    shape = tuple(int(d.dim_value) if d.HasField("dim_value") else -1 for d in t.shape.dim)
+    return TensorSpec(value_info.name, shape, _ONNX_DTYPES.get(t.elem_type, str(t.elem_type)),
+                      layout)
+
+
+def _iter_graphs(graph: Any) -> Any:
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.g is not None and attr.HasField("g"):
+                yield from _iter_graphs(attr.g)
+            for g in attr.graphs:
+                yield from _iter_graphs(g)
+
+
+def check_external_data(model: Any, base_dir: Path) -> None:
+    """Refuse external-data locations outside the model's directory (CVE-2022-25882 class)."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    base = base_dir.resolve()
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != 1:  # TensorProto.EXTERNAL
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (base / location).resolve()
+        if (not location or os.path.isabs(location) or ".." in Path(location).parts
+                or base not in target.parents):
+            raise ArtifactError(
+                f"tensor '{tensor.name}' points its external data outside the model directory "
+                f"({location!r}); refused before reading", path=base,
+                hint="only load ONNX files whose external data lies beside them")
+
+
+class OnnxExporter:
+    format: ClassVar[str] = "onnx"
+    filename: ClassVar[str] = "model.onnx"
+
+    def export(self, model: Any, example: Any, options: ExportOptions, out_dir: Path
+               ) -> ExportResult:
+        import onnx
+        import onnxscript
+        import torch
+
+        path = out_dir / self.filename
+        with torch.no_grad():
+            reference = model(example)
+        n_out = len(reference) if isinstance(reference, (tuple, list)) else 1
+        output_names = [options.output_name] + [f"{options.output_name}_{i}"
+                                                for i in range(1, n_out)]
+        log = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(log):
+                program = torch.onnx.export(
+                    model, (example,), dynamo=True, opset_version=options.opset,
+                    input_names=[options.input_name], output_names=output_names,
+                    optimize=True, verbose=False)
+                assert program is not None
+                program.save(str(path))
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - converter errors are many types
+            raise ExportError(
+                f"torch.onnx (dynamo) could not export the model: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}",
+                hint="run with --debug for the converter's report; try another --opset") from exc
+        try:
+            onnx.checker.check_model(str(path), full_check=True)
+        except onnx.checker.ValidationError as exc:
+            raise ExportError(f"exported ONNX fails onnx.checker: {str(exc)[:300]}",
+                              path=path, hint="report the model; try another --opset") from exc
+        proto = onnx.load(str(path), load_external_data=False)
+        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        inputs = tuple(_spec(v, "NCHW") for v in proto.graph.input)
+        outputs = tuple(_spec(v, None) for v in proto.graph.output)
+        return ExportResult(
+            file=self.filename, inputs=inputs, outputs=outputs,
+            versions={"onnx": onnx.__version__, "onnxscript": onnxscript.__version__},
+            details={"opset": int(opset), "exporter": "torch.onnx dynamo + onnxscript optimizer",
+                     "ops": dict(Counter(n.op_type for n in proto.graph.node).most_common())})
+
+    @classmethod
+    def sniff(cls, path: Path) -> None:
+        if path.suffix != ".onnx":
+            raise ArtifactError(f"not an ONNX file (extension '{path.suffix}')", path=path,
+                                hint="pass a .onnx file or an artifact directory")
+        with open(path, "rb") as f:
+            head = f.read(2)
+        # A ModelProto starts with field 1 (ir_version, varint): tag byte 0x08.
+        if len(head) < 2 or head[0] != 0x08:
+            raise ArtifactError("not an ONNX file (no ModelProto header)", path=path,
+                                hint="check the file is an .onnx model and is complete")
+
+    @classmethod
+    def describe(cls, path: Path) -> dict[str, Any]:
+        import numpy as np
+        import onnx
+        from google.protobuf.message import DecodeError
+
+        cls.sniff(path)
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"not a readable ONNX model (truncated or corrupt: {exc})",
+                                path=path, hint="re-export it") from None
+        check_external_data(proto, path.parent)
+        try:
+            onnx.checker.check_model(str(path), full_check=False)
+        except (onnx.checker.ValidationError, ValueError) as exc:
+            raise ArtifactError(f"ONNX model fails onnx.checker ({str(exc)[:300]})", path=path,
+                                hint="re-export it") from None
+        ops: Counter[str] = Counter()
+        for graph in _iter_graphs(proto.graph):
+            ops.update(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                       for n in graph.node)
+        for fn in proto.functions:
+            ops.update(f"{fn.domain}.{n.op_type}" for n in fn.node)
+        dtypes: Counter[str] = Counter()
+        params = 0
+        for init in proto.graph.initializer:
+            dtypes[_ONNX_DTYPES.get(init.data_type, str(init.data_type))] += 1
+            params += int(np.prod(init.dims)) if len(init.dims) else 1
+        return {
+            "format": "onnx",
+            "file": str(path),
+            "size_bytes": path.stat().st_size,
+            "ir_version": proto.ir_version,
+            "opsets": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
+            "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+            "inputs": [vars_spec(_spec(v, None)) for v in proto.graph.input],
+            "outputs": [vars_spec(_spec(v, None)) for v in proto.graph.output],
+            "ops": dict(ops.most_common()),
+            "n_nodes": sum(ops.values()),
+            "initializer_dtypes": dict(dtypes.most_common()),
+            "params": params,
+        }
+
+
+def vars_spec(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype}

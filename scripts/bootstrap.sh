@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Sets up everything edgekit needs on a fresh Debian machine: system packages (when missing and
+# we are root), a .venv in the checkout, and the project installed editable with its extras.
+# Idempotent: a stamp keyed on pyproject.toml skips the pip step when nothing changed.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+PYTHON="${PYTHON:-python3}"
+VENV="$root/.venv"
+EXTRAS="${EDGEKIT_EXTRAS:-torch,onnx,dev}"
+
+# Debian packages the tests and later device/kernel work rely on (installed only when missing).
+APT_PACKAGES=(git)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    echo "bootstrap: missing Debian packages ${missing[*]}; install them with apt-get (as root)" >&2
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "bootstrap: creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+stamp="$VENV/.edgekit-installed"
+want="$(sha256sum pyproject.toml | cut -c1-16)-$EXTRAS"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "bootstrap: installing edgekit[$EXTRAS] into .venv (first time: a few minutes)"
+  # pip warns about every absent local index folder; keep the log readable.
+  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  "$VENV/bin/pip" install -q -e ".[$EXTRAS]" 2>&1 | grep -v "is ignored" || true
+  "$VENV/bin/python" -c "import edgekit, edgekit.exporters, edgekit.runtimes, edgekit.models" \
+    || { echo "bootstrap: edgekit failed to install" >&2; exit 1; }
+  echo "$want" > "$stamp"
+fi
