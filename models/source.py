@@ -74,15 +74,18 @@ def _create_factory(spec: str) -> tuple[str, Any]:
 
 def load_source(spec: str, *, weights: Path | None = None, seed: int = 0) -> ModelSource:
     """Build the model in eval mode with user weights, or live random weights."""
+    import torch
+
     from edgekit.models.live_weights import make_live
 
-    if ":" in spec:
-        if not _FACTORY.match(spec):
-            raise UsageError(f"'{spec}' is neither a timm name nor module:function",
-                             hint="e.g. `efficientformer_l1` or `mypkg.nets:build_model`")
-        name, model = _create_factory(spec)
-    else:
-        name, model = spec, _create_timm(spec)
+    if ":" in spec and not _FACTORY.match(spec):
+        raise UsageError(f"'{spec}' is neither a timm name nor module:function",
+                         hint="e.g. `efficientformer_l1` or `mypkg.nets:build_model`")
+    # Seed the constructor's init too, so "live-random" weights are reproducible from
+    # (model, seed, timm version) alone, without shipping them.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        name, model = _create_factory(spec) if ":" in spec else (spec, _create_timm(spec))
     if weights is not None:
         n = load_weights(model, Path(weights))
         info: dict[str, Any] = {"kind": "file", "path": str(Path(weights).resolve()),
@@ -90,8 +93,9 @@ def load_source(spec: str, *, weights: Path | None = None, seed: int = 0) -> Mod
     else:
         n = make_live(model, seed=seed)
         info = {"kind": "live-random", "seed": seed, "perturbed_tensors": n,
-                "note": "random init with every norm scale/shift, running statistic, layer "
-                        "scale and attention bias perturbed so no block folds away"}
+                "note": "torch.manual_seed(seed) init, then every norm scale/shift, running "
+                        "statistic, layer scale and attention bias perturbed so no block "
+                        "folds away"}
     model.eval()
     fam = family_of(name) if ":" not in spec else None
     info["family"] = fam.name if fam else None

@@ -28,9 +28,11 @@ PASSES.register("fold_layerscale", "edgekit.transforms.fold_layerscale:FoldLayer
 PASSES.register("bake_attention_bias", "edgekit.transforms.bake_attention_bias:BakeAttentionBias")
 
 # Order matters: dropout out of the way first so producers feed norms/scales directly; timm's own
-# hooks before our generic folds; LayerScale fold needs BN folded into the producer first.
-DEFAULT_PASSES = ("strip_dropout", "reparameterize", "fold_batchnorm", "fold_layerscale",
-                  "bake_attention_bias")
+# hooks before our generic folds; biases baked before any graph capture (timm caches gathered
+# biases on the module in eval mode, and a trace must not leave its value there); the LayerScale
+# fold needs BN already folded into the producer.
+DEFAULT_PASSES = ("strip_dropout", "reparameterize", "bake_attention_bias", "fold_batchnorm",
+                  "fold_layerscale")
 NO_REPARAM_PASSES = ("strip_dropout",)
 
 

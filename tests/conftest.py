@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "tests.tiny_models:tiny_convnet"
+
+# Subprocesses (CLI runs, spawned children) must import tests.tiny_models too.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real exported + validated ONNX artifact of the tiny model (seconds)."""
+    from edgekit.pipeline import ExportRequest, export_model
+
+    out = tmp_path_factory.mktemp("tiny")
+    (outcome,) = export_model(ExportRequest(model=TINY, out=out))
+    return outcome.artifact.path
+
+
+@pytest.fixture(scope="session")
+def real_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """EfficientFormer-L1 and LeViT-128S exported once per session (live weights)."""
+    from edgekit.pipeline import ExportRequest, export_model
+
+    out = tmp_path_factory.mktemp("real")
+    return {name: export_model(ExportRequest(model=name, out=out))[0].artifact.path
+            for name in ("efficientformer_l1", "levit_128s")}

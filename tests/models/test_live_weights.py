@@ -1,0 +1,37 @@
+import timm
+import torch
+from torch import nn
+
+from edgekit.models.live_weights import make_live
+
+
+def _constant(t: torch.Tensor) -> bool:
+    return bool((t == t.flatten()[0]).all())
+
+
+def test_every_norm_and_scale_is_perturbed_deterministically():
+    a = timm.create_model("efficientformer_l1")
+    b = timm.create_model("efficientformer_l1")
+    b.load_state_dict(a.state_dict())
+    assert make_live(a, seed=3) == make_live(b, seed=3) > 100
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(pa, pb), name
+    for name, module in a.named_modules():
+        if isinstance(module, (nn.BatchNorm2d, nn.LayerNorm)):
+            assert not _constant(module.weight), name
+        if isinstance(module, nn.BatchNorm2d):
+            assert not _constant(module.running_var), name
+    gammas = [p for n, p in a.named_parameters() if n.endswith("gamma")]
+    assert gammas and all(p.min() >= 0.2 for p in gammas)  # no 1e-5 LayerScale left
+
+
+def test_levit_residual_branches_are_live():
+    """Default init zeroes LeViT's residual BN gammas: blocks would fold away."""
+    model = timm.create_model("levit_128s")
+    zero_init = [m for m in model.modules()
+                 if isinstance(m, nn.BatchNorm1d) and float(m.weight.detach().abs().max()) == 0]
+    assert zero_init, "timm's init zeroes some residual-branch BN scales"
+    make_live(model)
+    assert all(float(m.weight.detach().abs().min()) >= 0.5 for m in zero_init)
+    biases = [p for n, p in model.named_parameters() if n.endswith("attention_biases")]
+    assert biases and all(p.abs().max() > 0 for p in biases)

@@ -1,0 +1,35 @@
+"""Registry-driven matrix: the smallest member of every family exports to every registered
+format and validates in its runtime. The largest members are `slow` (make test-all)."""
+
+import pytest
+
+from edgekit.exporter import EXPORTERS
+from edgekit.models.families import FAMILIES
+from edgekit.pipeline import IMPLEMENTED_QUANTS, ExportRequest, export_model
+
+SMALLEST = [FAMILIES.get(f).smallest for f in FAMILIES.list()]
+LARGEST = ["efficientformer_l7", "levit_384", "fastvit_sa36", "mobilevit_s", "repvit_m2_3",
+           "mobileone_s4", "efficientvit_b3", "nextvit_base"]
+FORMATS = [f for f in EXPORTERS.list() if "fp32" in IMPLEMENTED_QUANTS.get(f, ())]
+
+
+def _export_and_check(model, fmt, tmp_path):
+    (outcome,) = export_model(ExportRequest(model=model, formats=(fmt,), out=tmp_path,
+                                            n_golden=4))
+    v = outcome.validation
+    assert v is not None
+    assert v.validated, f"{model} {fmt}: {v.reason}"
+    assert v.cosine >= 0.99999 and v.top1_agreement == 1.0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("model", SMALLEST)
+def test_smallest_of_every_family(model, fmt, tmp_path):
+    _export_and_check(model, fmt, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("model", LARGEST)
+def test_large_members(model, fmt, tmp_path):
+    _export_and_check(model, fmt, tmp_path)

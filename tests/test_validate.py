@@ -1,0 +1,48 @@
+import math
+
+import numpy as np
+
+from edgekit.validate import compare
+
+
+def _ref(n=4, k=10, seed=0):
+    return {"logits": np.random.default_rng(seed).standard_normal((n, k)).astype(np.float32)}
+
+
+def test_identical_outputs_validate():
+    ref = _ref()
+    r = compare(ref, {"logits": ref["logits"].copy()}, quant="fp32", runtime="rt")
+    assert r.validated and r.max_abs == 0 and abs(r.cosine - 1.0) < 1e-12 and r.top1_agreement == 1.0
+    assert r.n_inputs == 4
+
+
+def test_small_noise_passes_fp32_but_large_fails():
+    ref = _ref()
+    rng = np.random.default_rng(1)
+    small = ref["logits"] + 1e-6 * rng.standard_normal(ref["logits"].shape)
+    assert compare(ref, {"logits": small}, quant="fp32", runtime="rt").validated
+    big = ref["logits"] + 0.5 * rng.standard_normal(ref["logits"].shape)
+    r = compare(ref, {"logits": big}, quant="fp32", runtime="rt")
+    assert not r.validated and "cosine" in r.reason
+    assert 0 < r.sqnr_db < 60
+
+
+def test_top1_flip_fails_fp32():
+    ref = {"logits": np.array([[1.0, 0.999999], [0.0, 1.0]], np.float32)}
+    got = {"logits": np.array([[0.999999, 1.0], [0.0, 1.0]], np.float32)}
+    r = compare(ref, got, quant="fp32", runtime="rt")
+    assert r.top1_agreement == 0.5 and not r.validated
+
+
+def test_nan_never_validates():
+    ref = _ref()
+    got = ref["logits"].copy()
+    got[1, 3] = np.nan
+    r = compare(ref, {"logits": got}, quant="fp32", runtime="rt")
+    assert not r.validated and "NaN" in r.reason and math.isnan(r.cosine)
+
+
+def test_shape_mismatch_and_missing_output_fail():
+    ref = _ref()
+    assert not compare(ref, {"logits": ref["logits"][:2]}, quant="fp32", runtime="rt").validated
+    assert not compare(ref, {}, quant="fp32", runtime="rt").validated

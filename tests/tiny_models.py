@@ -1,0 +1,49 @@
+"""Small real models for fast tests (`tests.tiny_models:tiny_convnet` as an edgekit MODEL)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CFG = {"input_size": (3, 32, 32), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+       "crop_pct": 1.0, "interpolation": "bilinear", "num_classes": 10}
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int, init: float = 1e-5) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class TinyConvNet(nn.Module):
+    """conv-BN-ReLU stem, a residual conv-BN branch, a token MLP with LayerScale, a head."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.pretrained_cfg = dict(CFG)
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16),
+                                  nn.ReLU())
+        self.branch_conv = nn.Conv2d(16, 16, 3, 1, 1, groups=4)
+        self.branch_bn = nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, 16)
+        self.ls = LayerScale(16)
+        self.drop = nn.Dropout(0.1)
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.branch_bn(self.branch_conv(x))
+        t = x.flatten(2).transpose(1, 2)  # (B, N, C)
+        t = t + self.ls(self.fc(t))
+        return self.head(self.drop(t.mean(1)))
+
+
+def tiny_convnet() -> nn.Module:
+    return TinyConvNet()
+
+
+def not_a_module() -> int:
+    return 3
