@@ -46,6 +46,17 @@ def _outputs(model: Any, inputs: Any) -> np.ndarray:
     return np.asarray(out.detach().float().cpu().numpy(), dtype=np.float64)
 
 
+def _max_abs_change(before: np.ndarray, after: np.ndarray) -> float:
+    """max|Δ| over finite outputs; NaN/Inf must stay exactly where they were. (A source model
+    that already outputs NaN is not the pass's fault: validation reports it.)"""
+    if after.shape != before.shape:
+        return float("inf")
+    finite = np.isfinite(before)
+    if not np.array_equal(finite, np.isfinite(after)):
+        return float("inf")
+    return float(np.abs(after - before)[finite].max()) if finite.any() else 0.0
+
+
 class DeployPipeline:
     """Runs passes in order; after each, max|Δ| on fixed inputs must stay within `rel_tol` of
     the output scale, else the pass is named in a TransformError."""
@@ -58,7 +69,8 @@ class DeployPipeline:
             on_pass: Callable[[str], None] | None = None) -> list[PassRecord]:
         records = []
         before = _outputs(model, check_inputs)
-        scale = max(float(np.abs(before).max()), 1e-12)
+        finite = before[np.isfinite(before)]
+        scale = max(float(np.abs(finite).max()) if finite.size else 0.0, 1e-12)
         for name in self.names:
             if on_pass:
                 on_pass(name)
@@ -73,7 +85,7 @@ class DeployPipeline:
                                           "passes, and report the model") from exc
             model.eval()
             after = _outputs(model, check_inputs)
-            max_abs = float(np.abs(after - before).max()) if after.shape == before.shape else np.inf
+            max_abs = _max_abs_change(before, after)
             max_rel = max_abs / scale
             if not np.isfinite(max_rel) or max_rel > self.rel_tol:
                 raise TransformError(

@@ -1,0 +1,73 @@
+"""The CLI contract: commands, --json shapes, exit codes, one-paragraph errors."""
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from edgekit.cli import cli
+from tests.conftest import TINY
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgekit.cli", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_models_json_lists_every_family():
+    res = CliRunner().invoke(cli, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    families = {r["family"] for r in rows}
+    assert {"efficientformer", "levit", "levit_conv", "mobileone", "nextvit"} <= families
+    assert any(r["model"] == "efficientformer_l1" and r["tested"] for r in rows)
+    assert not any(r["family"] == "levit" and r["model"].startswith("levit_conv") for r in rows)
+
+
+def test_doctor_reports_onnx_stack():
+    res = CliRunner().invoke(cli, ["doctor", "--json"])
+    assert res.exit_code == 0
+    report = json.loads(res.output)
+    assert {"name": "onnxruntime", "ok": True}.items() <= report["runtimes"][0].items()
+    assert all("fix" in t for t in report["tools"])
+
+
+def test_export_validate_inspect_round_trip(tmp_path):
+    res = run("export", TINY, "--to", "onnx", "--out", str(tmp_path), "--json")
+    assert res.returncode == 0, res.stderr
+    row = json.loads(res.stdout)  # stdout holds only the JSON document
+    art = tmp_path / "tiny_convnet.fp32.onnx"
+    assert row["artifact"] == str(art.resolve()) and row["validated"]
+    assert sorted(p.name for p in art.iterdir()) == ["golden.npz", "manifest.json", "model.onnx"]
+    assert row["passes"]["fold_batchnorm"] == 2 and row["passes"]["fold_layerscale"] == 1
+
+    res = run("validate", str(art), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["validated"] is True
+
+    res = run("inspect", str(art), "--json")
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert "BatchNormalization" not in info["ops"] and info["ops"]["Conv"] == 2
+    assert info["params"] > 1000 and info["passes"][0]["name"] == "strip_dropout"
+
+    res = run("inspect", str(art))
+    assert res.returncode == 0 and "ops:" in res.stdout
+
+
+def test_user_error_is_one_paragraph_without_traceback():
+    res = run("export", "efficentformer_l1", "--out", "/tmp/unused-edgekit")
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "unknown model 'efficentformer_l1'" in res.stderr
+    assert "did you mean efficientformer_l1" in res.stderr
+    res = run("--debug", "export", "efficentformer_l1", "--out", "/tmp/unused-edgekit")
+    assert res.returncode == 2 and "Traceback" in res.stderr
+
+
+def test_unimplemented_quant_is_an_honest_error(tmp_path):
+    res = CliRunner().invoke(cli, ["export", TINY, "--quant", "int8", "--out", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "not implemented for onnx" in res.output
+    assert not list(tmp_path.iterdir())
