@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from readme_section import replace_section
-
 from edgekit.models.families import FAMILIES, family_of, supported_models
 from edgekit.models.status import STATUS_FILE
+from readme_section import replace_section
 
 
 def run_one(name: str, out: Path, timeout: float) -> dict:

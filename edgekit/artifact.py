@@ -193,7 +193,8 @@ def load_golden(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
             inputs = {k[3:]: data[k] for k in data.files if k.startswith("in.")}
             outputs = {k[4:]: data[k] for k in data.files if k.startswith("out.")}
     except FileNotFoundError:
-        raise ArtifactError("golden.npz is missing", path=path, hint="re-export the artifact") from None
+        raise ArtifactError("golden.npz is missing", path=path,
+                            hint="re-export the artifact") from None
     except (ValueError, OSError) as exc:
         raise ArtifactError(f"golden.npz is unreadable ({exc})", path=path,
                             hint="re-export the artifact") from None

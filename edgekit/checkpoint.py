@@ -57,7 +57,7 @@ def _read_state_dict(path: Path) -> dict[str, Any]:
 
 
 def load_weights(model: Any, path: Path) -> int:
-    """Load a state dict into model strictly; names every missing, unexpected or mis-shaped tensor."""
+    """Load a state dict strictly; names every missing, unexpected or mis-shaped tensor."""
     import torch
 
     state = _read_state_dict(path)

@@ -58,7 +58,7 @@ def _views(img: Any, index: int) -> Any:
 
 
 def photo_batch(data_config: dict[str, Any], n: int) -> np.ndarray:
-    """n real photos (and variants) as float32 NCHW, preprocessed like the model's eval transform."""
+    """n real photos (and variants) as float32 NCHW, preprocessed by the model's eval transform."""
     from PIL import Image
     from timm.data import create_transform
 

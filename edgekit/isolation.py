@@ -58,7 +58,8 @@ def run_isolated(fn: Callable[..., R], *args: Any, what: str, path: str | None =
             else:
                 detail = f"exited with code {code} without a result"
             raise RuntimeCrash(f"{what} {detail} in the isolated child process", path=path,
-                               hint="the file is probably corrupt or crafted; re-export it") from None
+                               hint="the file is probably corrupt or crafted; re-export it"
+                               ) from None
     finally:
         parent_conn.close()
         proc.join(5)

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import edgekit
 from edgekit.artifact import (
     GOLDEN_NAME,

@@ -40,7 +40,8 @@ for _family in (
            "edgekit: conv-BN fold"),
     Family("repvit", ("repvit_*",), "repvit_m0_9", "timm fuse()"),
     Family("mobileone", ("mobileone_*",), "mobileone_s0", "timm reparameterize()"),
-    Family("nextvit", ("nextvit_*",), "nextvit_small", "timm reparameterize(); edgekit: conv-BN fold"),
+    Family("nextvit", ("nextvit_*",), "nextvit_small",
+           "timm reparameterize(); edgekit: conv-BN fold"),
 ):
     FAMILIES.register(_family.name, _family)
 

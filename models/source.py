@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.models.families import family_of, supported_models
+
 from edgekit.artifact import sha256_file
 from edgekit.checkpoint import load_weights
 from edgekit.errors import ModelNotFound, UsageError
-from edgekit.models.families import family_of, supported_models
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -75,7 +76,6 @@ def _create_factory(spec: str) -> tuple[str, Any]:
 def load_source(spec: str, *, weights: Path | None = None, seed: int = 0) -> ModelSource:
     """Build the model in eval mode with user weights, or live random weights."""
     import torch
-
     from edgekit.models.live_weights import make_live
 
     if ":" in spec and not _FACTORY.match(spec):

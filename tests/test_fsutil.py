@@ -69,5 +69,6 @@ def test_concurrent_writers_never_mix_files(tmp_path):
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    assert (final / "manifest").read_text() == hashlib.sha256((final / "model").read_bytes()).hexdigest()
+    digest = hashlib.sha256((final / "model").read_bytes()).hexdigest()
+    assert (final / "manifest").read_text() == digest
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

@@ -16,7 +16,8 @@ from torch import nn
 
 
 def _baked_attention_biases(self: nn.Module, device: torch.device) -> torch.Tensor:
-    return self.attention_bias_baked  # type: ignore[no-any-return]
+    baked: torch.Tensor = self.get_buffer("attention_bias_baked")
+    return baked
 
 
 class BakeAttentionBias:
@@ -37,7 +38,8 @@ class BakeAttentionBias:
                 module.attention_bias_baked = gathered
             else:
                 module.register_buffer("attention_bias_baked", gathered, persistent=False)
-            module.get_attention_biases = types.MethodType(_baked_attention_biases, module)
+            setattr(module, "get_attention_biases",  # noqa: B010 - typed instance override
+                    types.MethodType(_baked_attention_biases, module))
             cache = getattr(module, "attention_bias_cache", None)
             if isinstance(cache, dict):
                 cache.clear()

@@ -8,9 +8,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from edgekit.models.source import load_source
 
 from edgekit.artifact import Artifact
-from edgekit.models.source import load_source
 
 
 @pytest.mark.parametrize("name", ["efficientformer_l1", "levit_128s"])

@@ -1,8 +1,7 @@
 import timm
 import torch
-from torch import nn
-
 from edgekit.models.live_weights import make_live
+from torch import nn
 
 
 def _constant(t: torch.Tensor) -> bool:

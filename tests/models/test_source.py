@@ -1,8 +1,8 @@
 import pytest
-
-from edgekit.errors import ModelNotFound, UsageError
 from edgekit.models.families import FAMILIES, family_of, supported_models
 from edgekit.models.source import load_source
+
+from edgekit.errors import ModelNotFound, UsageError
 
 
 def test_families_cover_the_product_list():

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+from edgekit.runtimes.onnxruntime import OnnxRuntime
 
 from edgekit.artifact import Artifact
 from edgekit.errors import InputMismatch
-from edgekit.runtimes.onnxruntime import OnnxRuntime
 
 
 def test_runs_and_checks_inputs(tiny_artifact):
@@ -13,7 +13,8 @@ def test_runs_and_checks_inputs(tiny_artifact):
     out = sess.run({"input": inputs["input"][:1]})
     assert out["logits"].shape == (1, 10)
     np.testing.assert_allclose(out["logits"], outputs["logits"][:1], rtol=1e-4, atol=1e-5)
-    with pytest.raises(InputMismatch, match=r"expected shape \(1, 3, 32, 32\), given \(1, 32, 32, 3\)"):
+    nhwc = r"expected shape \(1, 3, 32, 32\), given \(1, 32, 32, 3\)"
+    with pytest.raises(InputMismatch, match=nhwc):
         sess.run({"input": np.zeros((1, 32, 32, 3), np.float32)})
     with pytest.raises(InputMismatch, match="expected dtype float32"):
         sess.run({"input": np.zeros((1, 3, 32, 32), np.float64)})

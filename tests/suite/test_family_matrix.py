@@ -2,9 +2,9 @@
 format and validates in its runtime. The largest members are `slow` (make test-all)."""
 
 import pytest
+from edgekit.models.families import FAMILIES
 
 from edgekit.exporter import EXPORTERS
-from edgekit.models.families import FAMILIES
 from edgekit.pipeline import IMPLEMENTED_QUANTS, ExportRequest, export_model
 
 SMALLEST = [FAMILIES.get(f).smallest for f in FAMILIES.list()]

@@ -1,5 +1,4 @@
 import torch
-
 from edgekit.models.live_weights import make_live
 
 
