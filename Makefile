@@ -12,13 +12,13 @@ setup:
 run: setup
 	$(VENV)/bin/edgekit export $(MODEL) --to onnx --out $(OUT)
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q
 
 test-all: setup
 	$(PY) -m pytest -q -m "not device and not macos"
 
-lint: setup
+lint:
 	$(VENV)/bin/ruff check edgekit exporters runtimes models tests bench
 	$(VENV)/bin/mypy edgekit
 

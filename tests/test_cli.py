@@ -71,3 +71,14 @@ def test_unimplemented_quant_is_an_honest_error(tmp_path):
     assert res.exit_code == 2
     assert "not implemented for onnx" in res.output
     assert not list(tmp_path.iterdir())
+
+
+def test_opset_and_batch_options(tmp_path):
+    res = CliRunner().invoke(cli, ["export", TINY, "--opset", "18", "--batch", "2", "--golden",
+                                   "3", "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((tmp_path / "tiny_convnet.fp32.onnx/manifest.json").read_text())
+    assert manifest["exporter"]["opset"] == 18 and manifest["exporter"]["batch"] == 2
+    assert manifest["inputs"][0]["shape"] == [2, 3, 32, 32]
+    assert manifest["validation"]["n_inputs"] == 4  # rounded up to whole batches
+    assert manifest["validation"]["validated"] is True
