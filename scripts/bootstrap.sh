@@ -35,9 +35,14 @@ stamp="$VENV/.edgekit-installed"
 want="$(sha256sum pyproject.toml | cut -c1-16)-$EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing edgekit[$EXTRAS] into .venv (first time: a few minutes)"
-  # pip warns about every absent local index folder; keep the log readable.
-  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-  "$VENV/bin/pip" install -q -e ".[$EXTRAS]" 2>&1 | grep -v "is ignored" || true
+  # pip's chatter (absent local index folders, setuptools notices) goes to a log shown on failure.
+  log="$VENV/pip-install.log"
+  if ! { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e ".[$EXTRAS]"; } \
+      >"$log" 2>&1; then
+    grep -v "is ignored" "$log" | tail -n 40 >&2
+    echo "bootstrap: pip install failed (full log: $log)" >&2
+    exit 1
+  fi
   "$VENV/bin/python" -c "import edgekit, edgekit.exporters, edgekit.runtimes, edgekit.models" \
     || { echo "bootstrap: edgekit failed to install" >&2; exit 1; }
   echo "$want" > "$stamp"
