@@ -47,8 +47,11 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--only", default="*")
     ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument("--readme-only", action="store_true",
+                    help="rewrite the README table from models/status.json, export nothing")
     args = ap.parse_args()
-    names = [n for n in supported_models() if fnmatch.fnmatch(n, args.only)]
+    names = [] if args.readme_only else [n for n in supported_models()
+                                         if fnmatch.fnmatch(n, args.only)]
     previous = json.loads(STATUS_FILE.read_text())["models"] if STATUS_FILE.exists() else []
     rows = {r["model"]: r for r in previous}
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +67,7 @@ def main() -> None:
             STATUS_FILE.write_text(json.dumps(
                 {"generated": dt.date.today().isoformat(), "command": "bench/export_all_models.py",
                  "models": sorted(rows.values(), key=lambda r: r["model"])}, indent=1) + "\n")
-    if args.update_readme:
+    if args.update_readme or args.readme_only:
         ordered = sorted(rows.values(), key=lambda r: (r.get("family") or "", r["model"]))
         lines = ["| family | model | ONNX fp32 | cosine vs timm | size MB | export+validate s |",
                  "| --- | --- | --- | --- | --- | --- |"]

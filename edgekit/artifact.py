@@ -50,7 +50,7 @@ class ValidationReport:
     sqnr_db: float
     top1_agreement: float
     n_inputs: int
-    validated: bool
+    validated: bool | str  # True/False, or a qualified state like "structure-only (...)"
     runtime: str
     thresholds: dict[str, float] = field(default_factory=dict)
     reason: str = ""

@@ -161,17 +161,26 @@ def _split_formats(value: str) -> tuple[str, ...]:
 @click.option("--golden", "n_golden", type=int, default=8, show_default=True,
               help="Validation inputs (real photos + 25 % seeded noise).")
 @click.option("--threads", type=int, default=None, help="Runtime threads for validation.")
+@click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default="nchw",
+              show_default=True, help="Image input layout of the file (nhwc: TFLite).")
+@click.option("--compute-precision", type=click.Choice(["fp16", "fp32"]), default=None,
+              help="Core ML compute precision (default: follows --quant).")
+@click.option("--deployment-target", default="iOS17", show_default=True,
+              help="Core ML minimum deployment target (iOS16, iOS17, iOS18, macOS14, ...).")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even if validation fails.")
 @click.option("--json", "as_json", is_flag=True)
 def export(model: str, to: str, quant: str, weights: Path | None, out: Path, opset: int | None,
            batch: int, no_reparam: bool, seed: int, n_golden: int, threads: int | None,
+           layout: str, compute_precision: str | None, deployment_target: str,
            allow_mismatch: bool, as_json: bool) -> None:
     """Export MODEL (timm name or module:function) to device formats, validated."""
     from edgekit.pipeline import ExportRequest, export_model, summarize
 
     req = ExportRequest(model=model, formats=_split_formats(to), quant=quant, out=out,
                         weights=weights, opset=opset, batch=batch, reparam=not no_reparam,
-                        seed=seed, n_golden=n_golden, threads=threads)
+                        seed=seed, n_golden=n_golden, threads=threads, layout=layout,
+                        compute_precision=compute_precision,
+                        deployment_target=deployment_target)
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
         outcomes = export_model(req, on_step=step)
     rows = [summarize(o) for o in outcomes]
@@ -179,7 +188,7 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
         _emit_json(rows if len(rows) > 1 else rows[0])
     else:
         _print_summary(rows)
-    failed = [r for r in rows if not r["validated"]]
+    failed = [r for r in rows if not r["ok"]]
     if failed and not allow_mismatch:
         raise ValidationFailed(
             "; ".join(f"{r['format']}: {r['reason']}" for r in failed)
@@ -187,16 +196,75 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
             path=failed[0]["artifact"], hint="inspect it, or pass --allow-mismatch to accept")
 
 
+def _fmt(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+
 def _print_summary(rows: list[dict[str, Any]]) -> None:
+    """One table: format, size, seconds, validated, cosine, max-rel, delegated-op share."""
+    header = f"{'format':<11}{'size MB':>9}{'export s':>10}  {'validated':<14}{'cosine':>11}" \
+             f"{'max-rel':>10}{'delegated':>11}"
+    click.echo(header)
     for r in rows:
-        state = "validated" if r["validated"] else f"NOT VALIDATED ({r['reason']})"
-        click.echo(f"{r['artifact']}: {state}")
-        click.echo(f"  {r['format']} {r['quant']}, {r['size_mb']:.2f} MB, exported+validated in "
-                   f"{r['export_s']:.1f} s")
-        click.echo(f"  vs timm fp32: cosine {r['cosine']:.7f}, max-rel {r['max_rel']:.2e}, "
-                   f"top-1 agreement {r['top1_agreement']:.0%}, SQNR {r['sqnr_db']:.1f} dB")
-        click.echo("  passes: " + (", ".join(f"{k} {v}" for k, v in r["passes"].items() if v)
-                                   or "none"))
+        state = "yes" if r["validated"] is True else "structure" if r["ok"] else "NO"
+        share = r.get("delegated_share")
+        click.echo(f"{r['format']:<11}{r['size_mb']:>9.2f}{r['export_s']:>10.1f}  {state:<14}"
+                   f"{_fmt(r['cosine'], '.7f'):>11}{_fmt(r['max_rel'], '.1e'):>10}"
+                   f"{_fmt(share, '.0%') if share is not None else 'n/a':>11}")
+    for r in rows:
+        click.echo(f"  {r['artifact']}")
+        if r["validated"] is not True:
+            click.echo(f"    {r['validated'] if r['ok'] else 'NOT VALIDATED'}"
+                       f"{': ' + r['reason'] if r['reason'] else ''}")
+        if r.get("not_delegated"):
+            left = ", ".join(f"{k}×{v}" for k, v in list(r["not_delegated"].items())[:6])
+            click.echo(f"    not delegated: {left}")
+    passes = rows[0]["passes"] if rows else {}
+    click.echo("passes: " + (", ".join(f"{k} {v}" for k, v in passes.items() if v) or "none"))
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--to", "to", default="all", show_default=True,
+              help="Format(s): onnx, a comma list, or all.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None)
+@click.option("--no-reparam", is_flag=True, help="Check the graph without deploy passes.")
+@click.option("--json", "as_json", is_flag=True)
+def check(model: str, to: str, weights: Path | None, no_reparam: bool, as_json: bool) -> None:
+    """Pre-flight: ops each target cannot lower, and ops that fall back outside its delegate."""
+    import torch
+
+    from edgekit.check import check_model
+    from edgekit.models.source import load_source
+    from edgekit.transforms.base import DEFAULT_PASSES, NO_REPARAM_PASSES, DeployPipeline
+
+    formats = _split_formats(to)
+    with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
+        step(f"loading {model}")
+        source = load_source(model, weights=weights)
+        example = torch.randn(1, *source.input_size)
+        step("deploy passes")
+        DeployPipeline(NO_REPARAM_PASSES if no_reparam else DEFAULT_PASSES).run(
+            source.model, torch.cat([example, example]))
+        step(f"checking {', '.join(formats)}")
+        results = check_model(source.model, example, formats)
+    if as_json:
+        _emit_json([r.to_dict() for r in results])
+    else:
+        for r in results:
+            state = "ok" if r.ok else "WOULD FAIL"
+            click.echo(f"{r.format:<11} {state:<11} {sum(r.ops.values())} ops")
+            if r.unsupported:
+                click.echo("  no lowering: " + ", ".join(f"{k}×{v}"
+                                                         for k, v in r.unsupported.items()))
+            if r.fallback:
+                click.echo("  outside the delegate: " + ", ".join(
+                    f"{k}×{v}" for k, v in list(r.fallback.items())[:8]))
+            if r.note:
+                click.echo(f"  ({r.note})")
+    if any(not r.ok for r in results):
+        ctx = click.get_current_context()
+        ctx.exit(1)
 
 
 @cli.command()

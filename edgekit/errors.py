@@ -7,6 +7,15 @@ Each error names the stage that failed, the file involved and how to fix it; the
 from __future__ import annotations
 
 import os
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of a third-party error, without terminal colour codes."""
+    text = _ANSI.sub("", str(exc)).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 class EdgekitError(Exception):
@@ -28,6 +37,9 @@ class EdgekitError(Exception):
         self.hint = hint
         if stage is not None:
             self.stage = stage
+
+    def __str__(self) -> str:
+        return self.message
 
     def render(self) -> str:
         where = f" [{self.path}]" if self.path else ""

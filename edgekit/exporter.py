@@ -16,6 +16,9 @@ class ExportOptions:
     opset: int | None = None  # ONNX opset; None = exporter default
     input_name: str = "input"
     output_name: str = "logits"
+    layout: str = "nchw"  # image input layout of the file: nchw, or nhwc (TFLite)
+    compute_precision: str = "fp32"  # Core ML: fp16 or fp32
+    deployment_target: str = "iOS17"  # Core ML minimum deployment target
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class Exporter(Protocol):
         ...
 
     @classmethod
+    def check(cls, exported: Any) -> Any:
+        """Pre-flight op support (an edgekit.check.Support) for a torch.export program."""
+        ...
+
+    @classmethod
     def sniff(cls, path: Path) -> None:
         """Raise ArtifactError unless `path` looks like this format (cheap, no parsing)."""
         ...
@@ -50,6 +58,10 @@ class Exporter(Protocol):
 
 EXPORTERS: Registry[type[Exporter]] = Registry("exporter")
 EXPORTERS.register("onnx", "edgekit.exporters.onnx:OnnxExporter", extra="onnx")
+EXPORTERS.register("tflite", "edgekit.exporters.tflite:TFLiteExporter", extra="tflite")
+EXPORTERS.register("executorch", "edgekit.exporters.executorch:ExecuTorchExporter",
+                   extra="executorch")
+EXPORTERS.register("coreml", "edgekit.exporters.coreml:CoreMLExporter", extra="coreml")
 
 SUFFIX_TO_FORMAT = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch",
                     ".mlpackage": "coreml"}

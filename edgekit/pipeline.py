@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import edgekit
 from edgekit.artifact import (
     GOLDEN_NAME,
@@ -28,7 +30,8 @@ from edgekit.artifact import (
     save_golden,
     sha256_path,
 )
-from edgekit.errors import UsageError
+from edgekit.check import check_model
+from edgekit.errors import ExportError, UsageError
 from edgekit.exporter import EXPORTERS, ExportOptions
 from edgekit.fsutil import atomic_directory, child_path, safe_component
 from edgekit.runtime import DEFAULT_RUNTIME, RUNTIMES
@@ -36,7 +39,10 @@ from edgekit.transforms.base import DEFAULT_PASSES, NO_REPARAM_PASSES, DeployPip
 from edgekit.validate import validate_artifact
 
 # Which quantization modes each format implements today (grows with the quant issues).
-IMPLEMENTED_QUANTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32",)}
+IMPLEMENTED_QUANTS: dict[str, tuple[str, ...]] = {
+    "onnx": ("fp32",), "tflite": ("fp32",), "executorch": ("fp32",), "coreml": ("fp32", "fp16")}
+# Input layouts a format's exporter can produce (NHWC: what mobile camera pipelines feed).
+LAYOUTS: dict[str, tuple[str, ...]] = {"tflite": ("nchw", "nhwc")}
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,9 @@ class ExportRequest:
     seed: int = 0
     n_golden: int = 8
     threads: int | None = None
+    layout: str = "nchw"
+    compute_precision: str | None = None  # Core ML; default follows --quant
+    deployment_target: str = "iOS17"
 
 
 @dataclass
@@ -74,6 +83,10 @@ def _check_request(req: ExportRequest) -> None:
             raise UsageError(
                 f"--quant {req.quant} is not implemented for {fmt} in this edgekit version",
                 hint=f"use --quant {' or '.join(IMPLEMENTED_QUANTS.get(fmt, ('fp32',)))}")
+    if req.layout != "nchw" and not any(req.layout in LAYOUTS.get(f, ("nchw",))
+                                        for f in req.formats):
+        raise UsageError(f"--layout {req.layout} is not available for {', '.join(req.formats)}",
+                         hint="NHWC input is available for --to tflite")
     if req.batch < 1 or req.batch > 256:
         raise UsageError(f"--batch {req.batch} is out of range", hint="use 1..256")
     if req.n_golden < 1:
@@ -127,21 +140,36 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
         runtime_name = DEFAULT_RUNTIME[fmt]
         runtime_cls = RUNTIMES.get(runtime_name)
         on_step(f"exporting {fmt}")
+        layout = req.layout if req.layout in LAYOUTS.get(fmt, ("nchw",)) else "nchw"
+        options = ExportOptions(opset=req.opset, layout=layout,
+                                compute_precision=req.compute_precision or req.quant,
+                                deployment_target=req.deployment_target)
+        on_step(f"checking {fmt} op support")
+        (support,) = check_model(model, golden[: req.batch], (fmt,))
         with atomic_directory(finals[fmt]) as tmp:
             # Every export flow gets a fresh copy: converters may mutate the module.
-            result = exporter.export(copy.deepcopy(model), golden[: req.batch],
-                                     ExportOptions(opset=req.opset), tmp)
-            save_golden(tmp / GOLDEN_NAME, {result.inputs[0].name: golden.numpy()},
+            try:
+                result = exporter.export(copy.deepcopy(model), golden[: req.batch], options, tmp)
+            except ExportError as exc:
+                if support.unsupported:
+                    exc.message += (f"; ops without a {fmt} lowering: " + ", ".join(
+                        f"{op}×{n}" for op, n in support.unsupported.items()))
+                raise
+            golden_in = golden.numpy()
+            if result.inputs[0].layout == "NHWC":
+                golden_in = np.ascontiguousarray(golden_in.transpose(0, 2, 3, 1))
+            save_golden(tmp / GOLDEN_NAME, {result.inputs[0].name: golden_in},
                         {result.outputs[0].name: reference})
             manifest = Manifest(
                 format=fmt, file=result.file, sha256=sha256_path(tmp / result.file),
-                size_bytes=(tmp / result.file).stat().st_size, model=source.name,
+                size_bytes=_size(tmp / result.file), model=source.name,
                 weights=source.weights, quant=req.quant, inputs=result.inputs,
                 outputs=result.outputs, passes=tuple(passes),
                 versions=_versions({**result.versions, runtime_name: runtime_cls.version()}),
                 preprocessing=source.data_config,
                 exporter={"format": fmt, "batch": req.batch, "reparam": req.reparam,
-                          "spec": source.spec, **result.details},
+                          "spec": source.spec, **result.details,
+                          "support": support.to_dict()},
                 created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
             (tmp / MANIFEST_NAME).write_text(manifest.to_json())
             on_step(f"validating {fmt} in {runtime_name}")
@@ -154,15 +182,30 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
     return outcomes
 
 
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def passed(report: ValidationReport | None) -> bool:
+    """Validated, or as validated as this platform allows (Core ML structure on Linux)."""
+    return report is not None and report.validated is not False
+
+
 def summarize(outcome: ExportOutcome) -> dict[str, Any]:
     m = outcome.artifact.manifest
     v = m.validation
+    delegation = m.exporter.get("delegation") or {}
     return {
         "artifact": str(outcome.artifact.path),
         "format": m.format, "model": m.model, "quant": m.quant,
         "size_mb": round(m.size_bytes / 2**20, 3), "export_s": round(outcome.seconds, 2),
         "passes": {p.name: p.changed for p in m.passes},
-        "validated": bool(v and v.validated),
+        "validated": v.validated if v else False,
+        "ok": passed(v),
+        "delegated_share": delegation.get("share"),
+        "not_delegated": delegation.get("not_delegated"),
         "cosine": v.cosine if v else None, "max_rel": v.max_rel if v else None,
         "top1_agreement": v.top1_agreement if v else None,
         "sqnr_db": v.sqnr_db if v else None, "reason": v.reason if v else "",

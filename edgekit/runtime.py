@@ -29,6 +29,11 @@ class Runtime(Protocol):
 
 RUNTIMES: Registry[type[Runtime]] = Registry("runtime")
 RUNTIMES.register("onnxruntime", "edgekit.runtimes.onnxruntime:OnnxRuntime", extra="onnx")
+RUNTIMES.register("litert", "edgekit.runtimes.litert:LiteRtRuntime", extra="tflite")
+RUNTIMES.register("executorch", "edgekit.runtimes.executorch:ExecuTorchRuntime",
+                  extra="executorch")
+RUNTIMES.register("coreml", "edgekit.runtimes.coreml:CoreMLRuntime", extra="coreml")
 
 # Which runtime validates/benchmarks a format by default (no import needed to decide).
-DEFAULT_RUNTIME = {"onnx": "onnxruntime"}
+DEFAULT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch",
+                   "coreml": "coreml"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.artifact import Artifact, ValidationReport
-from edgekit.errors import UsageError
+from edgekit.errors import MissingDependency, UsageError
 from edgekit.exporter import EXPORTERS
 from edgekit.isolation import run_isolated
 from edgekit.runtime import DEFAULT_RUNTIME, RUNTIMES
@@ -25,6 +25,7 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "int-only": {"cosine": 0.98, "top1_agreement": 0.8},
 }
 _SQNR_CAP_DB = 300.0
+STRUCTURE_ONLY = "structure-only (numerics need macOS)"
 
 
 def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], *, quant: str,
@@ -104,6 +105,22 @@ def validate_artifact(artifact: Artifact, *, runtime: str | None = None,
     if runtime_name is None:
         raise UsageError(f"no runtime can validate format '{fmt}' here",
                          hint="see `edgekit doctor`")
+    runtime_cls = RUNTIMES.get(runtime_name)
+    if not runtime_cls.available():
+        exporter = EXPORTERS.get(fmt)
+        verify = getattr(exporter, "verify_structure", None)
+        if verify is None:
+            raise MissingDependency(f"runtime {runtime_name} is not available here",
+                                    path=artifact.path, hint="see `edgekit doctor`")
+        m = artifact.manifest
+        problem = run_isolated(verify, artifact.model_path, m.inputs, m.outputs,
+                               m.exporter.get("deployment_target", "iOS17"),
+                               what=f"checking {m.file}", path=str(artifact.model_path),
+                               timeout=timeout)
+        nan = math.nan
+        return ValidationReport(nan, nan, nan, nan, nan, 0,
+                                False if problem else STRUCTURE_ONLY, runtime_name,
+                                {}, reason=problem)
     inputs, reference = artifact.load_golden()
     batch = max(1, int(artifact.manifest.inputs[0].shape[0]))
     got = run_isolated(run_golden, fmt, runtime_name, str(artifact.model_path), inputs, batch,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edgekit.artifact import TensorSpec
-from edgekit.errors import ArtifactError, ExportError
+from edgekit.errors import ArtifactError, ExportError, first_line
 from edgekit.exporter import ExportOptions, ExportResult
 
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32",
@@ -87,7 +87,7 @@ class OnnxExporter:
         except Exception as exc:  # noqa: BLE001 - converter errors are many types
             raise ExportError(
                 f"torch.onnx (dynamo) could not export the model: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}",
+                f"{first_line(exc)}",
                 hint="run with --debug for the converter's report; try another --opset") from exc
         try:
             onnx.checker.check_model(str(path), full_check=True)
@@ -103,6 +103,22 @@ class OnnxExporter:
             versions={"onnx": onnx.__version__, "onnxscript": onnxscript.__version__},
             details={"opset": int(opset), "exporter": "torch.onnx dynamo + onnxscript optimizer",
                      "ops": dict(Counter(n.op_type for n in proto.graph.node).most_common())})
+
+    @classmethod
+    def check(cls, exported: Any) -> Any:
+        """Ops with no torchlib translation after torch.onnx's own decompositions."""
+        from torch.onnx._internal.exporter import _decomp, _registration
+
+        from edgekit.check import Support, call_targets, histogram, op_name
+
+        registry = _registration.ONNXRegistry.from_torchlib()
+        table = _decomp.create_onnx_friendly_decomposition_table(
+            set(_decomp.get_onnx_implemented_overloads(registry)))
+        decomposed = exported.run_decompositions(table)
+        targets = list(call_targets(decomposed.graph_module))
+        missing = Counter(op_name(t) for t in targets if not registry.is_registered(t))
+        return Support("onnx", dict(histogram(targets).most_common()), dict(missing),
+                       note="ONNX Runtime's CPU EP runs every standard op")
 
     @classmethod
     def sniff(cls, path: Path) -> None:

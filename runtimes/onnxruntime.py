@@ -6,8 +6,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from edgekit.runtimes.checks import check_inputs
 
-from edgekit.errors import ArtifactError, InputMismatch
+from edgekit.errors import ArtifactError
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int32)": "int32",
+              "tensor(int64)": "int64", "tensor(bool)": "bool"}
 
 
 class OnnxRuntimeSession:
@@ -25,27 +30,13 @@ class OnnxRuntimeSession:
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise ArtifactError(f"onnxruntime cannot load the model ({str(exc)[:300]})",
                                 path=path, hint="re-export it; the file may be corrupt") from None
-        self.inputs = {i.name: (i.shape, i.type) for i in self._sess.get_inputs()}
+        self.inputs = {i.name: (tuple(d if isinstance(d, int) else -1 for d in i.shape),
+                                _ORT_TYPES.get(i.type, i.type))
+                       for i in self._sess.get_inputs()}
         self.output_names = [o.name for o in self._sess.get_outputs()]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for name, (shape, type_) in self.inputs.items():
-            if name not in inputs:
-                raise InputMismatch(f"missing input '{name}'; given {sorted(inputs)}",
-                                    hint=f"feed '{name}' with shape {shape}")
-            given = inputs[name]
-            want_dtype = type_.removeprefix("tensor(").removesuffix(")")
-            want_dtype = {"float": "float32", "double": "float64"}.get(want_dtype, want_dtype)
-            static = [d if isinstance(d, int) else -1 for d in shape]
-            if len(static) != given.ndim or any(
-                    d != -1 and d != g for d, g in zip(static, given.shape, strict=False)):
-                raise InputMismatch(
-                    f"input '{name}': expected shape {tuple(shape)}, given {tuple(given.shape)}",
-                    hint="check batch size and layout (NCHW vs NHWC)")
-            if str(given.dtype) != want_dtype:
-                raise InputMismatch(
-                    f"input '{name}': expected dtype {want_dtype}, given {given.dtype}",
-                    hint=f"cast the input to {want_dtype}")
+        check_inputs(self.inputs, inputs)
         outs = self._sess.run(self.output_names, inputs)
         return dict(zip(self.output_names, outs, strict=True))
 

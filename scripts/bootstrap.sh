@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 PYTHON="${PYTHON:-python3}"
 VENV="$root/.venv"
-EXTRAS="${EDGEKIT_EXTRAS:-torch,onnx,dev}"
+EXTRAS="${EDGEKIT_EXTRAS:-torch,onnx,tflite,executorch,coreml,dev}"
 
 # Debian packages the tests and later device/kernel work rely on (installed only when missing).
 APT_PACKAGES=(git)

@@ -26,11 +26,18 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return outcome.artifact.path
 
 
+REAL_MODELS = ("efficientformer_l1", "levit_128s")
+ALL_FORMATS = ("onnx", "tflite", "executorch", "coreml")
+
+
 @pytest.fixture(scope="session")
-def real_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """EfficientFormer-L1 and LeViT-128S exported once per session (live weights)."""
+def real_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
+    """EfficientFormer-L1 and LeViT-128S exported `--to all` once per session (live weights)."""
     from edgekit.pipeline import ExportRequest, export_model
 
     out = tmp_path_factory.mktemp("real")
-    return {name: export_model(ExportRequest(model=name, out=out))[0].artifact.path
-            for name in ("efficientformer_l1", "levit_128s")}
+    artifacts = {}
+    for name in REAL_MODELS:
+        for o in export_model(ExportRequest(model=name, formats=ALL_FORMATS, out=out)):
+            artifacts[(name, o.artifact.manifest.format)] = o.artifact.path
+    return artifacts

@@ -16,8 +16,8 @@ def test_wheel_has_no_generic_top_level_packages(tmp_path):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"edgekit"}
     for module in ("edgekit/exporters/onnx.py", "edgekit/runtimes/onnxruntime.py",
-                   "edgekit/models/families.py", "edgekit/models/status.json", "edgekit/transforms/fold_batchnorm.py",
-                   "edgekit/cli.py"):
+                   "edgekit/models/families.py", "edgekit/models/status.json",
+                   "edgekit/transforms/fold_batchnorm.py", "edgekit/cli.py"):
         assert module in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "edgekit = edgekit.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()

@@ -15,7 +15,7 @@ from edgekit.artifact import Artifact
 
 @pytest.mark.parametrize("name", ["efficientformer_l1", "levit_128s"])
 def test_artifact_matches_timm_fp32_in_onnxruntime(real_artifacts, name):
-    art = Artifact.open(real_artifacts[name])
+    art = Artifact.open(real_artifacts[name, "onnx"])
     m = art.manifest
     assert m.validation is not None and m.validation.validated
     assert m.weights["kind"] == "live-random"
@@ -34,7 +34,7 @@ def test_artifact_matches_timm_fp32_in_onnxruntime(real_artifacts, name):
 
 @pytest.mark.parametrize("name", ["efficientformer_l1", "levit_128s"])
 def test_no_batchnorm_and_no_attention_bias_gather(real_artifacts, name):
-    proto = onnx.load(str(Artifact.open(real_artifacts[name]).model_path))
+    proto = onnx.load(str(Artifact.open(real_artifacts[name, "onnx"]).model_path))
     ops = Counter(n.op_type for n in proto.graph.node)
     for fn in proto.functions:
         ops.update(n.op_type for n in fn.node)
@@ -44,7 +44,7 @@ def test_no_batchnorm_and_no_attention_bias_gather(real_artifacts, name):
 
 
 def test_manifest_records_passes_versions_and_specs(real_artifacts):
-    m = Artifact.open(real_artifacts["levit_128s"]).manifest
+    m = Artifact.open(real_artifacts["levit_128s", "onnx"]).manifest
     names = [p.name for p in m.passes]
     assert names[:3] == ["strip_dropout", "reparameterize", "bake_attention_bias"]
     assert all(p.max_rel < 1e-4 for p in m.passes)

@@ -1,0 +1,177 @@
+"""ExecuTorch: torch.export -> to_edge_transform_and_lower(XNNPACK partitioner) -> to_executorch
+-> model.pte. Delegated vs portable-kernel ops are recorded from get_delegation_info."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import operator
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
+
+from edgekit.artifact import TensorSpec
+from edgekit.errors import ArtifactError, ExportError, first_line
+from edgekit.exporter import ExportOptions, ExportResult
+
+_MAGIC = b"ET"  # bytes 4..8 are "ETxx" (flatbuffer file identifier, xx = schema version)
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _delegation(graph_module: Any) -> dict[str, Any]:
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(graph_module)
+    delegated = non_delegated = 0
+    not_delegated: Counter[str] = Counter()
+    for op, row in info.delegation_by_operator.items():
+        if op == "getitem":  # tuple plumbing, not an operator that runs
+            continue
+        delegated += row.delegated
+        non_delegated += row.non_delegated
+        if row.non_delegated:
+            not_delegated[op.removeprefix("aten_").removesuffix("_default")] += row.non_delegated
+    total = delegated + non_delegated
+    return {"delegate": "XnnpackBackend", "delegated": delegated, "total": total,
+            "share": delegated / total if total else 0.0,
+            "partitions": info.num_delegated_subgraphs,
+            "not_delegated": dict(not_delegated.most_common())}
+
+
+class ExecuTorchExporter:
+    format: ClassVar[str] = "executorch"
+    filename: ClassVar[str] = "model.pte"
+
+    def export(self, model: Any, example: Any, options: ExportOptions, out_dir: Path
+               ) -> ExportResult:
+        import torch
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        path = out_dir / self.filename
+        log = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(log), torch.no_grad():
+                exported = torch.export.export(model, (example,), strict=False)
+                edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+                delegation = _delegation(edge.exported_program().graph_module)
+                program = edge.to_executorch()
+        except Exception as exc:  # noqa: BLE001 - exporter errors are many types
+            first = first_line(exc)
+            raise ExportError(f"ExecuTorch could not lower the model: {type(exc).__name__}: "
+                              f"{first}", hint="run `edgekit check MODEL --to executorch`; "
+                                               "--debug shows the full report") from exc
+        with open(path, "wb") as f:
+            program.write_to_file(f)
+        with torch.no_grad():
+            out = model(example)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        inputs = (TensorSpec(options.input_name, tuple(example.shape),
+                             _dtype_name(example.dtype), "NCHW"),)
+        names = [options.output_name] + [f"{options.output_name}_{i}"
+                                         for i in range(1, len(outs))]
+        outputs = tuple(TensorSpec(n, tuple(o.shape), _dtype_name(o.dtype))
+                        for n, o in zip(names, outs, strict=True))
+        return ExportResult(
+            file=self.filename, inputs=inputs, outputs=outputs,
+            versions={"executorch": _version("executorch")},
+            details={"exporter": "torch.export + to_edge_transform_and_lower(XNNPACK)",
+                     "delegation": delegation})
+
+    @classmethod
+    def check(cls, exported: Any) -> Any:
+        """Edge-dialect ops the XNNPACK partitioner leaves to portable CPU kernels."""
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge
+
+        from edgekit.check import Support, call_targets, histogram, op_name
+
+        edge = to_edge(exported).exported_program()
+        result = XnnpackPartitioner().partition(edge)
+        graph = result.tagged_exported_program.graph_module.graph
+        fallback: Counter[str] = Counter()
+        for node in graph.nodes:
+            if node.op == "call_function" and "delegation_tag" not in node.meta \
+                    and node.target is not operator.getitem:
+                fallback[op_name(node.target)] += 1
+        ops = histogram(call_targets(edge.graph_module))
+        return Support("executorch", dict(ops.most_common()), {}, dict(fallback.most_common()),
+                       note="non-delegated ops run on ExecuTorch's portable kernels")
+
+    @classmethod
+    def sniff(cls, path: Path) -> None:
+        if path.suffix != ".pte":
+            raise ArtifactError(f"not an ExecuTorch program (extension '{path.suffix}')",
+                                path=path, hint="pass a .pte file or an artifact directory")
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if len(head) < 8 or head[4:6] != _MAGIC:
+            raise ArtifactError("not an ExecuTorch program (no ET identifier)", path=path,
+                                hint="check the file is a .pte program and is complete")
+
+    @classmethod
+    def describe(cls, path: Path) -> dict[str, Any]:
+        from executorch.runtime import Runtime
+
+        cls.sniff(path)
+        try:
+            program = Runtime.get().load_program(str(path))
+            meta = program.metadata("forward")
+        except Exception as exc:  # noqa: BLE001 - the runtime raises RuntimeError/ValueError
+            raise ArtifactError(f"not a loadable ExecuTorch program ({str(exc)[:300]})",
+                                path=path, hint="re-export it") from None
+
+        def specs(n: int, get: Any, prefix: str) -> list[dict[str, Any]]:
+            rows = []
+            for i in range(n):
+                t = get(i)
+                rows.append({"name": f"{prefix}{i}", "shape": [int(s) for s in t.sizes()],
+                             "dtype": _SCALAR_TYPES.get(int(t.dtype()), str(t.dtype()))})
+            return rows
+
+        ops, params = _program_ops(path)
+        return {
+            "format": "executorch", "file": str(path), "size_bytes": path.stat().st_size,
+            "methods": sorted(program.method_names),
+            "inputs": specs(meta.num_inputs(), meta.input_tensor_meta, "input_"),
+            "outputs": specs(meta.num_outputs(), meta.output_tensor_meta, "output_"),
+            "ops": dict(ops.most_common()), "n_nodes": sum(ops.values()),
+            "initializer_dtypes": {}, "params": params,
+        }
+
+
+# ExecuTorch ScalarType codes (c10) -> numpy names.
+_SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16",
+                 6: "float32", 7: "float64", 11: "bool", 15: "bfloat16"}
+
+
+def _program_ops(path: Path) -> tuple[Counter[str], int]:
+    """Instructions of the forward plan: portable kernel calls by operator, delegate calls by
+    backend; params = elements of constant tensors outside delegates (not counted: inside)."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    pte = deserialize_pte_binary(path.read_bytes())
+    program = getattr(pte, "program", pte)
+    plan = program.execution_plan[0]
+    ops: Counter[str] = Counter()
+    for chain in plan.chains:
+        for ins in chain.instructions:
+            args = ins.instr_args
+            kind = type(args).__name__
+            if kind == "KernelCall":
+                ops[plan.operators[args.op_index].name] += 1
+            elif kind == "DelegateCall":
+                ops[f"delegate:{plan.delegates[args.delegate_index].id}"] += 1
+    return ops, 0
+
+
+def _version(dist: str) -> str:
+    import importlib.metadata as md
+
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,66 @@
+"""ExecuTorch's Python runtime (the pybindings of the C++ runtime, XNNPACK backend linked in)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from edgekit.runtimes.checks import check_inputs
+
+from edgekit.errors import ArtifactError
+
+_SCALAR_TYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32",
+                 7: "float64", 11: "bool"}
+
+
+class ExecuTorchSession:
+    def __init__(self, path: Path, threads: int | None) -> None:
+        from executorch.runtime import Runtime
+
+        try:
+            program = Runtime.get().load_program(str(path))
+            self._method = program.load_method("forward")
+            meta = program.metadata("forward")
+        except Exception as exc:  # noqa: BLE001 - runtime raises RuntimeError/ValueError
+            raise ArtifactError(f"ExecuTorch cannot load the program ({str(exc)[:300]})",
+                                path=path, hint="re-export it; the file may be corrupt") from None
+        self._input_names = [f"input_{i}" for i in range(meta.num_inputs())]
+        self.inputs = {}
+        for i, name in enumerate(self._input_names):
+            t = meta.input_tensor_meta(i)
+            self.inputs[name] = (tuple(int(s) for s in t.sizes()),
+                                 _SCALAR_TYPES.get(int(t.dtype()), str(t.dtype())))
+        self._n_out = meta.num_outputs()
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        # Programs have positional inputs: map the caller's names in order.
+        feed = dict(zip(self._input_names, inputs.values(), strict=False))
+        check_inputs(self.inputs, feed)
+        outs = self._method.execute([torch.from_numpy(np.ascontiguousarray(v))
+                                     for v in feed.values()])
+        return {f"output_{i}": o.numpy().copy() for i, o in enumerate(outs)}
+
+
+class ExecuTorchRuntime:
+    name: ClassVar[str] = "executorch"
+    formats: ClassVar[tuple[str, ...]] = ("executorch",)
+
+    @classmethod
+    def available(cls) -> bool:
+        try:
+            import executorch.runtime  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    @classmethod
+    def version(cls) -> str:
+        import importlib.metadata as md
+
+        return md.version("executorch")
+
+    def load(self, model_path: Path, threads: int | None = None) -> ExecuTorchSession:
+        return ExecuTorchSession(model_path, threads)
