@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+import platform
 import shutil
 from typing import Any
 
@@ -11,7 +12,9 @@ from edgekit.runtime import RUNTIMES
 
 _PACKAGES = (("torch", "torch"), ("torchvision", "torch"), ("timm", "torch"),
              ("onnx", "onnx"), ("onnxscript", "onnx"), ("onnxruntime", "onnx"),
-             ("safetensors", "torch"), ("scikit-learn", "torch"), ("scikit-image", "torch"))
+             ("safetensors", "torch"), ("scikit-learn", "torch"), ("scikit-image", "torch"),
+             ("litert-torch", "tflite"), ("ai-edge-litert", "tflite"),
+             ("executorch", "executorch"), ("coremltools", "coreml"))
 # Debian tools later stages use (ARM kernels, device tests, report rendering).
 _TOOLS = (("aarch64-linux-gnu-gcc", "apt-get install gcc-aarch64-linux-gnu"),
           ("qemu-aarch64", "apt-get install qemu-user"),
@@ -47,8 +50,10 @@ def diagnose() -> dict[str, list[dict[str, Any]]]:
             version = cls.version() if ok else None
         except Exception:  # noqa: BLE001
             ok, version = False, None
-        runtimes.append({"name": name, "ok": ok, "version": version, "formats": None,
-                         "fix": f"pip install 'edgekit[{extra}]'" if extra else None})
+        fix = f"pip install 'edgekit[{extra}]'" if extra else None
+        if name == "coreml" and platform.system() != "Darwin":
+            fix = "Core ML prediction needs macOS; on Linux exports are checked structurally"
+        runtimes.append({"name": name, "ok": ok, "version": version, "fix": fix})
     packages = [{"name": dist, "ok": _version(dist) is not None, "version": _version(dist),
                  "fix": f"pip install 'edgekit[{extra}]'"} for dist, extra in _PACKAGES]
     tools = [{"name": tool, "ok": shutil.which(tool) is not None, "version": None, "fix": fix}

@@ -29,7 +29,15 @@ def test_doctor_reports_onnx_stack():
     res = CliRunner().invoke(cli, ["doctor", "--json"])
     assert res.exit_code == 0
     report = json.loads(res.output)
-    assert {"name": "onnxruntime", "ok": True}.items() <= report["runtimes"][0].items()
+    runtimes = {r["name"]: r for r in report["runtimes"]}
+    for name in ("onnxruntime", "litert", "executorch"):
+        assert runtimes[name]["ok"] and runtimes[name]["version"], runtimes[name]
+    import platform
+
+    if platform.system() != "Darwin":
+        assert not runtimes["coreml"]["ok"] and "macOS" in runtimes["coreml"]["fix"]
+    assert {e["name"] for e in report["exporters"] if e["ok"]} == {
+        "onnx", "tflite", "executorch", "coreml"}
     assert all("fix" in t for t in report["tools"])
 
 
