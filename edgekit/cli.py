@@ -123,7 +123,8 @@ def doctor(as_json: bool) -> None:
     """Installed exporters/runtimes, versions, and how to get what is missing."""
     from edgekit.doctor import diagnose
 
-    report = diagnose()
+    with contextlib.redirect_stdout(sys.stderr):  # SDK import banners must not corrupt --json
+        report = diagnose()
     if as_json:
         _emit_json(report)
         return
@@ -277,7 +278,8 @@ def validate(artifact_dir: Path, threads: int | None, as_json: bool) -> None:
     from edgekit.validate import validate_artifact
 
     artifact = Artifact.open(artifact_dir)
-    report = validate_artifact(artifact, threads=threads)
+    with contextlib.redirect_stdout(sys.stderr):
+        report = validate_artifact(artifact, threads=threads)
     if as_json:
         _emit_json({"artifact": str(artifact_dir), **report.__dict__})
     else:
@@ -297,7 +299,8 @@ def inspect(path: Path, as_json: bool) -> None:
     """Op histogram, tensor dtypes, size, params and passes of an artifact or model file."""
     from edgekit.inspect import inspect_path
 
-    info = inspect_path(path)
+    with contextlib.redirect_stdout(sys.stderr):
+        info = inspect_path(path)
     if as_json:
         _emit_json(info)
         return

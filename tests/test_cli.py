@@ -18,7 +18,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_models_json_lists_every_family():
     res = CliRunner().invoke(cli, ["models", "--json"])
     assert res.exit_code == 0, res.output
-    rows = json.loads(res.output)
+    rows = json.loads(res.stdout)
     families = {r["family"] for r in rows}
     assert {"efficientformer", "levit", "levit_conv", "mobileone", "nextvit"} <= families
     assert any(r["model"] == "efficientformer_l1" and r["tested"] for r in rows)
@@ -28,7 +28,7 @@ def test_models_json_lists_every_family():
 def test_doctor_reports_onnx_stack():
     res = CliRunner().invoke(cli, ["doctor", "--json"])
     assert res.exit_code == 0
-    report = json.loads(res.output)
+    report = json.loads(res.stdout)
     runtimes = {r["name"]: r for r in report["runtimes"]}
     for name in ("onnxruntime", "litert", "executorch"):
         assert runtimes[name]["ok"] and runtimes[name]["version"], runtimes[name]
