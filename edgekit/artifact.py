@@ -73,6 +73,7 @@ class Manifest:
     exporter: dict[str, Any]
     validation: ValidationReport | None = None
     created: str = ""
+    flops: int | None = None  # forward FLOPs at the exported batch (bench plausibility gate)
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +104,7 @@ class Manifest:
             exporter=dict(d.get("exporter", {})),
             validation=ValidationReport(**validation) if validation else None,
             created=d.get("created", ""),
+            flops=d.get("flops"),
             schema=int(d.get("schema", SCHEMA_VERSION)),
         )
 

@@ -320,6 +320,84 @@ def inspect(path: Path, as_json: bool) -> None:
                    f" in {v['runtime']}")
 
 
+@cli.command()
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--device", default="local", show_default=True,
+              help="local, ssh://user@host[:port] or adb://SERIAL")
+@click.option("--threads", type=int, default=None)
+@click.option("--warmup", type=int, default=10, show_default=True)
+@click.option("--runs", type=int, default=50, show_default=True)
+@click.option("--min-seconds", type=float, default=2.0, show_default=True)
+@click.option("--rounds", type=int, default=10, show_default=True,
+              help="Interleaved rounds the measured runs are split into.")
+@click.option("--timeout", type=float, default=900, show_default=True)
+@click.option("--retries", type=int, default=1, show_default=True)
+@click.option("--compare", is_flag=True, help="Interleave A B C A B C …; ratios vs the first.")
+@click.option("--identity", type=click.Path(path_type=Path), default=None, help="ssh key")
+@click.option("--known-hosts", type=click.Path(path_type=Path), default=None,
+              help="ssh known_hosts file (host keys are never added automatically)")
+@click.option("--remote-tmp", default="/tmp", show_default=True)
+@click.option("--python", "device_python", default="python3", show_default=True,
+              help="Python on the device")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results JSON.")
+@click.option("--json", "as_json", is_flag=True)
+def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup: int, runs: int,
+          min_seconds: float, rounds: int, timeout: float, retries: int, compare: bool,
+          identity: Path | None, known_hosts: Path | None, remote_tmp: str, device_python: str,
+          out: Path | None, as_json: bool) -> None:
+    """Latency of artifacts on the host or a device, through the edgekit agent."""
+    from edgekit.bench.collectors import BenchConfig, BenchFailed
+    from edgekit.bench.run import run_bench, write_results
+
+    cfg = BenchConfig(threads=threads, warmup=warmup, runs=runs, min_seconds=min_seconds,
+                      rounds=rounds, timeout=timeout, retries=retries, python=device_python)
+    with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
+        step(f"benchmarking {len(artifacts)} artifact(s) on {device}")
+        rows = run_bench(list(artifacts), device=device, cfg=cfg, compare=compare,
+                         identity=identity, known_hosts=known_hosts, remote_tmp=remote_tmp)
+    if out:
+        write_results(rows, out)
+    if as_json:
+        _emit_json(rows)
+    else:
+        for r in rows:
+            if r.get("status") != "ok":
+                click.echo(f"{r['artifact']}: FAILED: {r['error']}")
+                continue
+            flags = [f for f, ok in (("unstable", r["stable"]), ("implausible", r["plausible"]),
+                                     ("outputs wrong", r["validated"])) if not ok]
+            ratio = f"  ×{r['ratio_vs_first']:.2f}" if "ratio_vs_first" in r else ""
+            click.echo(f"{r['artifact']}: median {r['median_ms']:.3f} ms  p90 {r['p90_ms']:.3f}"
+                       f"  p99 {r['p99_ms']:.3f}  cv {r['cv']:.1%}  n={r['iterations']}  "
+                       f"init {r['init_ms']:.0f} ms  first {r['first_ms']:.1f} ms  "
+                       f"rss {r['peak_rss_mb']:.0f} MB{ratio}"
+                       + (f"  [{', '.join(flags)}]" if flags else ""))
+    failed = [r for r in rows if r.get("status") != "ok"]
+    if failed:
+        raise BenchFailed(f"{len(failed)} of {len(rows)} benchmark(s) failed: "
+                          f"{failed[0]['error']}", hint="see the failure records"
+                          + (f" in {out}" if out else " (--out FILE keeps them)"))
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--html", "html_out", type=click.Path(path_type=Path), default=None)
+@click.option("--md", "md_out", type=click.Path(path_type=Path), default=None)
+def report(results: tuple[Path, ...], html_out: Path | None, md_out: Path | None) -> None:
+    """Markdown and a self-contained HTML page (PNG plots) from bench results JSON."""
+    from edgekit.report import load_results, render_html, render_markdown
+
+    rows = load_results(list(results))
+    md = render_markdown(rows)
+    if md_out:
+        md_out.write_text(md)
+    if html_out:
+        render_html(rows, html_out)
+        click.echo(f"wrote {html_out}", err=True)
+    if not md_out and not html_out:
+        click.echo(md)
+
+
 def main() -> None:
     cli(prog_name="edgekit")
 

@@ -133,6 +133,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
     check = torch.cat([golden[:1], golden[-1:]])
     passes = DeployPipeline(names).run(model, check, on_pass=lambda p: on_step(f"pass {p}"))
 
+    flops = _count_flops(model, golden[: req.batch])
     outcomes = []
     for fmt in req.formats:
         started = time.perf_counter()
@@ -170,7 +171,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
                 exporter={"format": fmt, "batch": req.batch, "reparam": req.reparam,
                           "spec": source.spec, **result.details,
                           "support": support.to_dict()},
-                created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+                created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), flops=flops)
             (tmp / MANIFEST_NAME).write_text(manifest.to_json())
             on_step(f"validating {fmt} in {runtime_name}")
             report = validate_artifact(Artifact(tmp, manifest), runtime=runtime_name,
@@ -180,6 +181,20 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
         outcomes.append(ExportOutcome(Artifact(finals[fmt], manifest),
                                       time.perf_counter() - started, passes))
     return outcomes
+
+
+def _count_flops(model: Any, example: Any) -> int | None:
+    """Forward FLOPs (2 per multiply-add) by torch's FlopCounterMode; None if it cannot run."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(example)
+        return int(counter.get_total_flops())
+    except Exception:  # noqa: BLE001 - a missing count only disables a bench gate
+        return None
 
 
 def _size(path: Path) -> int:

@@ -9,8 +9,9 @@ PYTHON="${PYTHON:-python3}"
 VENV="$root/.venv"
 EXTRAS="${EDGEKIT_EXTRAS:-torch,onnx,tflite,executorch,coreml,dev}"
 
-# Debian packages the tests and later device/kernel work rely on (installed only when missing).
-APT_PACKAGES=(git)
+# Debian packages the tests rely on (installed only when missing): sshd for the loopback device
+# tests, adb for the adb command layer, chromium to render HTML reports headless.
+APT_PACKAGES=(git openssh-client openssh-server adb chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

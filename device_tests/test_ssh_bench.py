@@ -1,0 +1,151 @@
+"""`edgekit bench --device ssh://…` against a real sshd on loopback, and its faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edgekit.bench.collectors import BenchConfig, BenchFailed, DeviceError, SshCollector
+from edgekit.bench.run import run_bench
+
+# The loopback "device" runs the agent with this venv's Python (numpy + runtimes installed).
+PY = sys.executable
+FAST = BenchConfig(warmup=2, warmup_seconds=0.1, runs=20, min_seconds=0.2, rounds=4,
+                   timeout=120, retries=0, python=PY)
+
+
+def collector(dev, **kw) -> SshCollector:
+    return SshCollector(dev.user, "127.0.0.1", dev.port, identity=dev.identity,
+                        known_hosts=dev.known_hosts, **kw)
+
+
+def _agent_processes(marker: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if "agent.py" in ln and "pgrep" not in ln]
+
+
+def test_full_round_trip_through_the_cli(ssh_device, tiny_artifact, tmp_path):
+    out = tmp_path / "results.json"
+    before = set(Path("/tmp").glob("edgekit.*"))
+    res = subprocess.run([sys.executable, "-m", "edgekit.cli", "bench", str(tiny_artifact),
+                          *ssh_device.cli_args(), "--runs", "30", "--min-seconds", "0.3",
+                          "--warmup", "3", "--python", PY, "--json", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    (row,) = json.loads(res.stdout)
+    assert row["status"] == "ok" and row["device"] == ssh_device.url
+    for key in ("median_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "cv", "min_ms", "max_ms",
+                "samples_ms", "init_ms", "first_ms", "warmup_ms", "peak_rss_mb", "runtime",
+                "validated", "stable", "plausible", "fingerprint"):
+        assert key in row, key
+    assert len(row["samples_ms"]) == row["iterations"] >= 30
+    assert row["validated"] is True and row["min_ms"] > 0
+    fp = row["fingerprint"]
+    assert fp["cores"] and fp["os"] and fp["artifact_sha256"]
+    assert json.loads(out.read_text())[0]["median_ms"] == row["median_ms"]
+    assert set(Path("/tmp").glob("edgekit.*")) == before  # remote temp dir removed
+
+
+def test_unknown_host_key_is_refused_before_auth(ssh_device, tiny_artifact, tmp_path):
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    wrong = tmp_path / "known_hosts"
+    pub = (tmp_path / "other_key.pub").read_text().split()
+    wrong.write_text(f"[127.0.0.1]:{ssh_device.port} {pub[0]} {pub[1]}\n")
+    log_before = ssh_device.log.read_text()
+    c = SshCollector(ssh_device.user, "127.0.0.1", ssh_device.port,
+                     identity=ssh_device.identity, known_hosts=wrong)
+    with pytest.raises(DeviceError, match="host key"):
+        c.measure([tiny_artifact], FAST)
+    new_log = ssh_device.log.read_text()[len(log_before):]
+    assert "Accepted publickey" not in new_log
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    c = SshCollector(ssh_device.user, "127.0.0.1", ssh_device.port,
+                     identity=ssh_device.identity, known_hosts=empty)
+    with pytest.raises(DeviceError, match="refused before authentication") as info:
+        c.measure([tiny_artifact], FAST)
+    assert "never adds" in (info.value.hint or "")
+    assert empty.read_text() == ""  # nothing was auto-added
+
+
+def test_remote_hang_is_killed_by_the_timeout(ssh_device, tiny_artifact):
+    cfg = BenchConfig(warmup=2, warmup_seconds=0.1, runs=10**9, min_seconds=600, rounds=10**6,
+                      timeout=6, retries=0, python=PY)
+    start = time.monotonic()
+    with pytest.raises(BenchFailed, match="timed out") as info:
+        collector(ssh_device).measure([tiny_artifact], cfg)
+    assert time.monotonic() - start < 60
+    assert info.value.partial, "partial samples are kept"
+    time.sleep(1)
+    assert not _agent_processes("edgekit."), "no agent left running on the device"
+
+
+def test_connection_drop_keeps_partial_samples_apart(ssh_device, tiny_artifact, tmp_path):
+    cfg = BenchConfig(warmup=2, warmup_seconds=0.1, runs=100, min_seconds=60, rounds=10,
+                      timeout=120, retries=1, python=PY)
+    stop = threading.Event()
+
+    def drop_connections():
+        """Whenever an agent runs, let a few rounds stream back, then cut its ssh session."""
+        while not stop.is_set():
+            if _agent_processes("edgekit.") and ssh_device.sessions():
+                time.sleep(1.5)
+                for pid in ssh_device.sessions():
+                    os.kill(pid, 9)
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=drop_connections, daemon=True)
+    killer.start()
+    try:
+        rows = run_bench([tiny_artifact], device=ssh_device.url, cfg=cfg,
+                         identity=ssh_device.identity, known_hosts=ssh_device.known_hosts)
+    finally:
+        stop.set()
+        killer.join(5)
+    (row,) = rows
+    assert row["status"] == "failed" and "median_ms" not in row
+    assert "dropped" in row["error"]
+    assert len(row["attempts"]) == 2  # bounded retries of the whole repetition
+    partial = row["attempts"][0]["partial_samples_ms"]
+    assert partial and all(v for v in partial.values())
+    deadline = time.monotonic() + 15
+    while _agent_processes("edgekit.") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _agent_processes("edgekit."), "agent exits when its connection drops"
+
+
+def test_full_remote_temp_dir_is_a_clear_error(ssh_device, tiny_artifact, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root (platform limit, not a failure)")
+    try:
+        with pytest.raises(DeviceError, match="no space left"):
+            collector(ssh_device, remote_tmp=str(small)).measure([tiny_artifact], FAST)
+        assert not list(small.glob("edgekit.*")), "the remote temp dir is removed"
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def test_stale_remote_temp_dirs_are_removed_by_age(ssh_device, tiny_artifact, tmp_path):
+    base = tmp_path / "remote_tmp"
+    base.mkdir()
+    stale = base / "edgekit.stale123"
+    stale.mkdir()
+    old = time.time() - 4 * 3600
+    os.utime(stale, (old, old))
+    fresh = base / "edgekit.fresh456"
+    fresh.mkdir()
+    (row,) = collector(ssh_device, remote_tmp=str(base)).measure([tiny_artifact], FAST)
+    assert row["status"] == "ok"
+    assert not stale.exists() and fresh.exists()

@@ -1,0 +1,1 @@
+"""Latency collection: one device agent (agent.py), transports that carry it (collectors.py)."""

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""edgekit device agent: one file, stdlib + numpy + whichever runtime the device has.
+
+edgekit copies this file with the artifacts to the device (or runs it locally), so a number means
+the same thing everywhere. It times each artifact in phases (load, first inference, warm-up,
+measured runs), keeps every sample, checks the timed session's outputs against golden.npz, and
+prints one JSON document between RESULT markers. Progress lines ("EDGEKIT-PARTIAL {...}") stream
+the samples of each finished round, so a dropped connection still leaves partial samples.
+
+Usage: agent.py --artifact DIR [--artifact DIR ...] [--threads N] [--warmup N] [--runs N]
+                [--min-seconds S] [--warmup-seconds S] [--rounds N] [--watch-stdin]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import socket
+import sys
+import threading
+import time
+
+AGENT_VERSION = "1"
+RESULT_BEGIN = "EDGEKIT-RESULT-BEGIN"
+RESULT_END = "EDGEKIT-RESULT-END"
+PARTIAL = "EDGEKIT-PARTIAL"
+FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch"}
+
+
+# --- runtimes (minimal adapters; the device has one or more of these packages) ----------------
+
+class OrtSession:
+    def __init__(self, path, threads):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self.input = self.sess.get_inputs()[0].name
+        self.version = ort.__version__
+
+    def run(self, x):
+        return self.sess.run(None, {self.input: x})
+
+
+class LiteRtSession:
+    def __init__(self, path, threads):
+        try:
+            import importlib.metadata as md
+
+            from ai_edge_litert.interpreter import Interpreter
+
+            self.version = "ai-edge-litert " + md.version("ai-edge-litert")
+        except ImportError:  # an older device image may only have tflite-runtime
+            from tflite_runtime.interpreter import Interpreter
+
+            self.version = "tflite-runtime"
+        self.interp = Interpreter(model_path=path, num_threads=threads or None)
+        self.interp.allocate_tensors()
+        self.inp = self.interp.get_input_details()[0]["index"]
+        self.outs = [d["index"] for d in self.interp.get_output_details()]
+
+    def run(self, x):
+        self.interp.set_tensor(self.inp, x)
+        self.interp.invoke()
+        return [self.interp.get_tensor(i) for i in self.outs]
+
+
+class ExecuTorchSession:
+    def __init__(self, path, threads):
+        import importlib.metadata as md
+
+        import torch
+        from executorch.runtime import Runtime
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.method = Runtime.get().load_program(path).load_method("forward")
+        self.version = "executorch " + md.version("executorch")
+
+    def run(self, x):
+        return [o.numpy() for o in self.method.execute([self.torch.from_numpy(x)])]
+
+
+SESSIONS = {"onnxruntime": OrtSession, "litert": LiteRtSession, "executorch": ExecuTorchSession}
+
+
+# --- measurement -------------------------------------------------------------------------------
+
+def percentile(sorted_xs, q):
+    if not sorted_xs:
+        return float("nan")
+    k = (len(sorted_xs) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (k - lo)
+
+
+def stats(samples):
+    xs = sorted(samples)
+    n = len(xs)
+    mean = sum(xs) / n
+    std = (sum((x - mean) ** 2 for x in xs) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return {"median_ms": percentile(xs, 50), "p90_ms": percentile(xs, 90),
+            "p99_ms": percentile(xs, 99), "mean_ms": mean, "std_ms": std,
+            "cv": std / mean if mean > 0 else float("nan"), "min_ms": xs[0], "max_ms": xs[-1],
+            "iterations": n}
+
+
+def read(path, default=None):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def fingerprint():
+    cpu = None
+    for line in (read("/proc/cpuinfo", "") or "").splitlines():
+        key = line.split(":")[0].strip().lower()
+        if key in ("model name", "hardware", "cpu model", "processor") and ":" in line:
+            value = line.split(":", 1)[1].strip()
+            if value and not value.isdigit():
+                cpu = value
+                break
+    temps = []
+    base = "/sys/class/thermal"
+    if os.path.isdir(base):
+        for zone in sorted(os.listdir(base)):
+            t = read(os.path.join(base, zone, "temp"))
+            if t and t.lstrip("-").isdigit():
+                temps.append({"zone": read(os.path.join(base, zone, "type"), zone),
+                              "celsius": int(t) / 1000.0})
+    return {
+        "device": socket.gethostname(), "cpu_model": cpu or platform.processor() or None,
+        "cores": os.cpu_count(), "machine": platform.machine(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "governor": read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "cpu_max_khz": read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"),
+        "temperatures": temps, "boot_id": read("/proc/sys/kernel/random/boot_id"),
+        "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "agent_version": AGENT_VERSION,
+    }
+
+
+def peak_gflops(cache_dir, seconds=0.5):
+    """FLOP/s ceiling of this device: best of a short fp32 matmul probe (numpy BLAS, all cores),
+    kept as the running maximum per device, since a probe on a busy device only underestimates."""
+    import numpy as np
+
+    key = hashlib.sha256(json.dumps([platform.node(), platform.machine(), os.cpu_count(),
+                                     np.__version__]).encode()).hexdigest()[:16]
+    path = os.path.join(cache_dir, f"peak-{key}.json")
+    cached = 0.0
+    try:
+        cached = float(json.loads(read(path) or "{}").get("gflops", 0.0))
+    except (ValueError, TypeError):
+        pass
+    n = 1024
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = a.T.copy()
+    a @ b
+    best = 0.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    best = max(best, cached)
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump({"gflops": best, "n": n}, f)
+    except OSError:
+        pass
+    return best
+
+
+def load_golden(art_dir):
+    import numpy as np
+
+    with np.load(os.path.join(art_dir, "golden.npz"), allow_pickle=False) as data:
+        ins = [data[k] for k in data.files if k.startswith("in.")]
+        outs = [data[k] for k in data.files if k.startswith("out.")]
+    return ins[0], outs[0]
+
+
+def check_outputs(session, x_all, ref_all, batch, min_cosine):
+    import numpy as np
+
+    worst = 1.0
+    for start in range(0, len(x_all), batch):
+        got = np.asarray(session.run(np.ascontiguousarray(x_all[start:start + batch]))[0],
+                         dtype=np.float64).reshape(batch, -1)
+        ref = np.asarray(ref_all[start:start + batch], dtype=np.float64).reshape(batch, -1)
+        if not np.isfinite(got).all():
+            return False, float("nan")
+        cos = (got * ref).sum(1) / np.maximum(
+            np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1), 1e-300)
+        worst = min(worst, float(cos.min()))
+    return worst >= min_cosine, worst
+
+
+class Target:
+    def __init__(self, art_dir, threads):
+        with open(os.path.join(art_dir, "manifest.json")) as f:
+            self.manifest = json.load(f)
+        self.dir = art_dir
+        fmt = self.manifest["format"]
+        if fmt not in FORMAT_RUNTIME:
+            raise SystemExit(f"format {fmt} cannot be benchmarked by the agent")
+        self.runtime = FORMAT_RUNTIME[fmt]
+        path = os.path.join(art_dir, self.manifest["file"])
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        self.sha256 = h.hexdigest()
+        self.x_all, self.ref_all = load_golden(art_dir)
+        self.batch = int(self.manifest["inputs"][0]["shape"][0])
+        self.x = self.x_all[: self.batch].copy()
+        t = time.perf_counter()
+        self.session = SESSIONS[self.runtime](path, threads)
+        self.init_ms = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        self.session.run(self.x)
+        self.first_ms = (time.perf_counter() - t) * 1e3
+        self.warmup_ms = []
+        self.samples = []
+
+    def timed(self, n):
+        out = []
+        for _ in range(n):
+            t = time.perf_counter()
+            self.session.run(self.x)
+            out.append((time.perf_counter() - t) * 1e3)
+        return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--artifact", action="append", required=True)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--warmup-seconds", type=float, default=0.5)
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--min-seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=10, help="interleaved rounds (A B A B ...)")
+    ap.add_argument("--min-cosine", type=float, default=0.99)
+    ap.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/edgekit"))
+    ap.add_argument("--watch-stdin", action="store_true",
+                    help="exit when stdin closes (the ssh/adb connection dropped)")
+    args = ap.parse_args()
+    if args.watch_stdin:
+        def watch():
+            while sys.stdin.buffer.read(1024):
+                pass
+            os._exit(75)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    started = time.time()
+    fp = fingerprint()
+    targets = [Target(d, args.threads) for d in args.artifact]
+    # Warm-up: at least N runs and at least S seconds each.
+    for tg in targets:
+        end = time.perf_counter() + args.warmup_seconds
+        while len(tg.warmup_ms) < args.warmup or time.perf_counter() < end:
+            tg.warmup_ms.extend(tg.timed(1))
+    # Measured: interleaved rounds until every target has >= runs samples and >= min-seconds.
+    per_round = max(1, -(-args.runs // args.rounds))
+    t0 = time.perf_counter()
+    rnd = 0
+    while rnd < args.rounds or time.perf_counter() - t0 < args.min_seconds * len(targets):
+        order = targets if rnd % 2 == 0 else targets[::-1]
+        for tg in order:
+            chunk = tg.timed(per_round)
+            tg.samples.extend(chunk)
+            print(f"{PARTIAL} " + json.dumps({"artifact": tg.dir, "round": rnd,
+                                              "samples_ms": chunk}), flush=True)
+        rnd += 1
+    wall = time.perf_counter() - t0
+    gflops = peak_gflops(args.cache_dir)
+    results = []
+    for tg in targets:
+        ok, cosine = check_outputs(tg.session, tg.x_all, tg.ref_all, tg.batch, args.min_cosine)
+        s = stats(tg.samples)
+        flops = tg.manifest.get("flops")
+        floor_ms = flops / (gflops * 1e9) * 1e3 if flops and gflops else None
+        plausible = floor_ms is None or s["min_ms"] >= floor_ms
+        stable = s["cv"] <= 0.10 and s["max_ms"] / max(s["min_ms"], 1e-9) <= 3
+        results.append({
+            "artifact": tg.dir, "model": tg.manifest.get("model"),
+            "format": tg.manifest["format"], "quant": tg.manifest.get("quant"),
+            "runtime": tg.runtime, "runtime_version": tg.session.version,
+            "threads": args.threads or None, **s, "samples_ms": tg.samples,
+            "init_ms": tg.init_ms, "first_ms": tg.first_ms, "warmup_ms": tg.warmup_ms,
+            "validated": ok, "validation_cosine": cosine,
+            "stable": stable, "plausible": plausible,
+            "plausibility": {"flops": flops, "peak_gflops": gflops, "floor_ms": floor_ms,
+                             "reason": "" if plausible else
+                             f"min {s['min_ms']:.3f} ms < {floor_ms:.3f} ms = FLOPs / measured "
+                             "peak: a measurement bug (skipped work or cached result)"},
+            "size_bytes": tg.manifest.get("size_bytes"),
+            "manifest_validation": tg.manifest.get("validation"),
+            "input_shape": tg.manifest["inputs"][0]["shape"],
+            "input_dtype": tg.manifest["inputs"][0]["dtype"],
+            "fingerprint": dict(fp, artifact_sha256=tg.sha256),
+            "config": {"warmup": args.warmup, "warmup_seconds": args.warmup_seconds,
+                       "runs": args.runs, "min_seconds": args.min_seconds,
+                       "rounds": rnd, "interleaved": len(targets) > 1},
+        })
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    boot_end = read("/proc/sys/kernel/random/boot_id")
+    for r in results:
+        r["peak_rss_mb"] = peak_rss_mb
+        r["wall_s"] = wall
+        r["started"] = started
+        r["rebooted"] = bool(fp["boot_id"] and boot_end and boot_end != fp["boot_id"])
+    print(RESULT_BEGIN)
+    print(json.dumps(results))
+    print(RESULT_END, flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        if not isinstance(exc.code, int) and exc.code:
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 - report, then exit without waiting for threads
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the stdin watchdog thread must not block interpreter shutdown

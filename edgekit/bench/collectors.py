@@ -1,0 +1,370 @@
+"""Collectors carry the agent and the artifacts to a device, run it, and read its JSON back.
+
+local: the agent in a subprocess of this Python.   ssh://user@host[:port]: OpenSSH client,
+BatchMode, host key checked against known_hosts (never added), ConnectTimeout,
+ServerAliveInterval, a private remote temp dir removed on exit (stale ones by age), a remote
+`timeout` plus the agent's stdin watchdog so nothing keeps running after a drop.
+adb://SERIAL: `adb -s SERIAL` always; exit codes echoed explicitly (old adb loses them).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from edgekit.errors import EdgekitError, UsageError
+
+AGENT = Path(__file__).with_name("agent.py")
+RESULT_BEGIN, RESULT_END, PARTIAL = "EDGEKIT-RESULT-BEGIN", "EDGEKIT-RESULT-END", "EDGEKIT-PARTIAL"
+
+
+# What the OpenSSH client prints when the connection itself went away (vs the remote command
+# dying from a signal, which also makes ssh exit 255).
+_DROPPED = ("closed by remote host", "Broken pipe", "Connection reset", "not responding",
+            "Connection closed", "Connection timed out")
+
+
+class DeviceError(EdgekitError):
+    code, stage, exit_code = "EK600", "device", 5
+
+
+class BenchFailed(EdgekitError):
+    """The run failed; partial samples (never spliced with another run) travel with it."""
+
+    code, stage, exit_code = "EK601", "bench", 5
+
+    def __init__(self, message: str, *, partial: dict[str, list[float]] | None = None,
+                 **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.partial = partial or {}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    threads: int | None = None
+    warmup: int = 10
+    warmup_seconds: float = 0.5
+    runs: int = 50
+    min_seconds: float = 2.0
+    rounds: int = 10
+    timeout: float = 900.0
+    retries: int = 1
+    python: str = "python3"  # interpreter on the device
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+    def agent_args(self, remote_dirs: list[str]) -> list[str]:
+        args = []
+        for d in remote_dirs:
+            args += ["--artifact", d]
+        args += ["--warmup", str(self.warmup), "--warmup-seconds", str(self.warmup_seconds),
+                 "--runs", str(self.runs), "--min-seconds", str(self.min_seconds),
+                 "--rounds", str(self.rounds)]
+        if self.threads:
+            args += ["--threads", str(self.threads)]
+        return args + list(self.extra_args)
+
+
+def parse_agent_output(stdout: str) -> tuple[list[dict[str, Any]] | None,
+                                             dict[str, list[float]]]:
+    """(results or None, partial samples per artifact) from the agent's stdout."""
+    partial: dict[str, list[float]] = {}
+    results = None
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(PARTIAL + " "):
+            try:
+                row = json.loads(line[len(PARTIAL) + 1:])
+            except ValueError:
+                continue
+            partial.setdefault(row["artifact"], []).extend(row["samples_ms"])
+        elif line == RESULT_BEGIN and i + 2 < len(lines) and lines[i + 2] == RESULT_END:
+            results = json.loads(lines[i + 1])
+    return results, partial
+
+
+class Collector(Protocol):
+    name: str
+
+    def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]: ...
+
+
+def _stream(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str, str, bool]:
+    """Collect stdout/stderr until exit or timeout (then kill). Returns (out, err, timed_out)."""
+    out_chunks: list[bytes] = []
+    err_chunks: list[bytes] = []
+
+    def pump(stream: Any, sink: list[bytes]) -> None:
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            sink.append(chunk)
+
+    threads = [threading.Thread(target=pump, args=(proc.stdout, out_chunks), daemon=True),
+               threading.Thread(target=pump, args=(proc.stderr, err_chunks), daemon=True)]
+    for t in threads:
+        t.start()
+    timed_out = False
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        proc.wait()
+    for t in threads:
+        t.join(5)
+    return (b"".join(out_chunks).decode(errors="replace"),
+            b"".join(err_chunks).decode(errors="replace"), timed_out)
+
+
+def _finish(device: str, out: str, err: str, code: int | None, timed_out: bool,
+            timeout: float) -> list[dict[str, Any]]:
+    results, partial = parse_agent_output(out)
+    if results is not None and code == 0:
+        for r in results:
+            r["device"] = device
+            r["status"] = "ok"
+        return results
+    if timed_out:
+        reason = f"timed out after {timeout:.0f} s (remote process killed)"
+    elif results is None and code == 0:
+        reason = "the agent exited 0 without a results block (treated as a failure)"
+    else:
+        tail = err.strip().splitlines()[-1] if err.strip() else f"exit code {code}"
+        reason = f"the agent failed: {tail[:300]}"
+    raise BenchFailed(f"benchmark on {device} {reason}", partial=partial,
+                      hint="partial samples are kept separately in the failure record; "
+                           "rerun, and check the device with `edgekit doctor` there")
+
+
+class LocalCollector:
+    name = "local"
+
+    def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
+        cmd = [sys.executable, str(AGENT), *cfg.agent_args([str(a.resolve()) for a in artifacts])]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        out, err, timed_out = _stream(proc, cfg.timeout)
+        return _finish("local", out, err, proc.returncode, timed_out, cfg.timeout)
+
+
+def _tar_payload(artifacts: list[Path]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(AGENT, arcname="agent.py")
+        for i, art in enumerate(artifacts):
+            tar.add(art, arcname=f"a{i}")
+    return buf.getvalue()
+
+
+@dataclass
+class SshCollector:
+    user: str
+    host: str
+    port: int = 22
+    identity: Path | None = None
+    known_hosts: Path | None = None
+    connect_timeout: int = 5
+    remote_tmp: str = "/tmp"
+    stale_minutes: int = 120
+    name: str = "ssh"
+
+    @property
+    def device(self) -> str:
+        return f"ssh://{self.user}@{self.host}:{self.port}"
+
+    def _ssh(self) -> list[str]:
+        cmd = ["ssh", "-p", str(self.port), "-o", "BatchMode=yes",
+               "-o", "StrictHostKeyChecking=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
+               "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
+               "-o", "LogLevel=ERROR"]
+        if self.known_hosts:
+            cmd += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        if self.identity:
+            cmd += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
+        return cmd + [f"{self.user}@{self.host}"]
+
+    def run(self, remote: str, *, stdin: bytes | None = None, timeout: float = 60
+            ) -> subprocess.CompletedProcess[bytes]:
+        try:
+            proc = subprocess.run(self._ssh() + [remote], input=stdin, capture_output=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"ssh command timed out after {timeout:.0f} s on {self.device}",
+                              hint="check the device is responsive") from None
+        if proc.returncode == 255:
+            err = proc.stderr.decode(errors="replace").strip()
+            if "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION" in err \
+                    or "No ED25519 host key is known" in err or "host key" in err.lower():
+                raise DeviceError(f"host key of {self.device} is not in known_hosts or changed; "
+                                  "refused before authentication",
+                                  hint="verify the device's host key and add it to known_hosts "
+                                       "yourself (edgekit never adds keys)")
+            raise DeviceError(f"cannot reach {self.device}: {err[-300:] or 'ssh exit 255'}",
+                              hint="check host, port, key (BatchMode: no passwords) and network")
+        return proc
+
+    def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
+        base = shlex.quote(self.remote_tmp)
+        # Private temp dir; stale ones from killed runs are removed by age first.
+        made = self.run(f"find {base} -maxdepth 1 -name 'edgekit.*' -type d "
+                        f"-mmin +{self.stale_minutes} -exec rm -rf {{}} + 2>/dev/null; "
+                        f"mktemp -d {base}/edgekit.XXXXXXXX && "
+                        "cat /proc/sys/kernel/random/boot_id 2>/dev/null || true")
+        if made.returncode != 0:
+            raise DeviceError(f"cannot create a temp dir on {self.device}: "
+                              f"{made.stderr.decode(errors='replace').strip()[-200:]}",
+                              hint="check the remote temp dir is writable")
+        lines = made.stdout.decode().split()
+        remote_dir, boot_before = lines[0], (lines[1] if len(lines) > 1 else None)
+        rdir = shlex.quote(remote_dir)
+        try:
+            pushed = self.run(f"tar -xf - -C {rdir}", stdin=_tar_payload(artifacts),
+                              timeout=max(60.0, cfg.timeout / 4))
+            if pushed.returncode != 0:
+                err = pushed.stderr.decode(errors="replace")
+                if "No space left" in err:
+                    raise DeviceError(f"no space left in {remote_dir} on {self.device} while "
+                                      "copying the artifacts", hint="free space on the device "
+                                      "or pass --remote-tmp DIR on a larger filesystem")
+                raise DeviceError(f"copying the artifacts to {self.device} failed: "
+                                  f"{err.strip()[-200:]}", hint="check the remote temp dir")
+            return self._run_agent(artifacts, cfg, remote_dir, boot_before)
+        finally:
+            try:
+                self.run(f"rm -rf {rdir}", timeout=30)
+            except DeviceError:
+                pass  # unreachable now: removed by age on the next run
+
+    def _run_agent(self, artifacts: list[Path], cfg: BenchConfig, remote_dir: str,
+                   boot_before: str | None) -> list[dict[str, Any]]:
+        rdir = shlex.quote(remote_dir)
+        agent_args = " ".join(shlex.quote(a) for a in cfg.agent_args(
+            [f"{remote_dir}/a{i}" for i in range(len(artifacts))]))
+        remote = (f"cd {rdir} && exec timeout -k 5 {int(cfg.timeout)} "
+                  f"{shlex.quote(cfg.python)} agent.py --watch-stdin "
+                  f"--cache-dir {rdir}/../.edgekit-cache {agent_args}")
+        proc = subprocess.Popen(self._ssh() + [remote], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err, timed_out = _stream(proc, cfg.timeout + 30)
+        if proc.stdin:
+            proc.stdin.close()
+        if proc.returncode == 255 and not timed_out and any(m in err for m in _DROPPED):
+            _, partial = parse_agent_output(out)
+            rebooted = self._rebooted(boot_before)
+            raise BenchFailed(f"connection to {self.device} dropped mid-run"
+                              + (" (the device rebooted)" if rebooted else ""),
+                              partial=partial, hint="partial samples are kept separately; "
+                              "the run is retried as a whole, never spliced")
+        if proc.returncode == 124 or proc.returncode == 137:
+            timed_out = True
+        results = _finish(self.device, out, err, proc.returncode, timed_out, cfg.timeout)
+        for r in results:
+            r["local_dir"] = str(artifacts[int(r["artifact"].rsplit("/a", 1)[1])])
+        return results
+
+    def _rebooted(self, boot_before: str | None) -> bool | None:
+        try:
+            now = self.run("cat /proc/sys/kernel/random/boot_id", timeout=15)
+        except DeviceError:
+            return None
+        return bool(boot_before) and now.stdout.decode().strip() != boot_before
+
+
+@dataclass
+class AdbCollector:
+    serial: str | None
+    adb: str = "adb"
+    name: str = "adb"
+
+    def _adb(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        cmd = [self.adb] + (["-s", self.serial] if self.serial else []) + list(args)
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError:
+            raise DeviceError("adb is not installed", hint="apt-get install adb") from None
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"adb {' '.join(args[:2])} timed out after {timeout:.0f} s",
+                              hint="check the device connection") from None
+
+    def devices(self) -> list[str]:
+        proc = subprocess.run([self.adb, "devices"], capture_output=True, text=True, timeout=60)
+        rows = [ln.split() for ln in proc.stdout.splitlines()[1:] if ln.strip()]
+        return [r[0] for r in rows if len(r) >= 2 and r[1] == "device"]
+
+    def resolve(self) -> str:
+        """The serial to use: refuse to guess among several devices or a missing one."""
+        attached = self.devices()
+        if self.serial is None:
+            if not attached:
+                raise DeviceError("no adb device attached", hint="connect a device and check "
+                                  "`adb devices`, then pass adb://SERIAL")
+            if len(attached) > 1:
+                raise DeviceError(f"several adb devices attached ({', '.join(attached)}); "
+                                  "refusing to guess", hint="pass adb://SERIAL")
+            self.serial = attached[0]
+        elif self.serial not in attached:
+            raise DeviceError(f"adb device '{self.serial}' is not attached (attached: "
+                              f"{', '.join(attached) or 'none'})", hint="check `adb devices`")
+        return self.serial
+
+    def shell(self, command: str, timeout: float = 60) -> tuple[int, str, str]:
+        """Run a shell command; the exit code is echoed, since old adb drops it."""
+        proc = self._adb("shell", f"{command}; echo EDGEKIT_RC=$?", timeout=timeout)
+        out = proc.stdout
+        marker = out.rfind("EDGEKIT_RC=")
+        if marker < 0:
+            raise DeviceError(f"adb shell lost the exit code ({proc.stderr.strip()[-200:]})",
+                              hint="the device disconnected or the shell crashed")
+        code = int(out[marker + len("EDGEKIT_RC="):].split()[0])
+        return code, out[:marker], proc.stderr
+
+    def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
+        serial = self.resolve()
+        device = f"adb://{serial}"
+        base = f"/data/local/tmp/edgekit.{os.getpid()}.{int(time.time())}"
+        code, _, err = self.shell(f"mkdir -p {base}")
+        if code != 0:
+            raise DeviceError(f"cannot create {base} on {device}: {err.strip()}")
+        try:
+            self._push(AGENT, f"{base}/agent.py")
+            for i, art in enumerate(artifacts):
+                self._push(art, f"{base}/a{i}")
+            args = " ".join(shlex.quote(a) for a in cfg.agent_args(
+                [f"{base}/a{i}" for i in range(len(artifacts))]))
+            code, out, err = self.shell(f"cd {base} && timeout {int(cfg.timeout)} "
+                                        f"{cfg.python} agent.py --cache-dir {base}/.cache {args}",
+                                        timeout=cfg.timeout + 30)
+            return _finish(device, out, err, code, False, cfg.timeout)
+        finally:
+            self.shell(f"rm -rf {base}", timeout=60)
+
+    def _push(self, src: Path, dst: str) -> None:
+        proc = self._adb("push", str(src), dst, timeout=600)
+        if proc.returncode != 0:
+            raise DeviceError(f"adb push {src.name} failed: {proc.stderr.strip()[-200:]}",
+                              hint="check space in /data/local/tmp")
+
+
+def collector_for(device: str, *, identity: Path | None = None,
+                  known_hosts: Path | None = None, remote_tmp: str = "/tmp") -> Any:
+    if device in ("", "local"):
+        return LocalCollector()
+    url = urlparse(device)
+    if url.scheme == "ssh":
+        if not url.hostname or not url.username:
+            raise UsageError(f"bad ssh device '{device}'", hint="use ssh://user@host[:port]")
+        return SshCollector(url.username, url.hostname, url.port or 22, identity=identity,
+                            known_hosts=known_hosts, remote_tmp=remote_tmp)
+    if url.scheme == "adb":
+        return AdbCollector(url.netloc or None)
+    raise UsageError(f"unknown device '{device}'",
+                     hint="use local, ssh://user@host[:port] or adb://SERIAL")

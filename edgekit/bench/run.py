@@ -1,0 +1,65 @@
+"""`edgekit bench`: verify artifacts, measure through a collector with bounded retries, and turn
+failures into explicit failure records (partial samples kept apart, never a 0 ms result)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import edgekit
+from edgekit.artifact import Artifact
+from edgekit.bench.collectors import BenchConfig, BenchFailed, collector_for
+from edgekit.errors import UsageError
+
+BENCHABLE = {"onnx", "tflite", "executorch"}
+
+
+def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = BenchConfig(),
+              compare: bool = False, identity: Path | None = None,
+              known_hosts: Path | None = None, remote_tmp: str = "/tmp") -> list[dict[str, Any]]:
+    artifacts = [Artifact.open(p) for p in paths]  # sha256 checked before anything is copied
+    for a in artifacts:
+        if a.manifest.format not in BENCHABLE:
+            raise UsageError(f"{a.manifest.format} artifacts cannot be benchmarked here",
+                             path=a.path, hint="Core ML latency needs a Mac (Xcode's "
+                             "performance report); bench onnx/tflite/executorch artifacts")
+    collector = collector_for(device, identity=identity, known_hosts=known_hosts,
+                              remote_tmp=remote_tmp)
+    groups = [[a.path for a in artifacts]] if compare else [[a.path] for a in artifacts]
+    rows: list[dict[str, Any]] = []
+    for group in groups:
+        failures = []
+        for attempt in range(cfg.retries + 1):
+            try:
+                results = collector.measure(group, cfg)
+            except BenchFailed as exc:
+                failures.append({"attempt": attempt, "error": exc.message,
+                                 "partial_samples_ms": exc.partial})
+                continue
+            for r, path in zip(results, group, strict=True):
+                r["artifact"] = str(path)
+                r["failed_attempts"] = failures
+            rows.extend(results)
+            break
+        else:
+            for path in group:
+                rows.append({"artifact": str(path), "device": device, "status": "failed",
+                             "error": failures[-1]["error"], "attempts": failures})
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    for r in rows:
+        r.setdefault("fingerprint", {})["edgekit_version"] = edgekit.__version__
+        r["time"] = stamp
+    if compare and rows and rows[0].get("status") == "ok":
+        first = rows[0]["median_ms"]
+        for r in rows:
+            if r.get("status") == "ok":
+                r["ratio_vs_first"] = r["median_ms"] / first
+    return rows
+
+
+def write_results(rows: list[dict[str, Any]], out: Path) -> None:
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(out)

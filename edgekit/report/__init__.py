@@ -1,0 +1,147 @@
+"""`edgekit report`: bench results -> Markdown table and a self-contained HTML page with PNG
+plots (latency distribution per artifact, latency vs size, accuracy vs latency)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import UsageError
+
+
+def load_results(paths: list[Path]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for p in paths:
+        try:
+            data = json.loads(Path(p).read_text())
+        except FileNotFoundError:
+            raise UsageError("no such results file", path=p, hint="pass `edgekit bench --out` "
+                             "files") from None
+        except ValueError as exc:
+            raise UsageError(f"not a results JSON file ({exc})", path=p,
+                             hint="pass files written by `edgekit bench --out`") from None
+        data = data if isinstance(data, list) else [data]
+        if not all(isinstance(r, dict) and "artifact" in r for r in data):
+            raise UsageError("not an edgekit bench results file", path=p,
+                             hint="pass files written by `edgekit bench --out`")
+        rows.extend(data)
+    if not rows:
+        raise UsageError("no results in the given files", hint="run `edgekit bench` first")
+    return rows
+
+
+def _label(r: dict[str, Any]) -> str:
+    name = Path(r["artifact"]).name
+    dev = r.get("device", "local")
+    return name if dev == "local" else f"{name} @ {dev}"
+
+
+def render_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| artifact | device | runtime | median ms | p90 ms | p99 ms | cv | n | init ms | "
+             "peak RSS MB | outputs | flags |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        if r.get("status") != "ok":
+            lines.append(f"| {Path(r['artifact']).name} | {r.get('device')} | | FAILED | | | | "
+                         f"| | | | {r.get('error', '')[:120]} |")
+            continue
+        flags = [f for f, ok in (("unstable", r["stable"]), ("implausible", r["plausible"]))
+                 if not ok]
+        ratio = f" (×{r['ratio_vs_first']:.2f})" if "ratio_vs_first" in r else ""
+        lines.append(
+            f"| {Path(r['artifact']).name} | {r.get('device')} | {r['runtime']} | "
+            f"{r['median_ms']:.3f}{ratio} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | "
+            f"{r['cv']:.1%} | {r['iterations']} | {r['init_ms']:.0f} | {r['peak_rss_mb']:.0f} | "
+            f"{'ok' if r['validated'] else 'WRONG'} | {', '.join(flags)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(ok: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = []
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(ok) + 1.5))
+    ax.boxplot([r["samples_ms"] for r in ok], vert=False, showfliers=True)
+    ax.set_yticks(range(1, len(ok) + 1), [_label(r) for r in ok])
+    ax.set_xlabel("latency per inference (ms)")
+    ax.set_title("Latency distribution (every measured sample)")
+    plots.append(("Latency distribution", _png(fig)))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in ok:
+        ax.scatter((r.get("size_bytes") or 0) / 2**20, r["median_ms"])
+        ax.annotate(_label(r), ((r.get("size_bytes") or 0) / 2**20, r["median_ms"]),
+                    fontsize=7)
+    ax.set_xlabel("artifact size (MB)")
+    ax.set_ylabel("median latency (ms)")
+    ax.set_title("Latency vs size")
+    plots.append(("Latency vs size", _png(fig)))
+    plt.close(fig)
+
+    acc = [r for r in ok if r.get("accuracy") is not None
+           or r.get("validation_cosine") is not None]
+    if acc:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        key = "accuracy" if all(r.get("accuracy") is not None for r in acc) \
+            else "validation_cosine"
+        for r in acc:
+            ax.scatter(r["median_ms"], r[key])
+            ax.annotate(_label(r), (r["median_ms"], r[key]), fontsize=7)
+        ax.set_xlabel("median latency (ms)")
+        ax.set_ylabel("top-1 accuracy" if key == "accuracy" else "cosine vs fp32 reference")
+        ax.set_title("Accuracy vs latency")
+        plots.append(("Accuracy vs latency", _png(fig)))
+        plt.close(fig)
+    return plots
+
+
+def render_html(rows: list[dict[str, Any]], out: Path) -> None:
+    ok = [r for r in rows if r.get("status") == "ok"]
+    table = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in (
+        "artifact", "device", "runtime", "median ms", "p90 ms", "p99 ms", "cv", "n", "init ms",
+        "first ms", "peak RSS MB", "outputs", "stable", "plausible")) + "</tr>"]
+    for r in rows:
+        if r.get("status") != "ok":
+            table.append(f"<tr class='bad'><td>{html.escape(Path(r['artifact']).name)}</td>"
+                         f"<td colspan='13'>FAILED: {html.escape(str(r.get('error')))}</td></tr>")
+            continue
+        cells = [Path(r["artifact"]).name, r.get("device"), r["runtime"],
+                 f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
+                 f"{r['cv']:.1%}", r["iterations"], f"{r['init_ms']:.0f}",
+                 f"{r['first_ms']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                 "ok" if r["validated"] else "WRONG", "yes" if r["stable"] else "NO",
+                 "yes" if r["plausible"] else "NO"]
+        table.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+                     + "</tr>")
+    table.append("</table>")
+    figures = "".join(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
+                      f"src='data:image/png;base64,{data}'>" for title, data in _plots(ok)) \
+        if ok else "<p>No successful results to plot.</p>"
+    fps = sorted({json.dumps({k: v for k, v in r.get("fingerprint", {}).items()
+                              if k in ("device", "cpu_model", "cores", "os", "governor")})
+                  for r in ok})
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>edgekit report</title>
+<style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}th{{background:#eef}}
+tr.bad td{{background:#fdd}}img{{max-width:100%;display:block;margin:1em 0}}</style></head>
+<body><h1>edgekit latency report</h1><p>{len(ok)} result(s), {len(rows) - len(ok)} failure(s).
+Compare ratios within one run; absolute times on shared machines mean little.</p>
+{''.join(table)}{figures}<h2>Devices</h2><pre>{html.escape(chr(10).join(fps))}</pre>
+</body></html>"""
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(page)
+    tmp.replace(out)
