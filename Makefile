@@ -19,7 +19,7 @@ test-all: setup
 	$(PY) -m pytest -q -m "not device and not macos"
 
 lint:
-	$(VENV)/bin/ruff check edgekit exporters runtimes models tests bench
+	$(VENV)/bin/ruff check edgekit exporters runtimes models tests bench device_tests
 	$(VENV)/bin/mypy edgekit
 
 bench: setup

@@ -40,6 +40,20 @@ def _quiet() -> Any:
     return stack
 
 
+def _drop_aliases(exported: Any) -> Any:
+    """aten.alias is an identity view that coremltools' torch frontend has no converter for
+    (seen on EfficientViT-MSRA): route its users to its input and erase it."""
+    from edgekit.check import op_name
+
+    graph = exported.graph_module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and op_name(node.target) in ("alias", "alias_copy"):
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    exported.graph_module.recompile()
+    return exported
+
+
 class CoreMLExporter:
     format: ClassVar[str] = "coreml"
     filename: ClassVar[str] = "model.mlpackage"
@@ -59,7 +73,7 @@ class CoreMLExporter:
         with _quiet(), torch.no_grad():
             try:
                 exported = torch.export.export(model, (example,), strict=False)
-                exported = exported.run_decompositions({})
+                exported = _drop_aliases(exported.run_decompositions({}))
                 mlmodel = ct.convert(exported, convert_to="mlprogram",
                                      minimum_deployment_target=target,
                                      compute_precision=precision)
@@ -110,7 +124,7 @@ class CoreMLExporter:
 
         from edgekit.check import Support, call_targets, histogram, op_name
 
-        decomposed = exported.run_decompositions({})
+        decomposed = _drop_aliases(exported.run_decompositions({}))
         targets = list(call_targets(decomposed.graph_module))
         missing = Counter(op_name(t) for t in targets
                           if op_name(t) not in _TORCH_OPS_REGISTRY

@@ -41,6 +41,34 @@ def _delegation(graph_module: Any) -> dict[str, Any]:
             "not_delegated": dict(not_delegated.most_common())}
 
 
+def _softmax_after_conv(exported: Any) -> bool:
+    from edgekit.check import op_name
+
+    for node in exported.graph.nodes:
+        if node.op == "call_function" and op_name(node.target) in ("softmax", "_softmax"):
+            src = node.args[0] if node.args else None
+            if getattr(src, "op", None) == "call_function" and op_name(src.target) in (
+                    "conv2d", "convolution"):
+                return True
+    return False
+
+
+def _partitioner(exported: Any) -> tuple[Any, list[str]]:
+    """XNNPACK partitioner; softmax stays on portable kernels when it reads a conv output.
+
+    Found here on EfficientFormerV2 (talking-head 1x1 conv → softmax(dim=-1)): with both in one
+    XNNPACK partition the conv output stays channels-last and the softmax runs over the wrong
+    axis (cosine 0.92 vs fp32). Excluding either config fixes it; softmax is the cheap one.
+    """
+    from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    if not _softmax_after_conv(exported):
+        return XnnpackPartitioner(), []
+    configs = [c for c in ALL_PARTITIONER_CONFIGS if c.__name__ != "SoftmaxConfig"]
+    return XnnpackPartitioner(configs=configs), ["softmax (after conv: XNNPACK layout bug)"]
+
+
 class ExecuTorchExporter:
     format: ClassVar[str] = "executorch"
     filename: ClassVar[str] = "model.pte"
@@ -48,7 +76,6 @@ class ExecuTorchExporter:
     def export(self, model: Any, example: Any, options: ExportOptions, out_dir: Path
                ) -> ExportResult:
         import torch
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
         path = out_dir / self.filename
@@ -56,7 +83,8 @@ class ExecuTorchExporter:
         try:
             with contextlib.redirect_stdout(log), torch.no_grad():
                 exported = torch.export.export(model, (example,), strict=False)
-                edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+                partitioner, kept_out = _partitioner(exported)
+                edge = to_edge_transform_and_lower(exported, partitioner=[partitioner])
                 delegation = _delegation(edge.exported_program().graph_module)
                 program = edge.to_executorch()
         except Exception as exc:  # noqa: BLE001 - exporter errors are many types
@@ -79,18 +107,18 @@ class ExecuTorchExporter:
             file=self.filename, inputs=inputs, outputs=outputs,
             versions={"executorch": _version("executorch")},
             details={"exporter": "torch.export + to_edge_transform_and_lower(XNNPACK)",
-                     "delegation": delegation})
+                     "delegation": {**delegation, "kept_out": kept_out}})
 
     @classmethod
     def check(cls, exported: Any) -> Any:
         """Edge-dialect ops the XNNPACK partitioner leaves to portable CPU kernels."""
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge
 
         from edgekit.check import Support, call_targets, histogram, op_name
 
         edge = to_edge(exported).exported_program()
-        result = XnnpackPartitioner().partition(edge)
+        partitioner, _ = _partitioner(exported)
+        result = partitioner.partition(edge)
         graph = result.tagged_exported_program.graph_module.graph
         fallback: Counter[str] = Counter()
         for node in graph.nodes:

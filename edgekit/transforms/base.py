@@ -26,13 +26,15 @@ PASSES.register("reparameterize", "edgekit.transforms.reparameterize:TimmReparam
 PASSES.register("fold_batchnorm", "edgekit.transforms.fold_batchnorm:FoldBatchNorm")
 PASSES.register("fold_layerscale", "edgekit.transforms.fold_layerscale:FoldLayerScale")
 PASSES.register("bake_attention_bias", "edgekit.transforms.bake_attention_bias:BakeAttentionBias")
+PASSES.register("broadcast_linear_attention",
+                "edgekit.transforms.broadcast_linear_attention:BroadcastLinearAttention")
 
 # Order matters: dropout out of the way first so producers feed norms/scales directly; timm's own
 # hooks before our generic folds; biases baked before any graph capture (timm caches gathered
 # biases on the module in eval mode, and a trace must not leave its value there); the LayerScale
 # fold needs BN already folded into the producer.
-DEFAULT_PASSES = ("strip_dropout", "reparameterize", "bake_attention_bias", "fold_batchnorm",
-                  "fold_layerscale")
+DEFAULT_PASSES = ("strip_dropout", "reparameterize", "bake_attention_bias",
+                  "broadcast_linear_attention", "fold_batchnorm", "fold_layerscale")
 NO_REPARAM_PASSES = ("strip_dropout",)
 
 
