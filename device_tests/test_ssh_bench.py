@@ -149,3 +149,21 @@ def test_stale_remote_temp_dirs_are_removed_by_age(ssh_device, tiny_artifact, tm
     (row,) = collector(ssh_device, remote_tmp=str(base)).measure([tiny_artifact], FAST)
     assert row["status"] == "ok"
     assert not stale.exists() and fresh.exists()
+
+
+def test_native_tool_over_ssh(ssh_device, tmp_path):
+    from pathlib import Path
+
+    import ai_edge_litert
+
+    from edgekit.pipeline import ExportRequest, export_model
+    from tests.conftest import TINY
+
+    tool = Path(ai_edge_litert.__file__).parent / "tools" / "benchmark_litert_model.py"
+    (o,) = export_model(ExportRequest(model=TINY, formats=("tflite",), out=tmp_path))
+    (row,) = run_bench([o.artifact.path], device=ssh_device.url,
+                       cfg=BenchConfig(warmup=2, runs=15, timeout=120, retries=0, python=PY),
+                       identity=ssh_device.identity, known_hosts=ssh_device.known_hosts,
+                       native=str(tool))
+    assert row["status"] == "ok" and row["device"] == ssh_device.url
+    assert row["iterations"] == 15 and row["median_ms"] > 0

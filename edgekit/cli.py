@@ -339,12 +339,15 @@ def inspect(path: Path, as_json: bool) -> None:
 @click.option("--remote-tmp", default="/tmp", show_default=True)
 @click.option("--python", "device_python", default="python3", show_default=True,
               help="Python on the device")
+@click.option("--native", default=None,
+              help="Drive a native benchmark tool at this path on the device instead of the "
+                   "agent (benchmark_litert_model[.py]).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results JSON.")
 @click.option("--json", "as_json", is_flag=True)
 def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup: int, runs: int,
           min_seconds: float, rounds: int, timeout: float, retries: int, compare: bool,
           identity: Path | None, known_hosts: Path | None, remote_tmp: str, device_python: str,
-          out: Path | None, as_json: bool) -> None:
+          native: str | None, out: Path | None, as_json: bool) -> None:
     """Latency of artifacts on the host or a device, through the edgekit agent."""
     from edgekit.bench.collectors import BenchConfig, BenchFailed
     from edgekit.bench.run import run_bench, write_results
@@ -354,7 +357,8 @@ def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup:
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
         step(f"benchmarking {len(artifacts)} artifact(s) on {device}")
         rows = run_bench(list(artifacts), device=device, cfg=cfg, compare=compare,
-                         identity=identity, known_hosts=known_hosts, remote_tmp=remote_tmp)
+                         identity=identity, known_hosts=known_hosts, remote_tmp=remote_tmp,
+                         native=native)
     if out:
         write_results(rows, out)
     if as_json:
@@ -365,13 +369,15 @@ def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup:
                 click.echo(f"{r['artifact']}: FAILED: {r['error']}")
                 continue
             flags = [f for f, ok in (("unstable", r["stable"]), ("implausible", r["plausible"]),
-                                     ("outputs wrong", r["validated"])) if not ok]
+                                     ("outputs wrong", r["validated"])) if ok is False]
             ratio = f"  ×{r['ratio_vs_first']:.2f}" if "ratio_vs_first" in r else ""
-            click.echo(f"{r['artifact']}: median {r['median_ms']:.3f} ms  p90 {r['p90_ms']:.3f}"
-                       f"  p99 {r['p99_ms']:.3f}  cv {r['cv']:.1%}  n={r['iterations']}  "
-                       f"init {r['init_ms']:.0f} ms  first {r['first_ms']:.1f} ms  "
-                       f"rss {r['peak_rss_mb']:.0f} MB{ratio}"
-                       + (f"  [{', '.join(flags)}]" if flags else ""))
+            click.echo(f"{r['artifact']}: median {_fmt(r['median_ms'], '.3f')} ms  "
+                       f"p90 {_fmt(r['p90_ms'], '.3f')}  p99 {_fmt(r['p99_ms'], '.3f')}  "
+                       f"cv {_fmt(r['cv'], '.1%')}  n={r['iterations']}  "
+                       f"init {_fmt(r['init_ms'], '.0f')} ms  first {_fmt(r['first_ms'], '.1f')}"
+                       f" ms  rss {_fmt(r['peak_rss_mb'], '.0f')} MB{ratio}"
+                       + (f"  [{', '.join(flags)}]" if flags else "")
+                       + (f"  (native {r['native']['tool']})" if r.get("native") else ""))
     failed = [r for r in rows if r.get("status") != "ok"]
     if failed:
         raise BenchFailed(f"{len(failed)} of {len(rows)} benchmark(s) failed: "

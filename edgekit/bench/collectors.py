@@ -156,6 +156,42 @@ class LocalCollector:
         return _finish("local", out, err, proc.returncode, timed_out, cfg.timeout)
 
 
+def _native_row(device: str, art: Path, tool: str, out: str, err: str, code: int | None,
+                timed_out: bool) -> dict[str, Any]:
+    from edgekit.bench.native import driver_for, to_schema
+
+    driver = driver_for(tool)
+    manifest = json.loads((art / "manifest.json").read_text())
+    if timed_out or code != 0:
+        tail = err.strip().splitlines()[-1] if err.strip() else f"exit code {code}"
+        raise BenchFailed(f"native tool {driver.name} failed on {device}: "
+                          f"{'timed out' if timed_out else tail[:300]}",
+                          hint="check the tool path and that it runs on the device")
+    try:
+        parsed = driver.parse(out)
+    except ValueError as exc:
+        raise BenchFailed(f"native tool {driver.name} on {device}: {exc}",
+                          hint="a crash with no results block is a failure, never 0 ms") from None
+    row = to_schema(parsed, driver, manifest, out)
+    row.update({"device": device, "status": "ok", "threads": None, "fingerprint": {}})
+    return row
+
+
+def run_native_local(tool: str, art: Path, cfg: BenchConfig) -> dict[str, Any]:
+    from edgekit.bench.native import driver_for
+
+    driver = driver_for(tool)
+    manifest = json.loads((art / "manifest.json").read_text())
+    if manifest["format"] not in driver.formats:
+        raise UsageError(f"{driver.name} benchmarks {', '.join(driver.formats)}, not "
+                         f"{manifest['format']}", path=art)
+    cmd = driver.command(tool, str(art / manifest["file"]), cfg, sys.executable)
+    proc = subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    out, err, timed_out = _stream(proc, cfg.timeout)
+    return _native_row("local", art, tool, out, err, proc.returncode, timed_out)
+
+
 def _tar_payload(artifacts: list[Path]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -270,6 +306,32 @@ class SshCollector:
         for r in results:
             r["local_dir"] = str(artifacts[int(r["artifact"].rsplit("/a", 1)[1])])
         return results
+
+    def measure_native(self, tool: str, art: Path, cfg: BenchConfig) -> dict[str, Any]:
+        from edgekit.bench.native import driver_for
+
+        driver = driver_for(tool)
+        manifest = json.loads((art / "manifest.json").read_text())
+        made = self.run(f"mktemp -d {shlex.quote(self.remote_tmp)}/edgekit.XXXXXXXX")
+        remote_dir = made.stdout.decode().strip()
+        rdir = shlex.quote(remote_dir)
+        try:
+            pushed = self.run(f"tar -xf - -C {rdir}", stdin=_tar_payload([art]),
+                              timeout=max(60.0, cfg.timeout / 4))
+            if pushed.returncode != 0:
+                raise DeviceError(f"copying the artifact to {self.device} failed",
+                                  hint="check space in the remote temp dir")
+            cmd = driver.command(tool, f"{remote_dir}/a0/{manifest['file']}", cfg, cfg.python)
+            proc = subprocess.Popen(self._ssh() + [f"timeout -k 5 {int(cfg.timeout)} {cmd}"],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+            out, err, timed_out = _stream(proc, cfg.timeout + 30)
+            return _native_row(self.device, art, tool, out, err, proc.returncode, timed_out)
+        finally:
+            try:
+                self.run(f"rm -rf {rdir}", timeout=30)
+            except DeviceError:
+                pass
 
     def _rebooted(self, boot_before: str | None) -> bool | None:
         try:

@@ -18,8 +18,11 @@ BENCHABLE = {"onnx", "tflite", "executorch"}
 
 def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = BenchConfig(),
               compare: bool = False, identity: Path | None = None,
-              known_hosts: Path | None = None, remote_tmp: str = "/tmp") -> list[dict[str, Any]]:
+              known_hosts: Path | None = None, remote_tmp: str = "/tmp",
+              native: str | None = None) -> list[dict[str, Any]]:
     artifacts = [Artifact.open(p) for p in paths]  # sha256 checked before anything is copied
+    if native:
+        return _run_native(artifacts, device, cfg, native, identity, known_hosts, remote_tmp)
     for a in artifacts:
         if a.manifest.format not in BENCHABLE:
             raise UsageError(f"{a.manifest.format} artifacts cannot be benchmarked here",
@@ -56,6 +59,36 @@ def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = Be
         for r in rows:
             if r.get("status") == "ok":
                 r["ratio_vs_first"] = r["median_ms"] / first
+    return rows
+
+
+def _run_native(artifacts: list[Artifact], device: str, cfg: BenchConfig, tool: str,
+                identity: Path | None, known_hosts: Path | None,
+                remote_tmp: str) -> list[dict[str, Any]]:
+    from edgekit.bench.collectors import LocalCollector, SshCollector, run_native_local
+
+    collector = collector_for(device, identity=identity, known_hosts=known_hosts,
+                              remote_tmp=remote_tmp)
+    rows = []
+    for a in artifacts:
+        try:
+            if isinstance(collector, LocalCollector):
+                row = run_native_local(tool, a.path, cfg)
+            elif isinstance(collector, SshCollector):
+                row = collector.measure_native(tool, a.path, cfg)
+            else:
+                raise UsageError("--native runs locally or over ssh in this version",
+                                 hint="use the agent (drop --native) for adb devices")
+        except BenchFailed as exc:
+            row = {"artifact": str(a.path), "device": device, "status": "failed",
+                   "error": exc.message, "attempts": []}
+        row["artifact"] = str(a.path)
+        row.setdefault("fingerprint", {})["artifact_sha256"] = a.manifest.sha256
+        rows.append(row)
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    for r in rows:
+        r["fingerprint"]["edgekit_version"] = edgekit.__version__
+        r["time"] = stamp
     return rows
 
 

@@ -34,6 +34,10 @@ def load_results(paths: list[Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def _f(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else "–"
+
+
 def _label(r: dict[str, Any]) -> str:
     name = Path(r["artifact"]).name
     dev = r.get("device", "local")
@@ -50,13 +54,15 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
                          f"| | | | {r.get('error', '')[:120]} |")
             continue
         flags = [f for f, ok in (("unstable", r["stable"]), ("implausible", r["plausible"]))
-                 if not ok]
+                 if ok is False] + (["native tool"] if r.get("native") else [])
         ratio = f" (×{r['ratio_vs_first']:.2f})" if "ratio_vs_first" in r else ""
+        outputs = {True: "ok", False: "WRONG", None: "not checked"}[r["validated"]]
         lines.append(
             f"| {Path(r['artifact']).name} | {r.get('device')} | {r['runtime']} | "
-            f"{r['median_ms']:.3f}{ratio} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | "
-            f"{r['cv']:.1%} | {r['iterations']} | {r['init_ms']:.0f} | {r['peak_rss_mb']:.0f} | "
-            f"{'ok' if r['validated'] else 'WRONG'} | {', '.join(flags)} |")
+            f"{_f(r['median_ms'], '.3f')}{ratio} | {_f(r['p90_ms'], '.3f')} | "
+            f"{_f(r['p99_ms'], '.3f')} | {_f(r['cv'], '.1%')} | {r['iterations']} | "
+            f"{_f(r['init_ms'], '.0f')} | {_f(r['peak_rss_mb'], '.0f')} | {outputs} | "
+            f"{', '.join(flags)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -73,9 +79,11 @@ def _plots(ok: list[dict[str, Any]]) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
 
     plots = []
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(ok) + 1.5))
-    ax.boxplot([r["samples_ms"] for r in ok], vert=False, showfliers=True)
-    ax.set_yticks(range(1, len(ok) + 1), [_label(r) for r in ok])
+    sampled = [r for r in ok if r.get("samples_ms")]  # native tools report aggregates only
+    fig, ax = plt.subplots(figsize=(8, 0.6 * max(len(sampled), 1) + 1.5))
+    if sampled:
+        ax.boxplot([r["samples_ms"] for r in sampled], vert=False, showfliers=True)
+        ax.set_yticks(range(1, len(sampled) + 1), [_label(r) for r in sampled])
     ax.set_xscale("log")
     ax.set_xlabel("latency per inference (ms, log scale)")
     ax.set_title("Latency distribution (every measured sample)")
@@ -120,12 +128,13 @@ def render_html(rows: list[dict[str, Any]], out: Path) -> None:
             table.append(f"<tr class='bad'><td>{html.escape(Path(r['artifact']).name)}</td>"
                          f"<td colspan='13'>FAILED: {html.escape(str(r.get('error')))}</td></tr>")
             continue
+        yes_no = {True: "yes", False: "NO", None: "–"}
         cells = [Path(r["artifact"]).name, r.get("device"), r["runtime"],
-                 f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
-                 f"{r['cv']:.1%}", r["iterations"], f"{r['init_ms']:.0f}",
-                 f"{r['first_ms']:.1f}", f"{r['peak_rss_mb']:.0f}",
-                 "ok" if r["validated"] else "WRONG", "yes" if r["stable"] else "NO",
-                 "yes" if r["plausible"] else "NO"]
+                 _f(r["median_ms"], ".3f"), _f(r["p90_ms"], ".3f"), _f(r["p99_ms"], ".3f"),
+                 _f(r["cv"], ".1%"), r["iterations"], _f(r["init_ms"], ".0f"),
+                 _f(r["first_ms"], ".1f"), _f(r["peak_rss_mb"], ".0f"),
+                 {True: "ok", False: "WRONG", None: "not checked"}[r["validated"]],
+                 yes_no[r["stable"]], yes_no[r["plausible"]]]
         table.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
                      + "</tr>")
     table.append("</table>")

@@ -2,10 +2,10 @@
 
 import timm
 import torch
-from torch import nn
-
 from edgekit.exporters.coreml import _drop_aliases
 from edgekit.exporters.executorch import _softmax_after_conv
+from torch import nn
+
 from tests.transforms.helpers import live
 
 
