@@ -23,7 +23,10 @@ lint:
 	$(VENV)/bin/mypy edgekit
 
 bench: setup
-	$(PY) bench/reparam_latency.py --update-readme
+	cd bench && ../$(PY) reparam_latency.py --update-readme
+	cd bench && ../$(PY) format_matrix.py --update-readme
+	cd bench && ../$(PY) agent_agreement.py --update-readme
+	cd bench && ../$(PY) export_all_models.py --update-readme
 
 clean:
 	rm -rf $(OUT) .pytest_cache

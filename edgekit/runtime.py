@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -25,6 +25,44 @@ class Runtime(Protocol):
     def version(cls) -> str: ...
 
     def load(self, model_path: Path, threads: int | None = None) -> Session: ...
+
+
+def dist_version(distribution: str) -> str:
+    """Installed version of a pip distribution, or "unknown"."""
+    import importlib.metadata as md
+
+    try:
+        return md.version(distribution)
+    except md.PackageNotFoundError:
+        return "unknown"
+
+
+class PackageRuntime:
+    """A runtime provided by one Python package: available when `module` imports, versioned by
+    its pip `distribution`, sessions made by `session_cls(path, threads)`."""
+
+    name: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]]
+    module: ClassVar[str]
+    distribution: ClassVar[str]
+    session_cls: ClassVar[Any]
+
+    @classmethod
+    def available(cls) -> bool:
+        import importlib
+
+        try:
+            importlib.import_module(cls.module)
+        except ImportError:
+            return False
+        return True
+
+    @classmethod
+    def version(cls) -> str:
+        return dist_version(cls.distribution)
+
+    def load(self, model_path: Path, threads: int | None = None) -> Any:
+        return self.session_cls(model_path, threads)
 
 
 RUNTIMES: Registry[type[Runtime]] = Registry("runtime")

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from edgekit.artifact import TensorSpec
 from edgekit.errors import ArtifactError, ExportError, first_line
 from edgekit.exporter import ExportOptions, ExportResult
+from edgekit.runtime import dist_version
 
 _MAGIC = b"ET"  # bytes 4..8 are "ETxx" (flatbuffer file identifier, xx = schema version)
 
@@ -105,7 +106,7 @@ class ExecuTorchExporter:
                         for n, o in zip(names, outs, strict=True))
         return ExportResult(
             file=self.filename, inputs=inputs, outputs=outputs,
-            versions={"executorch": _version("executorch")},
+            versions={"executorch": dist_version("executorch")},
             details={"exporter": "torch.export + to_edge_transform_and_lower(XNNPACK)",
                      "delegation": {**delegation, "kept_out": kept_out}})
 
@@ -195,11 +196,3 @@ def _program_ops(path: Path) -> tuple[Counter[str], int]:
                 ops[f"delegate:{plan.delegates[args.delegate_index].id}"] += 1
     return ops, 0
 
-
-def _version(dist: str) -> str:
-    import importlib.metadata as md
-
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "unknown"

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from edgekit.artifact import TensorSpec
 from edgekit.errors import ArtifactError, ExportError, first_line
 from edgekit.exporter import ExportOptions, ExportResult
+from edgekit.runtime import dist_version
 
 _MAGIC = b"TFL3"
 
@@ -108,9 +109,9 @@ class TFLiteExporter:
                         for t in info["outputs"])
         return ExportResult(
             file=self.filename, inputs=inputs, outputs=outputs,
-            versions={"litert-torch": _version("litert-torch"),
+            versions={"litert-torch": dist_version("litert-torch"),
                       "ai-edge-litert": getattr(ai_edge_litert, "__version__", None)
-                      or _version("ai-edge-litert")},
+                      or dist_version("ai-edge-litert")},
             details={"exporter": "litert-torch", "layout": layout, "ops": info["ops"],
                      "delegation": delegation(path)})
 
@@ -177,11 +178,3 @@ class TFLiteExporter:
             "params": int(sum(int(np.prod(t["shape"])) for t in constants)),
         }
 
-
-def _version(dist: str) -> str:
-    import importlib.metadata as md
-
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "unknown"

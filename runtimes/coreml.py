@@ -10,6 +10,7 @@ import numpy as np
 from edgekit.runtimes.checks import check_inputs
 
 from edgekit.errors import MissingDependency
+from edgekit.runtime import PackageRuntime
 
 
 class CoreMLSession:
@@ -28,25 +29,16 @@ class CoreMLSession:
         return {name: np.asarray(out[name], dtype=np.float32) for name in self._outputs}
 
 
-class CoreMLRuntime:
+class CoreMLRuntime(PackageRuntime):
     name: ClassVar[str] = "coreml"
     formats: ClassVar[tuple[str, ...]] = ("coreml",)
+    module: ClassVar[str] = "coremltools"
+    distribution: ClassVar[str] = "coremltools"
+    session_cls = CoreMLSession
 
     @classmethod
     def available(cls) -> bool:
-        if platform.system() != "Darwin":
-            return False
-        try:
-            import coremltools  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
-    @classmethod
-    def version(cls) -> str:
-        import importlib.metadata as md
-
-        return md.version("coremltools")
+        return platform.system() == "Darwin" and super().available()
 
     def load(self, model_path: Path, threads: int | None = None) -> CoreMLSession:
         if not self.available():
@@ -55,4 +47,4 @@ class CoreMLRuntime:
                 f"{platform.system()})", path=model_path,
                 hint="run `edgekit validate` on a Mac; on Linux the package is checked "
                      "structurally at export")
-        return CoreMLSession(model_path, threads)
+        return super().load(model_path, threads)

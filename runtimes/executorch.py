@@ -9,6 +9,7 @@ import numpy as np
 from edgekit.runtimes.checks import check_inputs
 
 from edgekit.errors import ArtifactError
+from edgekit.runtime import PackageRuntime
 
 _SCALAR_TYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32",
                  7: "float64", 11: "bool"}
@@ -44,23 +45,9 @@ class ExecuTorchSession:
         return {f"output_{i}": o.numpy().copy() for i, o in enumerate(outs)}
 
 
-class ExecuTorchRuntime:
+class ExecuTorchRuntime(PackageRuntime):
     name: ClassVar[str] = "executorch"
     formats: ClassVar[tuple[str, ...]] = ("executorch",)
-
-    @classmethod
-    def available(cls) -> bool:
-        try:
-            import executorch.runtime  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
-    @classmethod
-    def version(cls) -> str:
-        import importlib.metadata as md
-
-        return md.version("executorch")
-
-    def load(self, model_path: Path, threads: int | None = None) -> ExecuTorchSession:
-        return ExecuTorchSession(model_path, threads)
+    module: ClassVar[str] = "executorch.runtime"
+    distribution: ClassVar[str] = "executorch"
+    session_cls = ExecuTorchSession

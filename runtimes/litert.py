@@ -9,6 +9,7 @@ import numpy as np
 from edgekit.runtimes.checks import check_inputs
 
 from edgekit.errors import ArtifactError
+from edgekit.runtime import PackageRuntime
 
 
 class LiteRtSession:
@@ -34,23 +35,9 @@ class LiteRtSession:
         return {d["name"]: self._interp.get_tensor(d["index"]).copy() for d in self._outputs}
 
 
-class LiteRtRuntime:
+class LiteRtRuntime(PackageRuntime):
     name: ClassVar[str] = "litert"
     formats: ClassVar[tuple[str, ...]] = ("tflite",)
-
-    @classmethod
-    def available(cls) -> bool:
-        try:
-            import ai_edge_litert.interpreter  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
-    @classmethod
-    def version(cls) -> str:
-        import importlib.metadata as md
-
-        return md.version("ai-edge-litert")
-
-    def load(self, model_path: Path, threads: int | None = None) -> LiteRtSession:
-        return LiteRtSession(model_path, threads)
+    module: ClassVar[str] = "ai_edge_litert.interpreter"
+    distribution: ClassVar[str] = "ai-edge-litert"
+    session_cls = LiteRtSession

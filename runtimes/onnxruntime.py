@@ -9,6 +9,7 @@ import numpy as np
 from edgekit.runtimes.checks import check_inputs
 
 from edgekit.errors import ArtifactError
+from edgekit.runtime import PackageRuntime
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int32)": "int32",
@@ -41,23 +42,9 @@ class OnnxRuntimeSession:
         return dict(zip(self.output_names, outs, strict=True))
 
 
-class OnnxRuntime:
+class OnnxRuntime(PackageRuntime):
     name: ClassVar[str] = "onnxruntime"
     formats: ClassVar[tuple[str, ...]] = ("onnx",)
-
-    @classmethod
-    def available(cls) -> bool:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
-    @classmethod
-    def version(cls) -> str:
-        import onnxruntime
-
-        return str(onnxruntime.__version__)
-
-    def load(self, model_path: Path, threads: int | None = None) -> OnnxRuntimeSession:
-        return OnnxRuntimeSession(model_path, threads)
+    module: ClassVar[str] = "onnxruntime"
+    distribution: ClassVar[str] = "onnxruntime"
+    session_cls = OnnxRuntimeSession
