@@ -57,9 +57,14 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES.list()))
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument("--merge", action="store_true",
+                    help="update only these families in the saved results; keep the --to all "
+                         "timing unless it is re-measured")
+    ap.add_argument("--skip-to-all", action="store_true")
     args = ap.parse_args()
     formats = [f for f in ORDER if f in EXPORTERS.list()]
-    matrix: dict[str, dict[str, dict]] = {}
+    saved = json.loads(RESULTS.read_text()) if args.merge and RESULTS.exists() else {}
+    matrix: dict[str, dict[str, dict]] = dict(saved.get("matrix", {}))
     with tempfile.TemporaryDirectory() as tmp:
         for fam in args.families.split(","):
             model = FAMILIES.get(fam).smallest
@@ -69,16 +74,20 @@ def main() -> None:
                 row = rows[0] if rows else None
                 matrix[model][fmt] = {"row": row, "error": err, "wall_s": round(wall, 1)}
                 print(f"{model:24} {fmt:11} {cell(row, err)}  ({wall:.0f} s)", flush=True)
-        rows, err, wall = export("efficientformer_l1", "all", Path(tmp) / "all", args.timeout)
-        timing = {"model": "efficientformer_l1", "wall_s": round(wall, 1), "error": err,
-                  "per_format_s": {r["format"]: r["export_s"] for r in rows or []}}
-        print(json.dumps(timing), flush=True)
+        if args.skip_to_all and "to_all" in saved:
+            timing = saved["to_all"]
+        else:
+            rows, err, wall = export("efficientformer_l1", "all", Path(tmp) / "all",
+                                     args.timeout)
+            timing = {"model": "efficientformer_l1", "wall_s": round(wall, 1), "error": err,
+                      "per_format_s": {r["format"]: r["export_s"] for r in rows or []}}
+            print(json.dumps(timing), flush=True)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"matrix": matrix, "to_all": timing}, indent=1) + "\n")
     if args.update_readme:
         lines = ["| model | " + " | ".join(formats) + " |",
                  "| --- |" + " --- |" * len(formats)]
-        for model, cells in matrix.items():
+        for model, cells in sorted(matrix.items()):
             lines.append(f"| {model} | " + " | ".join(cell(cells[f]["row"], cells[f]["error"])
                                                      for f in formats) + " |")
         per = ", ".join(f"{k} {v:.0f} s" for k, v in timing["per_format_s"].items())
