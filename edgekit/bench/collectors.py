@@ -9,6 +9,7 @@ adb://SERIAL: `adb -s SERIAL` always; exit codes echoed explicitly (old adb lose
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -18,6 +19,7 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -248,9 +250,12 @@ class SshCollector:
                               hint="check host, port, key (BatchMode: no passwords) and network")
         return proc
 
-    def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
+    @contextlib.contextmanager
+    def _remote_dir(self, artifacts: list[Path], cfg: BenchConfig
+                    ) -> Iterator[tuple[str, str | None]]:
+        """A private remote temp dir holding the agent and artifacts as a0, a1, …; stale dirs
+        of killed runs are removed by age first, this one on exit. Yields (dir, boot id)."""
         base = shlex.quote(self.remote_tmp)
-        # Private temp dir; stale ones from killed runs are removed by age first.
         made = self.run(f"find {base} -maxdepth 1 -name 'edgekit.*' -type d "
                         f"-mmin +{self.stale_minutes} -exec rm -rf {{}} + 2>/dev/null; "
                         f"mktemp -d {base}/edgekit.XXXXXXXX && "
@@ -273,12 +278,16 @@ class SshCollector:
                                       "or pass --remote-tmp DIR on a larger filesystem")
                 raise DeviceError(f"copying the artifacts to {self.device} failed: "
                                   f"{err.strip()[-200:]}", hint="check the remote temp dir")
-            return self._run_agent(artifacts, cfg, remote_dir, boot_before)
+            yield remote_dir, boot_before
         finally:
             try:
                 self.run(f"rm -rf {rdir}", timeout=30)
             except DeviceError:
                 pass  # unreachable now: removed by age on the next run
+
+    def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
+        with self._remote_dir(artifacts, cfg) as (remote_dir, boot_before):
+            return self._run_agent(artifacts, cfg, remote_dir, boot_before)
 
     def _run_agent(self, artifacts: list[Path], cfg: BenchConfig, remote_dir: str,
                    boot_before: str | None) -> list[dict[str, Any]]:
@@ -312,26 +321,13 @@ class SshCollector:
 
         driver = driver_for(tool)
         manifest = json.loads((art / "manifest.json").read_text())
-        made = self.run(f"mktemp -d {shlex.quote(self.remote_tmp)}/edgekit.XXXXXXXX")
-        remote_dir = made.stdout.decode().strip()
-        rdir = shlex.quote(remote_dir)
-        try:
-            pushed = self.run(f"tar -xf - -C {rdir}", stdin=_tar_payload([art]),
-                              timeout=max(60.0, cfg.timeout / 4))
-            if pushed.returncode != 0:
-                raise DeviceError(f"copying the artifact to {self.device} failed",
-                                  hint="check space in the remote temp dir")
+        with self._remote_dir([art], cfg) as (remote_dir, _):
             cmd = driver.command(tool, f"{remote_dir}/a0/{manifest['file']}", cfg, cfg.python)
             proc = subprocess.Popen(self._ssh() + [f"timeout -k 5 {int(cfg.timeout)} {cmd}"],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
             out, err, timed_out = _stream(proc, cfg.timeout + 30)
             return _native_row(self.device, art, tool, out, err, proc.returncode, timed_out)
-        finally:
-            try:
-                self.run(f"rm -rf {rdir}", timeout=30)
-            except DeviceError:
-                pass
 
     def _rebooted(self, boot_before: str | None) -> bool | None:
         try:
