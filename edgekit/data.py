@@ -57,17 +57,24 @@ def _views(img: Any, index: int) -> Any:
     return img
 
 
-def photo_batch(data_config: dict[str, Any], n: int) -> np.ndarray:
-    """n real photos (and variants) as float32 NCHW, preprocessed by the model's eval transform."""
-    from PIL import Image
+def eval_transform(data_config: dict[str, Any]) -> Any:
+    """The model's own eval preprocessing (timm): resize, centre crop, normalise."""
     from timm.data import create_transform
 
     cfg = dict(data_config)
-    transform = create_transform(
+    return create_transform(
         input_size=tuple(cfg["input_size"]), interpolation=cfg.get("interpolation", "bicubic"),
         mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=cfg.get("crop_pct", 0.875),
         crop_mode=cfg.get("crop_mode", "center"), is_training=False)
-    paths = builtin_photo_paths()
+
+
+def photo_batch(data_config: dict[str, Any], n: int,
+                paths: list[Path] | None = None) -> np.ndarray:
+    """n real photos (and variants) as float32 NCHW, preprocessed by the model's eval transform."""
+    from PIL import Image
+
+    transform = eval_transform(data_config)
+    paths = paths or builtin_photo_paths()
     out = []
     for i in range(n):
         with Image.open(paths[i % len(paths)]) as im:

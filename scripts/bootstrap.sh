@@ -10,8 +10,9 @@ VENV="$root/.venv"
 EXTRAS="${EDGEKIT_EXTRAS:-torch,onnx,tflite,executorch,coreml,dev}"
 
 # Debian packages the tests rely on (installed only when missing): sshd for the loopback device
-# tests, adb for the adb command layer, chromium to render HTML reports headless.
-APT_PACKAGES=(git openssh-client openssh-server adb chromium)
+# tests, adb for the adb command layer, chromium to render HTML reports headless, and the real
+# Fashion-MNIST data set for accuracy work.
+APT_PACKAGES=(git openssh-client openssh-server adb chromium dataset-fashion-mnist)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
