@@ -62,7 +62,7 @@ def _writer(final: str, tag: str) -> None:
 
 def test_concurrent_writers_never_mix_files(tmp_path):
     final = tmp_path / "m.fp32.onnx"
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # fork is unsafe once JAX (via litert-torch) has threads
     procs = [ctx.Process(target=_writer, args=(str(final), t)) for t in "ab"]
     for p in procs:
         p.start()
