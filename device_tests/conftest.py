@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_artifact  # noqa: F401 - shared fixture
+from tests.conftest import small_tmpfs, tiny_artifact  # noqa: F401 - shared fixtures
 
 SSHD = "/usr/sbin/sshd"
 

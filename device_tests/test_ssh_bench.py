@@ -123,18 +123,11 @@ def test_connection_drop_keeps_partial_samples_apart(ssh_device, tiny_artifact, 
     assert not _agent_processes("edgekit."), "agent exits when its connection drops"
 
 
-def test_full_remote_temp_dir_is_a_clear_error(ssh_device, tiny_artifact, tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(small)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root (platform limit, not a failure)")
-    try:
-        with pytest.raises(DeviceError, match="no space left"):
-            collector(ssh_device, remote_tmp=str(small)).measure([tiny_artifact], FAST)
-        assert not list(small.glob("edgekit.*")), "the remote temp dir is removed"
-    finally:
-        subprocess.run(["umount", str(small)], check=False)
+def test_full_remote_temp_dir_is_a_clear_error(ssh_device, tiny_artifact, small_tmpfs):
+    small = small_tmpfs("32k")
+    with pytest.raises(DeviceError, match="no space left"):
+        collector(ssh_device, remote_tmp=str(small)).measure([tiny_artifact], FAST)
+    assert not list(small.glob("edgekit.*")), "the remote temp dir is removed"
 
 
 def test_stale_remote_temp_dirs_are_removed_by_age(ssh_device, tiny_artifact, tmp_path):

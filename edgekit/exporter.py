@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from edgekit.artifact import TensorSpec
+from edgekit.errors import ArtifactError
 from edgekit.registry import Registry
 
 
@@ -54,6 +55,19 @@ class Exporter(Protocol):
         """Parse the model file: op histogram, tensor dtypes, parameter count. Untrusted input:
         callers run this in an isolated child process."""
         ...
+
+
+def check_file_kind(path: Path, *, suffix: str, what: str, magic: bytes, offset: int,
+                    missing_magic: str) -> None:
+    """Cheap sniff before any parser: the right extension and the format's magic bytes."""
+    if path.suffix != suffix:
+        raise ArtifactError(f"not {what} (extension '{path.suffix}')", path=path,
+                            hint=f"pass a {suffix} file or an artifact directory")
+    with open(path, "rb") as f:
+        head = f.read(offset + len(magic))
+    if head[offset:offset + len(magic)] != magic:
+        raise ArtifactError(f"not {what} ({missing_magic})", path=path,
+                            hint=f"check the file is a {suffix} model and is complete")
 
 
 EXPORTERS: Registry[type[Exporter]] = Registry("exporter")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from edgekit.artifact import TensorSpec
 from edgekit.errors import ArtifactError, ExportError, first_line
-from edgekit.exporter import ExportOptions, ExportResult
+from edgekit.exporter import ExportOptions, ExportResult, check_file_kind
 from edgekit.runtime import dist_version
 
 _MAGIC = b"ET"  # bytes 4..8 are "ETxx" (flatbuffer file identifier, xx = schema version)
@@ -132,14 +132,8 @@ class ExecuTorchExporter:
 
     @classmethod
     def sniff(cls, path: Path) -> None:
-        if path.suffix != ".pte":
-            raise ArtifactError(f"not an ExecuTorch program (extension '{path.suffix}')",
-                                path=path, hint="pass a .pte file or an artifact directory")
-        with open(path, "rb") as f:
-            head = f.read(8)
-        if len(head) < 8 or head[4:6] != _MAGIC:
-            raise ArtifactError("not an ExecuTorch program (no ET identifier)", path=path,
-                                hint="check the file is a .pte program and is complete")
+        check_file_kind(path, suffix=".pte", what="an ExecuTorch program", magic=_MAGIC,
+                        offset=4, missing_magic="no ET identifier")
 
     @classmethod
     def describe(cls, path: Path) -> dict[str, Any]:

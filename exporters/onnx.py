@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from edgekit.artifact import TensorSpec
 from edgekit.errors import ArtifactError, ExportError, first_line
-from edgekit.exporter import ExportOptions, ExportResult
+from edgekit.exporter import ExportOptions, ExportResult, check_file_kind
 
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32",
                 7: "int64", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64",
@@ -122,15 +122,9 @@ class OnnxExporter:
 
     @classmethod
     def sniff(cls, path: Path) -> None:
-        if path.suffix != ".onnx":
-            raise ArtifactError(f"not an ONNX file (extension '{path.suffix}')", path=path,
-                                hint="pass a .onnx file or an artifact directory")
-        with open(path, "rb") as f:
-            head = f.read(2)
         # A ModelProto starts with field 1 (ir_version, varint): tag byte 0x08.
-        if len(head) < 2 or head[0] != 0x08:
-            raise ArtifactError("not an ONNX file (no ModelProto header)", path=path,
-                                hint="check the file is an .onnx model and is complete")
+        check_file_kind(path, suffix=".onnx", what="an ONNX file", magic=b"\x08", offset=0,
+                        missing_magic="no ModelProto header")
 
     @classmethod
     def describe(cls, path: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from edgekit.artifact import TensorSpec
 from edgekit.errors import ArtifactError, ExportError, first_line
-from edgekit.exporter import ExportOptions, ExportResult
+from edgekit.exporter import ExportOptions, ExportResult, check_file_kind
 from edgekit.runtime import dist_version
 
 _MAGIC = b"TFL3"
@@ -132,14 +132,8 @@ class TFLiteExporter:
 
     @classmethod
     def sniff(cls, path: Path) -> None:
-        if path.suffix != ".tflite":
-            raise ArtifactError(f"not a TFLite file (extension '{path.suffix}')", path=path,
-                                hint="pass a .tflite file or an artifact directory")
-        with open(path, "rb") as f:
-            head = f.read(8)
-        if len(head) < 8 or head[4:8] != _MAGIC:
-            raise ArtifactError("not a TFLite file (no TFL3 identifier)", path=path,
-                                hint="check the file is a .tflite model and is complete")
+        check_file_kind(path, suffix=".tflite", what="a TFLite file", magic=_MAGIC, offset=4,
+                        missing_magic="no TFL3 identifier")
 
     @classmethod
     def describe(cls, path: Path) -> dict[str, Any]:

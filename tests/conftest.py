@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,22 @@ def real_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
         for o in export_model(ExportRequest(model=name, formats=ALL_FORMATS, out=out)):
             artifacts[(name, o.artifact.manifest.format)] = o.artifact.path
     return artifacts
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Factory for a tiny tmpfs (disk-full tests); unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def make(size: str) -> Path:
+        d = tmp_path / f"tmpfs{len(mounted)}"
+        d.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("mounting a small tmpfs needs root (platform limit, not a failure)")
+        mounted.append(d)
+        return d
+
+    yield make
+    for d in mounted:
+        subprocess.run(["umount", str(d)], check=False)
