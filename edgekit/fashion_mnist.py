@@ -64,7 +64,8 @@ def to_model_input(images: np.ndarray, size: int = 64,
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    x = torch.tensor(images, dtype=torch.float32).div_(255.0).unsqueeze(1)  # copies: IDX is read-only
+    # torch.tensor copies: the IDX buffer is read-only
+    x = torch.tensor(images, dtype=torch.float32).div_(255.0).unsqueeze(1)
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     x = x.expand(-1, 3, -1, -1)
     m = torch.tensor(mean).view(1, 3, 1, 1)
