@@ -162,7 +162,7 @@ def peak_gflops(cache_dir, seconds=0.5):
     try:
         cached = float(json.loads(read(path) or "{}").get("gflops", 0.0))
     except (ValueError, TypeError):
-        pass
+        cached = 0.0  # a corrupt cache entry is ignored: the probe below re-measures
     n = 1024
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = a.T.copy()
@@ -179,7 +179,7 @@ def peak_gflops(cache_dir, seconds=0.5):
         with open(path, "w") as f:
             json.dump({"gflops": best, "n": n}, f)
     except OSError:
-        pass
+        best = float(best)  # read-only cache dir: the probe result is still used, not kept
     return best
 
 
@@ -261,7 +261,7 @@ def main():
     if args.watch_stdin:
         def watch():
             while sys.stdin.buffer.read(1024):
-                pass
+                continue  # drain; EOF means the ssh/adb connection is gone
             os._exit(75)
 
         threading.Thread(target=watch, daemon=True).start()
