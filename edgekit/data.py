@@ -85,7 +85,15 @@ def photo_batch(data_config: dict[str, Any], n: int,
 
 def golden_inputs(data_config: dict[str, Any], n: int, *, seed: int = 0,
                   noise_fraction: float = 0.25) -> np.ndarray:
-    """Validation inputs: real photos plus seeded N(0,1) noise in normalised space."""
+    """Validation inputs: real photos plus seeded N(0,1) noise in normalised space; for models
+    trained on Fashion-MNIST, held-out test images (their domain)."""
+    if data_config.get("dataset") == "fmnist":
+        from edgekit import fashion_mnist as fm
+
+        images, _ = fm.load("test")
+        idx = np.random.default_rng(seed).choice(len(images), size=n, replace=False)
+        return fm.to_model_input(images[idx], int(data_config["input_size"][-1]),
+                                 tuple(data_config["mean"]), tuple(data_config["std"]))
     n_noise = int(round(n * noise_fraction))
     photos = photo_batch(data_config, n - n_noise)
     rng = np.random.default_rng(seed)

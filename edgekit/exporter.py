@@ -20,6 +20,8 @@ class ExportOptions:
     layout: str = "nchw"  # image input layout of the file: nchw, or nhwc (TFLite)
     compute_precision: str = "fp32"  # Core ML: fp16 or fp32
     deployment_target: str = "iOS17"  # Core ML minimum deployment target
+    # converter-specific arguments from a quantizer (e.g. litert-torch's quant_config)
+    converter_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ whole chain (passes + converter + runtime) against timm fp32.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as _dt
 import platform
 from collections.abc import Callable
@@ -34,13 +35,16 @@ from edgekit.check import check_model
 from edgekit.errors import ExportError, UsageError
 from edgekit.exporter import EXPORTERS, ExportOptions
 from edgekit.fsutil import atomic_directory, child_path, safe_component
+from edgekit.quant.config import QuantConfig
+from edgekit.quant.targets import QUANTIZERS
 from edgekit.runtime import DEFAULT_RUNTIME, RUNTIMES
 from edgekit.transforms.base import DEFAULT_PASSES, NO_REPARAM_PASSES, DeployPipeline
 from edgekit.validate import validate_artifact
 
 # Which quantization modes each format implements today (grows with the quant issues).
 IMPLEMENTED_QUANTS: dict[str, tuple[str, ...]] = {
-    "onnx": ("fp32",), "tflite": ("fp32",), "executorch": ("fp32",), "coreml": ("fp32", "fp16")}
+    "onnx": ("fp32", "int8"), "tflite": ("fp32", "int8"), "executorch": ("fp32", "int8"),
+    "coreml": ("fp32", "fp16", "int8")}
 # Input layouts a format's exporter can produce (NHWC: what mobile camera pipelines feed).
 LAYOUTS: dict[str, tuple[str, ...]] = {"tflite": ("nchw", "nhwc")}
 
@@ -61,6 +65,7 @@ class ExportRequest:
     layout: str = "nchw"
     compute_precision: str | None = None  # Core ML; default follows --quant
     deployment_target: str = "iOS17"
+    quant_config: QuantConfig | None = None  # --quant int8: calibration and quantizer choices
 
 
 @dataclass
@@ -89,6 +94,9 @@ def _check_request(req: ExportRequest) -> None:
                          hint="NHWC input is available for --to tflite")
     if req.batch < 1 or req.batch > 256:
         raise UsageError(f"--batch {req.batch} is out of range", hint="use 1..256")
+    if req.quant_config is not None and req.quant != "int8":
+        raise UsageError("calibration options apply to --quant int8 only",
+                         hint="add --quant int8, or drop --calib/--calib-n/--calib-method")
     if req.n_golden < 1:
         raise UsageError("need at least one golden input", hint="use --golden 8")
 
@@ -123,6 +131,9 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
     n = -(-req.n_golden // req.batch) * req.batch  # whole batches
     on_step(f"preparing {n} golden inputs (real photos + noise)")
     golden = torch.from_numpy(golden_inputs(source.data_config, n, seed=req.seed))
+    quant = None
+    if req.quant == "int8":
+        quant = _calibration(req.quant_config or QuantConfig(), source.data_config, on_step)
     with torch.no_grad():
         ref = source.model(golden)
     ref = ref[0] if isinstance(ref, (tuple, list)) else ref
@@ -143,19 +154,38 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
         on_step(f"exporting {fmt}")
         layout = req.layout if req.layout in LAYOUTS.get(fmt, ("nchw",)) else "nchw"
         options = ExportOptions(opset=req.opset, layout=layout,
-                                compute_precision=req.compute_precision or req.quant,
+                                compute_precision=req.compute_precision or (
+                                    "fp16" if req.quant == "int8" else req.quant),
                                 deployment_target=req.deployment_target)
         on_step(f"checking {fmt} op support")
         (support,) = check_model(model, golden[: req.batch], (fmt,))
         with atomic_directory(finals[fmt]) as tmp:
             # Every export flow gets a fresh copy: converters may mutate the module.
+            quant_details: dict[str, Any] = {}
+            to_export = copy.deepcopy(model)
+            if quant is not None:
+                qconfig, calib, holdout = quant
+                target = QUANTIZERS.get(fmt)()
+                on_step(f"quantizing for {fmt} (int8)")
+                prepared = target.before_export(to_export, golden[: req.batch], calib, holdout,
+                                                qconfig, on_step)
+                to_export = prepared.module
+                options = dataclasses.replace(options, converter_kwargs=prepared.converter_kwargs)
+                quant_details = {"config": qconfig.to_dict(), "calibration": {
+                    "set": calib.name, "samples": len(calib), "holdout": len(holdout)},
+                    **prepared.details}
             try:
-                result = exporter.export(copy.deepcopy(model), golden[: req.batch], options, tmp)
+                result = exporter.export(to_export, golden[: req.batch], options, tmp)
             except ExportError as exc:
                 if support.unsupported:
                     exc.message += (f"; ops without a {fmt} lowering: " + ", ".join(
                         f"{op}×{n}" for op, n in support.unsupported.items()))
                 raise
+            if quant is not None:
+                qconfig, calib, holdout = quant
+                quant_details.update(target.after_export(
+                    tmp / result.file, result.inputs[0].name, calib, holdout, req.batch,
+                    qconfig, on_step))
             golden_in = golden.numpy()
             if result.inputs[0].layout == "NHWC":
                 golden_in = np.ascontiguousarray(golden_in.transpose(0, 2, 3, 1))
@@ -170,7 +200,8 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
                 preprocessing=source.data_config,
                 exporter={"format": fmt, "batch": req.batch, "reparam": req.reparam,
                           "spec": source.spec, **result.details,
-                          "support": support.to_dict()},
+                          "support": support.to_dict(),
+                          **({"quantization": quant_details} if quant_details else {})},
                 created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), flops=flops)
             (tmp / MANIFEST_NAME).write_text(manifest.to_json())
             on_step(f"validating {fmt} in {runtime_name}")
@@ -181,6 +212,28 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
         outcomes.append(ExportOutcome(Artifact(finals[fmt], manifest),
                                       time.perf_counter() - started, passes))
     return outcomes
+
+
+def _calibration(config: QuantConfig, data_config: dict[str, Any], on_step: Callable[[str], None]
+                 ) -> tuple[QuantConfig, Any, np.ndarray]:
+    """(config, calibration set, held-out samples) for the int8 quantizers. The hold-out (used
+    by `--keep-float auto` to measure logit cosine) is never calibrated on."""
+    from edgekit.calibration import calibration_set
+
+    n_holdout = 16
+    spec = config.calib if config.calib != "auto" else (
+        "fmnist" if data_config.get("dataset") == "fmnist" else "photos")
+    on_step(f"loading calibration data ({spec}, {config.calib_n} + {n_holdout} held out)")
+    full = calibration_set(spec, data_config, config.calib_n + n_holdout)
+    if len(full) < 8:
+        from edgekit.calibration import CalibrationError
+
+        raise CalibrationError(f"only {len(full)} calibration images in {config.calib}",
+                               hint="give at least 8 (32-128 recommended)")
+    n_holdout = min(n_holdout, len(full) // 4)
+    cut = len(full) - n_holdout
+    calib = type(full)(full.name, full.samples[:cut], full.sources[:cut])
+    return config, calib, full.samples[cut:]
 
 
 def _count_flops(model: Any, example: Any) -> int | None:

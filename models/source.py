@@ -78,6 +78,10 @@ def load_source(spec: str, *, weights: Path | None = None, seed: int = 0) -> Mod
     import torch
     from edgekit.models.live_weights import make_live
 
+    from edgekit.models import fmnist
+
+    if fmnist.is_small_config(spec):
+        return _load_small_config(spec, weights)
     if ":" in spec and not _FACTORY.match(spec):
         raise UsageError(f"'{spec}' is neither a timm name nor module:function",
                          hint="e.g. `efficientformer_l1` or `mypkg.nets:build_model`")
@@ -101,3 +105,24 @@ def load_source(spec: str, *, weights: Path | None = None, seed: int = 0) -> Mod
     info["family"] = fam.name if fam else None
     return ModelSource(name=name, spec=spec, model=model, weights=info,
                        data_config=_resolve_data_config(model))
+
+
+def _load_small_config(spec: str, weights: Path | None) -> ModelSource:
+    """A Fashion-MNIST small config with its trained checkpoint (or the user's --weights)."""
+    from edgekit.errors import WeightsError
+    from edgekit.models import fmnist
+
+    cfg = fmnist.SMALL_CONFIGS.get(spec)
+    model = fmnist.build(cfg)
+    path = Path(weights) if weights is not None else cfg.checkpoint
+    if weights is None and not path.is_file():
+        raise WeightsError(f"{spec} has no trained checkpoint", path=path,
+                           hint=f"train it: python bench/train_fmnist.py {spec}")
+    n = load_weights(model, path)
+    info: dict[str, Any] = {"kind": "trained-fmnist" if weights is None else "file",
+                            "path": str(path.resolve()), "sha256": sha256_file(path),
+                            "tensors": n, "family": cfg.family,
+                            "training": fmnist.training_record(cfg) if weights is None else None}
+    model.eval()
+    return ModelSource(name=spec, spec=spec, model=model, weights=info,
+                       data_config=cfg.data_config)

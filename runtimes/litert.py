@@ -24,15 +24,35 @@ class LiteRtSession:
                                 path=path, hint="re-export it; the file may be corrupt") from None
         self._inputs = self._interp.get_input_details()
         self._outputs = self._interp.get_output_details()
-        self.inputs = {d["name"]: (tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name)
+        # int8 I/O (`--int8-io`): callers give and get float; the session applies the file's own
+        # scale/zero-point, exactly as an app's pre/post-processing would.
+        self.inputs = {d["name"]: (tuple(int(s) for s in d["shape"]),
+                                   "float32" if _quantized(d) else np.dtype(d["dtype"]).name)
                        for d in self._inputs}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_inputs(self.inputs, inputs)
         for d in self._inputs:
-            self._interp.set_tensor(d["index"], inputs[d["name"]])
+            x = inputs[d["name"]]
+            if _quantized(d):
+                scale, zero = d["quantization"]
+                info = np.iinfo(d["dtype"])
+                x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(d["dtype"])
+            self._interp.set_tensor(d["index"], x)
         self._interp.invoke()
-        return {d["name"]: self._interp.get_tensor(d["index"]).copy() for d in self._outputs}
+        out = {}
+        for d in self._outputs:
+            y = self._interp.get_tensor(d["index"]).copy()
+            if _quantized(d):
+                scale, zero = d["quantization"]
+                y = ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+            out[d["name"]] = y
+        return out
+
+
+def _quantized(detail: dict) -> bool:  # type: ignore[type-arg]
+    scale, _ = detail.get("quantization", (0.0, 0))
+    return np.dtype(detail["dtype"]).kind in "iu" and scale != 0.0
 
 
 class LiteRtRuntime(PackageRuntime):

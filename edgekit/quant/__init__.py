@@ -1,0 +1,1 @@
+"""int8 post-training quantization: one QuantConfig, each target's own quantizer (targets.py)."""

@@ -1,0 +1,265 @@
+"""PT2E post-training quantization shared by the torch-side targets (ExecuTorch, TFLite, Core ML).
+
+export ─► prepare_pt2e(target quantizer) ─► calibrate once ─► [sensitivity: float sites] ─►
+convert_pt2e ─► the target's exporter
+
+The target quantizer decides *what* is quantized (its kernels); this module decides the
+activation observer (`--calib-method`), which op kinds stay float (`--keep-float OPS`), and, for
+`--keep-float auto`, which individual sites stay float: every site's observers are removed in
+turn from the one calibrated graph (no re-calibration) and the sites whose float-ness buys the
+most logit cosine are kept float, greedily, until the budget holds.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgekit.calibration import CalibrationSet
+from edgekit.errors import UsageError
+from edgekit.quant.config import QuantConfig
+
+# aten targets per user-facing op kind (for --keep-float OPS and site naming).
+KIND_OF_TARGET = {
+    "conv2d": "conv", "convolution": "conv", "conv1d": "conv",
+    "linear": "linear", "addmm": "linear",
+    "add": "add", "add_": "add", "mul": "mul", "mul_": "mul",
+    "cat": "concat", "concat": "concat",
+    "adaptive_avg_pool2d": "pool", "avg_pool2d": "pool", "max_pool2d": "pool",
+    "softmax": "softmax", "_softmax": "softmax",
+    "matmul": "matmul", "bmm": "matmul",
+}
+
+
+def node_kind(node: Any) -> str | None:
+    from edgekit.check import op_name
+
+    if node.op != "call_function":
+        return None
+    return KIND_OF_TARGET.get(op_name(node.target))
+
+
+def activation_observer(method: str, percentile: float, target: str) -> Any:
+    """Observer class for activations. `mse` is torch's HistogramObserver (it searches the
+    clipping range that minimises the L2 quantization error of the histogram)."""
+    from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
+
+    if method == "minmax":
+        return MinMaxObserver
+    if method == "mse":
+        return HistogramObserver
+    if method == "percentile":
+        return PercentileObserver.with_args(percentile=percentile)
+    raise UsageError(f"--calib-method {method} is not available for {target}",
+                     hint="use minmax, percentile or mse (entropy/KL: --to onnx only)")
+
+
+def _percentile_observer_cls() -> Any:
+    import torch
+    from torchao.quantization.pt2e.observer import MinMaxObserver
+
+    class _PercentileObserver(MinMaxObserver):  # type: ignore[misc, valid-type]
+        """Range = the [100-p, p] percentiles of a reservoir of observed values (up to 64k
+        values per batch, seeded), instead of the extreme min/max."""
+
+        def __init__(self, *args: Any, percentile: float = 99.99, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.percentile = percentile
+            self._reservoir: list[torch.Tensor] = []
+            self._gen = torch.Generator().manual_seed(0)
+
+        def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
+            if x_orig.numel() == 0:
+                return x_orig
+            x = x_orig.detach().float().flatten()
+            if x.numel() > 65536:
+                x = x[torch.randint(0, x.numel(), (65536,), generator=self._gen)]
+            self._reservoir.append(x)
+            values = torch.cat(self._reservoir)
+            q = torch.tensor([1 - self.percentile / 100, self.percentile / 100])
+            lo, hi = torch.quantile(values, q) if values.numel() <= 2**24 else (
+                values.min(), values.max())
+            self.min_val.resize_(lo.shape).copy_(lo)
+            self.max_val.resize_(hi.shape).copy_(hi)
+            return x_orig
+
+    return _PercentileObserver
+
+
+class _LazyPercentile:
+    """Defers the torchao import until a percentile observer is actually requested."""
+
+    def with_args(self, **kwargs: Any) -> Any:
+        return _percentile_observer_cls().with_args(**kwargs)
+
+
+PercentileObserver = _LazyPercentile()
+
+
+def with_activation_observer(qconfig: Any, observer: Any) -> Any:
+    """A copy of a quantizer's QuantizationConfig whose activation specs use `observer`."""
+    changes = {}
+    for name in ("input_activation", "output_activation"):
+        spec = getattr(qconfig, name, None)
+        if spec is not None and not getattr(spec, "is_dynamic", False):
+            changes[name] = dataclasses.replace(spec, observer_or_fake_quant_ctr=observer)
+    return dataclasses.replace(qconfig, **changes)
+
+
+def strip_annotations(quantizer: Any, keep_float: Callable[[Any], bool]) -> Any:
+    """Wrap a PT2E quantizer so nodes for which keep_float(node) holds get no annotation."""
+    from torchao.quantization.pt2e.quantizer import Quantizer
+
+    class KeepFloat(Quantizer):  # type: ignore[misc]
+        def transform_for_annotation(self, model: Any) -> Any:
+            return quantizer.transform_for_annotation(model)
+
+        def annotate(self, model: Any) -> Any:
+            model = quantizer.annotate(model)
+            for node in model.graph.nodes:
+                if keep_float(node):
+                    node.meta.pop("quantization_annotation", None)
+            return model
+
+        def validate(self, model: Any) -> None:
+            quantizer.validate(model)
+
+    return KeepFloat()
+
+
+@dataclass
+class Pt2eResult:
+    module: Any  # converted GraphModule, ready for the target's exporter
+    float_sites: list[str] = field(default_factory=list)
+    sites: int = 0
+    cosine_all_int8: float | None = None
+    cosine_final: float | None = None
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
+
+    def details(self) -> dict[str, Any]:
+        return {"sites": self.sites, "float_sites": self.float_sites,
+                "holdout_cosine_all_int8": self.cosine_all_int8,
+                "holdout_cosine": self.cosine_final,
+                "sensitivity_top": self.sensitivity[:10]}
+
+
+def _is_observer(gm: Any, node: Any) -> bool:
+    from torch.ao.quantization.observer import ObserverBase as TorchObserver
+    from torch.ao.quantization.fake_quantize import FakeQuantizeBase
+    from torchao.quantization.pt2e.observer import ObserverBase
+
+    return node.op == "call_module" and isinstance(
+        gm.get_submodule(node.target), (ObserverBase, TorchObserver, FakeQuantizeBase))
+
+
+def _float_sites(prepared: Any, names: set[str]) -> Any:
+    """Copy of a calibrated prepared graph where the named sites read and write float: the
+    observers on their inputs are bypassed and their output observers removed."""
+    gm = copy.deepcopy(prepared)
+    for node in list(gm.graph.nodes):
+        if node.name not in names:
+            continue
+        for arg in list(node.all_input_nodes):
+            if _is_observer(gm, arg):
+                node.replace_input_with(arg, arg.args[0])
+        for user in list(node.users):
+            if _is_observer(gm, user):
+                user.replace_all_uses_with(node)
+                gm.graph.erase_node(user)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return gm
+
+
+def _sites(prepared: Any) -> list[str]:
+    """Quantized compute sites: annotated nodes whose inputs or output pass an observer."""
+    out = []
+    for node in prepared.graph.nodes:
+        if node_kind(node) is None or node.op != "call_function":
+            continue
+        observed = any(_is_observer(prepared, a) for a in node.all_input_nodes) or any(
+            _is_observer(prepared, u) for u in node.users)
+        if observed:
+            out.append(node.name)
+    return out
+
+
+def _mean_cosine(module: Any, inputs: list[Any], reference: list[np.ndarray]) -> float:
+    import torch
+
+    cos = []
+    with torch.no_grad():
+        for x, ref in zip(inputs, reference, strict=True):
+            out = module(x)
+            out = (out[0] if isinstance(out, (tuple, list)) else out).double().flatten().numpy()
+            r = ref.astype(np.float64).flatten()
+            cos.append(float(out @ r / (np.linalg.norm(out) * np.linalg.norm(r) + 1e-30)))
+    return float(np.mean(cos))
+
+
+def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.ndarray,
+                  config: QuantConfig, make_quantizer: Callable[[str], Any], target: str,
+                  on_step: Callable[[str], None] = lambda s: None, fold_quantize: bool = True,
+                  method: str = "mse") -> Pt2eResult:
+    """Calibrate `model` with the target's quantizer; returns the converted module."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = make_quantizer(method)
+    kinds = set(config.kept_kinds)
+    if kinds:
+        quantizer = strip_annotations(quantizer, lambda n: node_kind(n) in kinds)
+    batch = int(example.shape[0])
+    with torch.no_grad():
+        graph = torch.export.export(copy.deepcopy(model), (example,), strict=False).module()
+        prepared = prepare_pt2e(graph, quantizer)
+        on_step(f"calibrating on {len(calib)} samples ({method})")
+        for i in range(0, len(calib.samples) - batch + 1, batch):
+            prepared(torch.from_numpy(calib.samples[i:i + batch]))
+        hold = [torch.from_numpy(holdout[i:i + batch])
+                for i in range(0, len(holdout) - batch + 1, batch)]
+        reference = [_first(model(x)).numpy() for x in hold]
+    sites = _sites(prepared)
+    result = Pt2eResult(module=None, sites=len(sites))
+
+    def converted(float_names: set[str]) -> Any:
+        gm = _float_sites(prepared, float_names) if float_names else copy.deepcopy(prepared)
+        return convert_pt2e(gm, fold_quantize=fold_quantize)
+
+    full = converted(set())
+    result.cosine_all_int8 = _mean_cosine(full, hold, reference) if hold else None
+    result.cosine_final = result.cosine_all_int8
+    result.module = full
+    if config.keep_float != "auto" or result.cosine_all_int8 is None \
+            or result.cosine_all_int8 >= config.min_cosine:
+        return result
+    on_step(f"sensitivity analysis over {len(sites)} sites "
+            f"(all-int8 cosine {result.cosine_all_int8:.4f} < {config.min_cosine})")
+    gains = []
+    for name in sites:
+        c = _mean_cosine(converted({name}), hold, reference)
+        gains.append((c - result.cosine_all_int8, name))
+    gains.sort(reverse=True)
+    result.sensitivity = [{"site": n, "cosine_gain": round(g, 6)} for g, n in gains]
+    chosen: set[str] = set()
+    budget = max(1, len(sites) // 4)  # never keep more than a quarter of the sites float
+    for gain, name in gains[:budget]:
+        if gain <= 0:
+            break
+        chosen.add(name)
+        candidate = converted(chosen)
+        cos = _mean_cosine(candidate, hold, reference)
+        result.module, result.cosine_final = candidate, cos
+        if cos >= config.min_cosine:
+            break
+    result.float_sites = sorted(chosen)
+    return result
+
+
+def _first(out: Any) -> Any:
+    return out[0] if isinstance(out, (tuple, list)) else out
