@@ -168,20 +168,39 @@ def _split_formats(value: str) -> tuple[str, ...]:
               help="Core ML compute precision (default: follows --quant).")
 @click.option("--deployment-target", default="iOS17", show_default=True,
               help="Core ML minimum deployment target (iOS16, iOS17, iOS18, macOS14, ...).")
+@click.option("--calib", default=None,
+              help="int8 calibration images: a folder, `photos` (built-in) or `fmnist` "
+                   "(default: the model's domain).")
+@click.option("--calib-n", type=int, default=None, help="Calibration samples (default 64).")
+@click.option("--calib-method", default=None,
+              type=click.Choice(["auto", "minmax", "percentile", "entropy", "mse"]),
+              help="Activation range method (auto: the measured best per target).")
+@click.option("--keep-float", default=None,
+              help="auto (sensitivity analysis), none, or op kinds to keep float, e.g. "
+                   "softmax,add (kinds: conv, linear, matmul, add, mul, softmax, pool, concat).")
+@click.option("--int8-io", is_flag=True, help="TFLite: int8 input/output tensors.")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even if validation fails.")
 @click.option("--json", "as_json", is_flag=True)
 def export(model: str, to: str, quant: str, weights: Path | None, out: Path, opset: int | None,
            batch: int, no_reparam: bool, seed: int, n_golden: int, threads: int | None,
            layout: str, compute_precision: str | None, deployment_target: str,
-           allow_mismatch: bool, as_json: bool) -> None:
+           calib: str | None, calib_n: int | None, calib_method: str | None,
+           keep_float: str | None, int8_io: bool, allow_mismatch: bool, as_json: bool) -> None:
     """Export MODEL (timm name or module:function) to device formats, validated."""
     from edgekit.pipeline import ExportRequest, export_model, summarize
+    from edgekit.quant.config import QuantConfig
+
+    quant_opts: dict[str, Any] = {k: v for k, v in {
+        "calib": calib, "calib_n": calib_n, "calib_method": calib_method,
+        "keep_float": QuantConfig.parse_keep_float(keep_float) if keep_float else None,
+        "int8_io": int8_io or None}.items() if v is not None}
+    quant_config = QuantConfig(**quant_opts) if quant_opts or quant == "int8" else None
 
     req = ExportRequest(model=model, formats=_split_formats(to), quant=quant, out=out,
                         weights=weights, opset=opset, batch=batch, reparam=not no_reparam,
                         seed=seed, n_golden=n_golden, threads=threads, layout=layout,
                         compute_precision=compute_precision,
-                        deployment_target=deployment_target)
+                        deployment_target=deployment_target, quant_config=quant_config)
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
         outcomes = export_model(req, on_step=step)
     rows = [summarize(o) for o in outcomes]
@@ -290,6 +309,28 @@ def validate(artifact_dir: Path, threads: int | None, as_json: bool) -> None:
     if not report.validated:
         raise ValidationFailed(report.reason, path=artifact_dir,
                                hint="re-export; check the runtime version in `edgekit doctor`")
+
+
+@cli.command()
+@click.argument("artifact_dir", type=click.Path(path_type=Path))
+@click.option("--data", default="fmnist", show_default=True, help="Labelled dataset.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--limit", type=int, default=None, help="First N samples only.")
+@click.option("--threads", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True)
+def accuracy(artifact_dir: Path, data: str, split: str, limit: int | None,
+             threads: int | None, as_json: bool) -> None:
+    """Top-1 of an artifact on real held-out data, in its runtime."""
+    from edgekit.accuracy import evaluate_artifact
+
+    with contextlib.redirect_stdout(sys.stderr):
+        rep = evaluate_artifact(artifact_dir, data=data, split=split, limit=limit,
+                                threads=threads)
+    if as_json:
+        _emit_json(rep.to_dict())
+    else:
+        click.echo(f"{artifact_dir}: top-1 {rep.top1:.2f} % on {rep.data}/{rep.split} "
+                   f"({rep.n} images) in {rep.runtime}, {rep.seconds:.1f} s")
 
 
 @cli.command()

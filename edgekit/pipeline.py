@@ -94,6 +94,12 @@ def _check_request(req: ExportRequest) -> None:
                          hint="NHWC input is available for --to tflite")
     if req.batch < 1 or req.batch > 256:
         raise UsageError(f"--batch {req.batch} is out of range", hint="use 1..256")
+    method = req.quant_config.calib_method if req.quant_config else "auto"
+    for fmt in req.formats if req.quant == "int8" and method != "auto" else ():
+        offered = QUANTIZERS.get(fmt).methods
+        if method not in offered:
+            raise UsageError(f"--calib-method {method} is not available for {fmt}",
+                             hint=f"{fmt} offers: {', '.join(offered)} (or auto)")
     if req.quant_config is not None and req.quant != "int8":
         raise UsageError("calibration options apply to --quant int8 only",
                          hint="add --quant int8, or drop --calib/--calib-n/--calib-method")
@@ -145,6 +151,9 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
     passes = DeployPipeline(names).run(model, check, on_pass=lambda p: on_step(f"pass {p}"))
 
     flops = _count_flops(model, golden[: req.batch])
+    quant_model, repq = model, None
+    if quant is not None and quant[0].repq:
+        quant_model, repq = _repq(model, quant[1].samples, golden[: req.batch], on_step)
     outcomes = []
     for fmt in req.formats:
         started = time.perf_counter()
@@ -164,6 +173,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
             quant_details: dict[str, Any] = {}
             to_export = copy.deepcopy(model)
             if quant is not None:
+                to_export = copy.deepcopy(quant_model)
                 qconfig, calib, holdout = quant
                 target = QUANTIZERS.get(fmt)()
                 on_step(f"quantizing for {fmt} (int8)")
@@ -173,6 +183,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
                 options = dataclasses.replace(options, converter_kwargs=prepared.converter_kwargs)
                 quant_details = {"config": qconfig.to_dict(), "calibration": {
                     "set": calib.name, "samples": len(calib), "holdout": len(holdout)},
+                    "repq_layernorm": repq,
                     **prepared.details}
             try:
                 result = exporter.export(to_export, golden[: req.batch], options, tmp)
@@ -234,6 +245,19 @@ def _calibration(config: QuantConfig, data_config: dict[str, Any], on_step: Call
     cut = len(full) - n_holdout
     calib = type(full)(full.name, full.samples[:cut], full.sources[:cut])
     return config, calib, full.samples[cut:]
+
+
+def _repq(model: Any, samples: np.ndarray, example: Any, on_step: Callable[[str], None]
+          ) -> tuple[Any, dict[str, Any]]:
+    """RepQ-ViT LayerNorm reparameterization on a copy; kept only if it is an fp32 identity."""
+    from edgekit.quant.repq import reparameterize_layernorms
+
+    on_step("RepQ-ViT: post-LayerNorm scale reparameterization")
+    candidate = copy.deepcopy(model)
+    info = reparameterize_layernorms(candidate, samples, example)
+    if info["layernorms"] and info["fp32_max_rel_change"] > 1e-4:
+        return model, {**info, "applied": False, "reason": "not an fp32 identity here"}
+    return candidate, {**info, "applied": bool(info["layernorms"])}
 
 
 def _count_flops(model: Any, example: Any) -> int | None:

@@ -11,6 +11,8 @@ from edgekit.registry import Registry
 
 
 class Session(Protocol):
+    inputs: dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, dtype the caller feeds)
+
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 

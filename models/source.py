@@ -76,9 +76,8 @@ def _create_factory(spec: str) -> tuple[str, Any]:
 def load_source(spec: str, *, weights: Path | None = None, seed: int = 0) -> ModelSource:
     """Build the model in eval mode with user weights, or live random weights."""
     import torch
-    from edgekit.models.live_weights import make_live
-
     from edgekit.models import fmnist
+    from edgekit.models.live_weights import make_live
 
     if fmnist.is_small_config(spec):
         return _load_small_config(spec, weights)
@@ -109,8 +108,9 @@ def load_source(spec: str, *, weights: Path | None = None, seed: int = 0) -> Mod
 
 def _load_small_config(spec: str, weights: Path | None) -> ModelSource:
     """A Fashion-MNIST small config with its trained checkpoint (or the user's --weights)."""
-    from edgekit.errors import WeightsError
     from edgekit.models import fmnist
+
+    from edgekit.errors import WeightsError
 
     cfg = fmnist.SMALL_CONFIGS.get(spec)
     model = fmnist.build(cfg)

@@ -23,6 +23,7 @@ class QuantConfig:
     keep_float: str | tuple[str, ...] = "auto"  # "auto" | "none" | op kinds
     int8_io: bool = False  # TFLite: int8 input/output tensors (caller (de)quantizes)
     per_channel: bool = True
+    repq: bool = True  # RepQ-ViT post-LayerNorm scale reparameterization (quant/repq.py)
     # `--keep-float auto` keeps the most damaging layers in float until the int8 model's mean
     # logit cosine to fp32 on held-out calibration samples reaches this.
     min_cosine: float = 0.995

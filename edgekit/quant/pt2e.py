@@ -111,27 +111,6 @@ def with_activation_observer(qconfig: Any, observer: Any) -> Any:
     return dataclasses.replace(qconfig, **changes)
 
 
-def strip_annotations(quantizer: Any, keep_float: Callable[[Any], bool]) -> Any:
-    """Wrap a PT2E quantizer so nodes for which keep_float(node) holds get no annotation."""
-    from torchao.quantization.pt2e.quantizer import Quantizer
-
-    class KeepFloat(Quantizer):  # type: ignore[misc]
-        def transform_for_annotation(self, model: Any) -> Any:
-            return quantizer.transform_for_annotation(model)
-
-        def annotate(self, model: Any) -> Any:
-            model = quantizer.annotate(model)
-            for node in model.graph.nodes:
-                if keep_float(node):
-                    node.meta.pop("quantization_annotation", None)
-            return model
-
-        def validate(self, model: Any) -> None:
-            quantizer.validate(model)
-
-    return KeepFloat()
-
-
 @dataclass
 class Pt2eResult:
     module: Any  # converted GraphModule, ready for the target's exporter
@@ -149,8 +128,8 @@ class Pt2eResult:
 
 
 def _is_observer(gm: Any, node: Any) -> bool:
-    from torch.ao.quantization.observer import ObserverBase as TorchObserver
     from torch.ao.quantization.fake_quantize import FakeQuantizeBase
+    from torch.ao.quantization.observer import ObserverBase as TorchObserver
     from torchao.quantization.pt2e.observer import ObserverBase
 
     return node.op == "call_module" and isinstance(
@@ -212,8 +191,6 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
 
     quantizer = make_quantizer(method)
     kinds = set(config.kept_kinds)
-    if kinds:
-        quantizer = strip_annotations(quantizer, lambda n: node_kind(n) in kinds)
     batch = int(example.shape[0])
     with torch.no_grad():
         graph = torch.export.export(copy.deepcopy(model), (example,), strict=False).module()
@@ -224,10 +201,14 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
         hold = [torch.from_numpy(holdout[i:i + batch])
                 for i in range(0, len(holdout) - batch + 1, batch)]
         reference = [_first(model(x)).numpy() for x in hold]
-    sites = _sites(prepared)
+    # `--keep-float OPS`: those sites read and write float (observers removed after
+    # calibration, so shared-range annotations of their neighbours stay consistent).
+    forced = {n.name for n in prepared.graph.nodes if node_kind(n) in kinds}
+    sites = [s for s in _sites(prepared) if s not in forced]
     result = Pt2eResult(module=None, sites=len(sites))
 
     def converted(float_names: set[str]) -> Any:
+        float_names = float_names | forced
         gm = _float_sites(prepared, float_names) if float_names else copy.deepcopy(prepared)
         return convert_pt2e(gm, fold_quantize=fold_quantize)
 
@@ -235,6 +216,7 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
     result.cosine_all_int8 = _mean_cosine(full, hold, reference) if hold else None
     result.cosine_final = result.cosine_all_int8
     result.module = full
+    result.float_sites = sorted(forced)
     if config.keep_float != "auto" or result.cosine_all_int8 is None \
             or result.cosine_all_int8 >= config.min_cosine:
         return result
@@ -257,7 +239,7 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
         result.module, result.cosine_final = candidate, cos
         if cos >= config.min_cosine:
             break
-    result.float_sites = sorted(chosen)
+    result.float_sites = sorted(chosen | forced)
     return result
 
 

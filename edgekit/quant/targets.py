@@ -128,8 +128,8 @@ class LiteRtInt8(_Pt2eTarget):
 
 class CoreMLInt8(_Pt2eTarget):
     format = "coreml"
-    methods = ("minmax",)
-    default_method = "minmax"
+    methods: ClassVar[tuple[str, ...]] = ("minmax",)
+    default_method: ClassVar[str] = "minmax"
     name = "PT2E CoreMLQuantizer (W8A8: per-channel int8 weights, uint8 activations)"
 
     def make_quantizer(self, method: str, config: QuantConfig) -> Any:

@@ -1,0 +1,111 @@
+"""int8 vs fp32 latency per runtime, same run, interleaved (`edgekit bench --compare`).
+
+For each model: fp32 and int8 artifacts for ONNX Runtime, LiteRT and ExecuTorch, plus ORT's
+alternative int8 plans (the stock `quantize_static` defaults that run slower than fp32, and
+QOperator). All artifacts of a model are timed in one interleaved bench run (A B C … A B C),
+so ratios are within one run on this shared machine.
+
+    python bench/int8_speed.py [--models efficientformer_l1,levit_128s,fastvit_t8] [--update-readme]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from readme_section import replace_section
+
+from edgekit.bench.collectors import BenchConfig
+from edgekit.bench.run import run_bench
+from edgekit.pipeline import ExportRequest, export_model
+from edgekit.quant.config import QuantConfig
+
+MODELS = ("efficientformer_l1", "levit_128s", "fastvit_t8")
+RESULTS = Path(__file__).with_name("results") / "int8_speed.json"
+# (label, format, quant, ORT plan)
+VARIANTS = (
+    ("onnx fp32", "onnx", "fp32", None),
+    ("onnx int8", "onnx", "int8", "fused"),
+    ("onnx int8 QOperator", "onnx", "int8", "fused-qoperator"),
+    ("onnx int8 ORT defaults", "onnx", "int8", "ort-default"),
+    ("tflite fp32", "tflite", "fp32", None),
+    ("tflite int8", "tflite", "int8", None),
+    ("executorch fp32", "executorch", "fp32", None),
+    ("executorch int8", "executorch", "int8", None),
+)
+
+
+def export_variants(model: str, out: Path) -> dict[str, dict[str, Any]]:
+    made = {}
+    for label, fmt, quant, plan in VARIANTS:
+        qc = QuantConfig(calib="photos", calib_n=32, keep_float="none",
+                         extra={"ort_plan": plan} if plan else {}) if quant == "int8" else None
+        (o,) = export_model(ExportRequest(model=model, formats=(fmt,), quant=quant,
+                                          out=out / label.replace(" ", "_"), n_golden=8,
+                                          quant_config=qc))
+        v = o.validation
+        made[label] = {"path": o.artifact.path, "format": fmt, "quant": quant, "plan": plan,
+                       "cosine": v.cosine if v else None,
+                       "top1_agreement": v.top1_agreement if v else None,
+                       "size_mb": round(o.artifact.manifest.size_bytes / 2**20, 2)}
+        print(f"{model} {label}: exported, cosine {made[label]['cosine']}", flush=True)
+    return made
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument("--readme-only", action="store_true", help="Re-render from saved results.")
+    args = ap.parse_args()
+    if args.readme_only:
+        render(json.loads(RESULTS.read_text()))
+        return
+    cfg = BenchConfig(threads=args.threads, runs=30, min_seconds=0.5, rounds=args.rounds,
+                      retries=0)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-int8-speed-") as tmp:
+        for model in args.models.split(","):
+            made = export_variants(model, Path(tmp) / model)
+            labels = list(made)
+            results = run_bench([made[k]["path"] for k in labels], cfg=cfg, compare=True)
+            for label, r in zip(labels, results, strict=True):
+                rows.append({"model": model, "variant": label,
+                             **{k: v for k, v in made[label].items() if k != "path"},
+                             "median_ms": r["median_ms"], "stable": r.get("stable"),
+                             "runtime": r["runtime"]})
+                print(f"{model} {label}: {r['median_ms']:.2f} ms", flush=True)
+    payload = {"threads": args.threads, "rounds": args.rounds, "rows": rows}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+    if args.update_readme:
+        render(payload)
+
+
+def render(payload: dict[str, Any]) -> None:
+    rows = payload["rows"]
+    lines = [f"Batch 1, {payload['threads']} threads, this 2-core x86 machine (AVX512-VNNI); all "
+             "artifacts of a model timed interleaved in one `edgekit bench --compare` run; "
+             "speed-up = fp32 median / int8 median of the same runtime. Live random weights, "
+             "calibrated on the built-in photos; cosine = worst golden sample vs timm fp32.", "",
+             "| model | artifact | median ms | speed-up vs same-runtime fp32 | "
+             "vs fastest fp32 | cosine | MB |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        fp32 = {r["format"]: r["median_ms"] for r in mine if r["quant"] == "fp32"}
+        fastest = min(fp32.values())
+        for r in mine:
+            same = fp32[r["format"]] / r["median_ms"]
+            lines.append(f"| {model} | {r['variant']} | {r['median_ms']:.2f} | "
+                         f"{same:.2f}× | {fastest / r['median_ms']:.2f}× | "
+                         f"{r['cosine']:.4f} | {r['size_mb']} |")
+    replace_section("int8-speed", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The PT2E building blocks: observers, per-site float fallback, kind filters."""
+
+from __future__ import annotations
+
+import torch
+
+from edgekit.calibration import CalibrationSet
+from edgekit.quant.config import QuantConfig
+from edgekit.quant.pt2e import PercentileObserver, quantize_pt2e
+from edgekit.quant.targets import ExecuTorchInt8
+
+
+def _calib(n: int = 24, seed: int = 0) -> CalibrationSet:
+    x = torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed)).numpy()
+    return CalibrationSet("randn", x, tuple(f"s{i}" for i in range(n)))
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        y = y + y.mean(dim=(2, 3), keepdim=True)
+        return self.fc(y.mean(dim=(2, 3)))
+
+
+def _quantize_ops(gm: torch.fx.GraphModule) -> int:
+    return sum(1 for n in gm.graph.nodes if n.op == "call_function"
+               and "quantize_per" in str(n.target) and "dequantize" not in str(n.target))
+
+
+def test_percentile_observer_clips_a_lone_outlier():
+    obs = PercentileObserver.with_args(percentile=99.9)()
+    x = torch.linspace(-1, 1, 10001)
+    x[0] = 1000.0
+    obs(x)
+    assert 0.9 < float(obs.max_val) < 1.01 and -1.01 < float(obs.min_val) < -0.9
+    scale, _ = obs.calculate_qparams()
+    assert float(scale) < 0.01  # min/max would give ~4 (1000 / 255)
+
+
+def test_keep_float_kinds_leave_those_ops_unquantized():
+    model = Net().eval()
+    example = torch.randn(1, 3, 16, 16)
+    cal = _calib()
+    target = ExecuTorchInt8()
+    make = lambda m: target.make_quantizer(m, QuantConfig())  # noqa: E731
+    full = quantize_pt2e(model, example, cal, cal.samples[:4], QuantConfig(keep_float="none"),
+                         make, "executorch", method="minmax")
+    no_add = quantize_pt2e(model, example, cal, cal.samples[:4],
+                           QuantConfig(keep_float=("add", "linear")), make, "executorch",
+                           method="minmax")
+    assert _quantize_ops(no_add.module) < _quantize_ops(full.module)
+    assert full.cosine_all_int8 is not None and full.cosine_all_int8 > 0.99
+
+
+def test_auto_keep_float_recovers_cosine_with_float_sites():
+    model = Net().eval()
+    # a layer with one huge weight row makes its output range hostile to int8
+    with torch.no_grad():
+        model.conv.weight[0] *= 300.0
+    example = torch.randn(1, 3, 16, 16)
+    cal = _calib()
+    target = ExecuTorchInt8()
+    make = lambda m: target.make_quantizer(m, QuantConfig())  # noqa: E731
+    res = quantize_pt2e(model, example, cal, cal.samples[-8:],
+                        QuantConfig(keep_float="auto", min_cosine=0.99999), make,
+                        "executorch", method="minmax")
+    assert res.sites >= 3 and res.sensitivity, res
+    assert res.float_sites and res.cosine_final > res.cosine_all_int8
+    assert res.details()["float_sites"] == res.float_sites
