@@ -241,9 +241,11 @@ def _calibration(config: QuantConfig, data_config: dict[str, Any], on_step: Call
 
         raise CalibrationError(f"only {len(full)} calibration images in {config.calib}",
                                hint="give at least 8 (32-128 recommended)")
-    n_holdout = min(n_holdout, len(full) // 4)
+    if len(full) < config.calib_n + n_holdout:  # a small folder: hold out a quarter
+        n_holdout = len(full) // 4
     cut = len(full) - n_holdout
-    calib = type(full)(full.name, full.samples[:cut], full.sources[:cut])
+    n_calib = min(cut, config.calib_n)
+    calib = type(full)(full.name, full.samples[:n_calib], full.sources[:n_calib])
     return config, calib, full.samples[cut:]
 
 

@@ -93,7 +93,7 @@ def _mobilevit() -> Any:
 
 SMALL_CONFIGS: Registry[SmallConfig] = Registry("Fashion-MNIST config")
 for _cfg in (
-    SmallConfig("fmnist_efficientformer", "efficientformer", 56, _efficientformer, epochs=4),
+    SmallConfig("fmnist_efficientformer", "efficientformer", 56, _efficientformer, epochs=7),
     SmallConfig("fmnist_levit", "levit", 64, _levit, epochs=5),
     SmallConfig("fmnist_mobilevit", "mobilevit", 64, _mobilevit, epochs=4),
     SmallConfig("fmnist_efficientformerv2", "efficientformerv2", 32, _efficientformerv2,

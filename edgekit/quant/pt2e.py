@@ -187,6 +187,7 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
                   method: str = "mse") -> Pt2eResult:
     """Calibrate `model` with the target's quantizer; returns the converted module."""
     import torch
+    from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = make_quantizer(method)
@@ -194,7 +195,7 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
     batch = int(example.shape[0])
     with torch.no_grad():
         graph = torch.export.export(copy.deepcopy(model), (example,), strict=False).module()
-        prepared = prepare_pt2e(graph, quantizer)
+        prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
         on_step(f"calibrating on {len(calib)} samples ({method})")
         for i in range(0, len(calib.samples) - batch + 1, batch):
             prepared(torch.from_numpy(calib.samples[i:i + batch]))
@@ -210,7 +211,7 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
     def converted(float_names: set[str]) -> Any:
         float_names = float_names | forced
         gm = _float_sites(prepared, float_names) if float_names else copy.deepcopy(prepared)
-        return convert_pt2e(gm, fold_quantize=fold_quantize)
+        return move_exported_model_to_eval(convert_pt2e(gm, fold_quantize=fold_quantize))
 
     full = converted(set())
     result.cosine_all_int8 = _mean_cosine(full, hold, reference) if hold else None

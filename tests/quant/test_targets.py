@@ -31,7 +31,8 @@ def test_manifest_records_the_quantizer_and_calibration(int8_artifacts):
         m = Artifact.open(path).manifest
         q = m.exporter["quantization"]
         assert m.quant == "int8"
-        assert q["calibration"]["set"] == "fmnist-train" and q["calibration"]["samples"] == 24
+        assert q["calibration"]["set"] == "fmnist-train" and q["calibration"]["samples"] == 32
+        assert q["calibration"]["holdout"] == 16
         assert q["config"]["calib_n"] == 32 and q["quantizer"]
         if fmt != "coreml":
             assert m.validation.validated is True, (fmt, m.validation.reason)
