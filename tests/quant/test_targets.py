@@ -98,6 +98,13 @@ def test_int8_io_tflite_takes_int8_and_the_session_applies_its_scale(tmp_path):
     assert info["inputs"][0]["dtype"] == "int8" and info["outputs"][0]["dtype"] == "int8"
     assert info["inputs"][0]["quantization"]["scale"][0] > 0
     assert o.validation.validated is True, o.validation.reason
+    # the on-device agent feeds the file int8 (quantized once, outside the timed loop)
+    from edgekit.bench.collectors import BenchConfig
+    from edgekit.bench.run import run_bench
+
+    (r,) = run_bench([o.artifact.path], cfg=BenchConfig(runs=5, min_seconds=0.1, rounds=2,
+                                                        retries=0))
+    assert r["validated"] is True and r["input_dtype"] == "int8" and r["median_ms"] > 0
 
 
 def test_cli_export_int8_then_accuracy(tmp_path):
