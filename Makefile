@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 MODEL ?= efficientformer_l1
 OUT ?= artifacts
 
-.PHONY: setup run test test-all lint bench clean
+.PHONY: setup run test test-all lint bench train-fmnist clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -27,6 +27,12 @@ bench: setup
 	cd bench && ../$(PY) format_matrix.py --update-readme
 	cd bench && ../$(PY) agent_agreement.py --update-readme
 	cd bench && ../$(PY) export_all_models.py --update-readme
+	cd bench && ../$(PY) int8_accuracy.py --update-readme
+	cd bench && ../$(PY) int8_speed.py --update-readme
+
+# Retrain the Fashion-MNIST small configs (checkpoints ship in models/fmnist/; seeded)
+train-fmnist: setup
+	$(PY) bench/train_fmnist.py --force
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -26,10 +26,13 @@ class TensorSpec:
     shape: tuple[int, ...]
     dtype: str
     layout: str | None = None  # "NCHW" / "NHWC" for images, None for logits
+    # integer I/O tensors: {"scale": [...], "zero_point": [...]}; real = (q - zero_point) * scale
+    quantization: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
-        return cls(d["name"], tuple(int(s) for s in d["shape"]), d["dtype"], d.get("layout"))
+        return cls(d["name"], tuple(int(s) for s in d["shape"]), d["dtype"], d.get("layout"),
+                   d.get("quantization"))
 
 
 @dataclass(frozen=True)

@@ -176,9 +176,11 @@ class TFLiteExporter:
                               hint="run `edgekit check MODEL --to tflite` for unsupported ops; "
                                    "--debug shows the converter's report") from exc
         info = self.describe(path)
-        inputs = tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], layout)
+        inputs = tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], layout,
+                                  t.get("quantization"))
                        for t in info["inputs"])
-        outputs = tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"])
+        outputs = tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], None,
+                                   t.get("quantization"))
                         for t in info["outputs"])
         return ExportResult(
             file=self.filename, inputs=inputs, outputs=outputs,

@@ -97,6 +97,8 @@ def test_int8_io_tflite_takes_int8_and_the_session_applies_its_scale(tmp_path):
     info = TFLiteExporter.describe(o.artifact.model_path)
     assert info["inputs"][0]["dtype"] == "int8" and info["outputs"][0]["dtype"] == "int8"
     assert info["inputs"][0]["quantization"]["scale"][0] > 0
+    spec = o.artifact.manifest.inputs[0]
+    assert spec.dtype == "int8" and spec.quantization == info["inputs"][0]["quantization"]
     assert o.validation.validated is True, o.validation.reason
     # the on-device agent feeds the file int8 (quantized once, outside the timed loop)
     from edgekit.bench.collectors import BenchConfig

@@ -199,3 +199,27 @@ def test_nan_weights_fail_validation_but_artifact_is_written(tmp_path):
     assert "NaN" in res.stderr and "validated: false" in res.stderr
     manifest = json.loads((tmp_path / "out/tiny_convnet.fp32.onnx/manifest.json").read_text())
     assert manifest["validation"]["validated"] is False
+
+
+# --- calibration -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["constant", "unreadable"])
+def test_bad_calibration_image_is_named_and_nothing_is_written(tmp_path, bad):
+    from PIL import Image
+
+    from edgekit.data import builtin_photo_paths
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for p in builtin_photo_paths()[:4]:
+        shutil.copy(p, calib / p.name)
+    if bad == "constant":
+        Image.new("RGB", (80, 80), (90, 90, 90)).save(calib / "zz_flat.png")
+    else:
+        (calib / "zz_flat.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    res = cli("export", "fmnist_levit", "--to", "onnx", "--quant", "int8", "--calib",
+              str(calib), "--out", str(out))
+    assert res.returncode == 2, res.stderr
+    assert "zz_flat.png" in res.stderr and "EK700" in res.stderr
+    assert not out.exists() or not any(out.iterdir())
