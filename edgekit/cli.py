@@ -99,6 +99,18 @@ def models(as_json: bool, family: str | None) -> None:
             st = status.get(name, {})
             rows.append({"model": name, "family": fam_name, "deploy": fam.deploy_hooks,
                          "tested": name == fam.smallest, **st})
+    from edgekit.models.fmnist import SMALL_CONFIGS, training_record
+
+    for name in SMALL_CONFIGS.list():  # trained here on Fashion-MNIST (accuracy claims)
+        cfg = SMALL_CONFIGS.get(name)
+        if family and cfg.family != family:
+            continue
+        rec = training_record(cfg) or {}
+        rows.append({"model": name, "family": cfg.family, "deploy": "small config",
+                     "tested": True, "trained_on": "fmnist",
+                     "fp32_top1": rec.get("fp32_top1_torch"),
+                     "note": (f"Fashion-MNIST top-1 {rec['fp32_top1_torch']} %"
+                              if rec else "no checkpoint: python bench/train_fmnist.py")})
     if as_json:
         _emit_json(rows)
         return

@@ -1,0 +1,72 @@
+"""ONNX Runtime int8: plans, kinds kept float, and the per-node sensitivity fallback."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edgekit.calibration import calibration_set
+from edgekit.quant.config import QuantConfig
+from edgekit.quant.onnx import quantize_onnx_file
+
+from .conftest import SMALL
+
+
+@pytest.fixture(scope="module")
+def fp32_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    from edgekit.pipeline import ExportRequest, export_model
+
+    (o,) = export_model(ExportRequest(model=SMALL, out=tmp_path_factory.mktemp("fp32")))
+    return o.artifact.model_path, o.artifact.manifest.preprocessing
+
+
+def _quantize(src: Path, tmp: Path, cfg: dict, config: QuantConfig, plan: str = "fused"):
+    path = tmp / f"{plan}.onnx"
+    shutil.copy(src, path)
+    cal = calibration_set("fmnist", cfg, 48)
+    res = quantize_onnx_file(path, "input", type(cal)(cal.name, cal.samples[:32],
+                                                       cal.sources[:32]),
+                             cal.samples[32:], 1, config, plan)
+    return path, res
+
+
+def _ops(path: Path) -> Counter:
+    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+def test_fused_plan_quantizes_only_fusable_ops_and_ort_defaults_everything(fp32_onnx, tmp_path):
+    src, cfg = fp32_onnx
+    fused, res = _quantize(src, tmp_path, cfg, QuantConfig(keep_float="none"))
+    stock, _ = _quantize(src, tmp_path, cfg, QuantConfig(keep_float="none"), "ort-default")
+    assert _ops(stock)["QuantizeLinear"] > _ops(fused)["QuantizeLinear"] > 0
+    assert res.details()["activation_type"] == "QUInt8" and res.cosine_all_int8 > 0.99
+
+
+def test_keep_float_kind_removes_its_qdq(fp32_onnx, tmp_path):
+    src, cfg = fp32_onnx
+    path, _ = _quantize(src, tmp_path, cfg, QuantConfig(keep_float=("conv",)))
+    model = onnx.load(str(path))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for n in model.graph.node:
+        if n.op_type == "Conv":  # no conv reads a dequantized weight or activation
+            assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear"
+                       for i in n.input), n.name
+
+
+def test_auto_keeps_the_most_damaging_nodes_float_until_the_budget(fp32_onnx, tmp_path):
+    src, cfg = fp32_onnx
+    path, res = _quantize(src, tmp_path, cfg, QuantConfig(keep_float="auto",
+                                                          min_cosine=0.99999))
+    assert res.sensitivity and len(res.sensitivity) == res.sites
+    gains = [s["cosine_gain"] for s in res.sensitivity]
+    assert gains == sorted(gains, reverse=True)
+    assert res.excluded_nodes and res.cosine_final > res.cosine_all_int8
+    assert len(res.excluded_nodes) <= max(1, res.sites // 4)
+    names = {n.name for n in onnx.load(str(path)).graph.node}
+    assert set(res.excluded_nodes) <= names
+    assert np.isfinite(res.cosine_final)
