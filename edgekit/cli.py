@@ -367,10 +367,20 @@ def inspect(path: Path, as_json: bool) -> None:
     if info.get("passes") is not None:
         click.echo("  passes: " + ", ".join(f"{p['name']}({p['changed']}, Δ{p['max_rel']:.1e})"
                                             for p in info["passes"]))
+    q = info.get("quantization")
+    if q:
+        cal = q.get("calibration", {})
+        repq = (q.get("repq_layernorm") or {}).get("layernorms", 0)
+        cos = q.get("holdout_cosine")
+        click.echo(f"  quant:  {q.get('quantizer')}; ranges {q.get('calib_method')} on "
+                   f"{cal.get('samples')} × {cal.get('set')}; RepQ LayerNorms {repq}; "
+                   f"float sites {len(q.get('float_sites') or [])}/{q.get('sites')}"
+                   + (f"; hold-out cosine {cos:.4f}" if isinstance(cos, float) else ""))
     v = info.get("validation")
     if v:
-        click.echo(f"  validation: {'ok' if v['validated'] else 'FAILED'} cosine {v['cosine']:.7f}"
-                   f" in {v['runtime']}")
+        state = {True: "ok", False: "FAILED"}.get(v["validated"], str(v["validated"]))
+        cosine = f" cosine {v['cosine']:.7f}" if v["cosine"] == v["cosine"] else ""
+        click.echo(f"  validation: {state}{cosine} in {v['runtime']}")
 
 
 @cli.command()

@@ -37,6 +37,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
             "passes": [p.__dict__ for p in m.passes],
             "validation": m.validation.__dict__ if m.validation else None,
             "versions": m.versions, "sha256": m.sha256,
+            "quantization": m.exporter.get("quantization"),
         })
         return info
     return describe_file(path)

@@ -42,3 +42,21 @@ def test_smallest_of_every_family_other_formats(model, fmt, tmp_path):
 @pytest.mark.parametrize("model", LARGEST)
 def test_large_members(model, fmt, tmp_path):
     _export_and_check(model, fmt, tmp_path)
+
+
+INT8_FORMATS = [f for f in EXPORTERS.list() if "int8" in IMPLEMENTED_QUANTS.get(f, ())]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", INT8_FORMATS)
+@pytest.mark.parametrize("model", SMALLEST)
+def test_smallest_of_every_family_int8(model, fmt, tmp_path):
+    """int8 of live-weight models (calibrated on the built-in photos) exports and validates
+    (cosine ≥ 0.98 worst-case, top-1 agreement ≥ 90 % vs timm fp32), or is structure-checked."""
+    from edgekit.quant.config import QuantConfig
+
+    (outcome,) = export_model(ExportRequest(model=model, formats=(fmt,), out=tmp_path,
+                                            quant="int8", n_golden=4,
+                                            quant_config=QuantConfig(calib_n=16)))
+    v = outcome.validation
+    assert v is not None and v.validated is not False, f"{model} {fmt} int8: {v.reason}"
