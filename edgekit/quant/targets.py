@@ -130,7 +130,7 @@ class CoreMLInt8(_Pt2eTarget):
     format = "coreml"
     methods: ClassVar[tuple[str, ...]] = ("minmax",)
     default_method: ClassVar[str] = "minmax"
-    name = "PT2E CoreMLQuantizer (W8A8: per-channel int8 weights, uint8 activations)"
+    name = "PT2E CoreMLQuantizer (W8A8: per-channel int8 weights, affine uint8 activations)"
 
     def make_quantizer(self, method: str, config: QuantConfig) -> Any:
         from coremltools.optimize.torch.quantization import LinearQuantizerConfig
@@ -142,8 +142,11 @@ class CoreMLInt8(_Pt2eTarget):
             raise UsageError(f"--calib-method {method} is not available for coreml",
                              hint="Core ML's quantizer calibrates with min/max observers: "
                                   "use --calib-method minmax (or auto)")
+        # affine, not symmetric: with a fixed zero point (128) every all-positive activation
+        # (post-softmax, hardswish/GELU outputs) wastes half of the uint8 levels (Q-HyViT's
+        # zero-point point). Hold-out logit cosine here, fmnist_levit: 0.9924 -> 0.9986.
         return CoreMLQuantizer(LinearQuantizerConfig.from_dict({"global_config": {
-            "quantization_scheme": "symmetric", "weight_per_channel": config.per_channel,
+            "quantization_scheme": "affine", "weight_per_channel": config.per_channel,
             "activation_dtype": "quint8", "weight_dtype": "qint8",
             "activation_observer": "min_max"}}))
 

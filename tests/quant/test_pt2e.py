@@ -73,3 +73,20 @@ def test_auto_keep_float_recovers_cosine_with_float_sites():
     assert res.sites >= 3 and res.sensitivity, res
     assert res.float_sites and res.cosine_final > res.cosine_all_int8
     assert res.details()["float_sites"] == res.float_sites
+
+
+def test_all_positive_activations_use_the_full_range_without_zero_point_overflow():
+    """Q-HyViT's zero-point case: affine observers put the zero point at qmin for all-positive
+    data (every level used for [0, max]) and always keep 0 representable."""
+    from torchao.quantization.pt2e.observer import MinMaxObserver
+
+    x = torch.rand(10000) * 6.0 + 0.5  # all positive, min far from zero
+    for obs in (MinMaxObserver(dtype=torch.int8, quant_min=-128, quant_max=127,
+                               qscheme=torch.per_tensor_affine),
+                PercentileObserver.with_args(percentile=99.99, dtype=torch.int8,
+                                             quant_min=-128, quant_max=127,
+                                             qscheme=torch.per_tensor_affine)()):
+        obs(x)
+        scale, zero = obs.calculate_qparams()
+        assert int(zero) == -128  # 0.0 maps to qmin, not outside the range
+        assert float(scale) < 6.6 / 255 * 1.01  # ~max/255: all 256 levels over [0, max]

@@ -70,7 +70,9 @@ def test_executorch_program_delegates_quantized_ops(int8_artifacts):
 def test_coreml_is_w8a8_and_says_prediction_needs_macos(int8_artifacts):
     from edgekit.exporters.coreml import CoreMLExporter
 
-    path = Artifact.open(int8_artifacts["coreml"]).model_path
+    art = Artifact.open(int8_artifacts["coreml"])
+    path = art.model_path
+    assert "affine uint8 activations" in art.manifest.exporter["quantization"]["quantizer"]
     ops = CoreMLExporter.describe(path)["ops"]
     assert any("quantize" in op for op in ops) and any("dequantize" in op for op in ops), ops
     with pytest.raises(MissingDependency, match="coreml is not available") as exc:
