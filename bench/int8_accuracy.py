@@ -4,12 +4,13 @@ For every small config trained here (`fmnist_*`): the fp32 artifact's top-1 in O
 then int8 artifacts for ONNX Runtime, LiteRT and ExecuTorch under each recipe below, each
 evaluated in its own runtime on all 10 000 test images. Calibration: 64 training images.
 
-| recipe     | what it is                                                                 |
-| naive      | min/max ranges, everything the target's quantizer can quantize is int8     |
-|            | (ONNX: `quantize_static` defaults = all ops QDQ)                           |
-| percentile | 99.99th-percentile activation ranges (no other change)                     |
-| mse/kl     | histogram ranges minimising the L2 error (PT2E) / KL (ONNX: entropy)       |
-| edgekit    | the defaults: `--calib-method auto --keep-float auto` (ONNX: fused plan)   |
+| recipe      | what it is                                                                |
+| naive       | min/max ranges, everything the target's quantizer can quantize is int8    |
+|             | (ONNX: `quantize_static` defaults = all ops QDQ, s8 activations)          |
+| percentile  | 99.99th-percentile activation ranges (ONNX: fused plan from here on)      |
+| mse/kl      | histogram ranges minimising the L2 error (PT2E) / KL (ONNX: entropy)      |
+| auto + RepQ | the per-target default ranges + RepQ-ViT LayerNorm reparameterization     |
+| edgekit     | the defaults: the above + `--keep-float auto` (sensitivity fallback)      |
 
     python bench/int8_accuracy.py [--models fmnist_levit,...] [--update-readme]
 """
@@ -35,14 +36,16 @@ FORMATS = ("onnx", "tflite", "executorch")
 # recipe -> format -> QuantConfig kwargs (None: recipe does not exist for that format)
 RECIPES: dict[str, dict[str, dict[str, Any] | None]] = {
     "naive": {
-        "onnx": {"calib_method": "minmax", "keep_float": "none",
+        "onnx": {"calib_method": "minmax", "keep_float": "none", "repq": False,
                  "extra": {"ort_plan": "ort-default"}},
-        "tflite": {"calib_method": "minmax", "keep_float": "none"},
-        "executorch": {"calib_method": "minmax", "keep_float": "none"}},
-    "percentile": {f: {"calib_method": "percentile", "keep_float": "none"} for f in FORMATS},
-    "mse/kl": {"onnx": {"calib_method": "entropy", "keep_float": "none"},
-               "tflite": {"calib_method": "mse", "keep_float": "none"},
-               "executorch": {"calib_method": "mse", "keep_float": "none"}},
+        "tflite": {"calib_method": "minmax", "keep_float": "none", "repq": False},
+        "executorch": {"calib_method": "minmax", "keep_float": "none", "repq": False}},
+    "percentile": {f: {"calib_method": "percentile", "keep_float": "none", "repq": False}
+                   for f in FORMATS},
+    "mse/kl": {"onnx": {"calib_method": "entropy", "keep_float": "none", "repq": False},
+               "tflite": {"calib_method": "mse", "keep_float": "none", "repq": False},
+               "executorch": {"calib_method": "mse", "keep_float": "none", "repq": False}},
+    "auto + RepQ": {f: {"keep_float": "none"} for f in FORMATS},
     "edgekit": {f: {} for f in FORMATS},
 }
 
