@@ -46,14 +46,17 @@ def _views(img: Any, index: int) -> Any:
     from PIL import Image
 
     w, h = img.size
-    variant = index % 4
-    if variant == 1:
-        img = img.crop((0, 0, int(w * 0.7), int(h * 0.7)))
-    elif variant == 2:
-        img = img.crop((int(w * 0.3), int(h * 0.3), w, h))
-    elif variant == 3:
-        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).crop(
-            (int(w * 0.15), int(h * 0.15), int(w * 0.85), int(h * 0.85)))
+    # (left, top, right, bottom) as fractions of the frame, and whether to mirror first; eight
+    # distinct views per photo so calibration (32) and its hold-out (16) need not repeat one.
+    boxes = ((0.0, 0.0, 1.0, 1.0, False), (0.0, 0.0, 0.7, 0.7, False),
+             (0.3, 0.3, 1.0, 1.0, False), (0.15, 0.15, 0.85, 0.85, True),
+             (0.0, 0.0, 1.0, 1.0, True), (0.3, 0.0, 1.0, 0.7, False),
+             (0.0, 0.3, 0.7, 1.0, True), (0.25, 0.25, 0.75, 0.75, False))
+    left, top, right, bottom, mirror = boxes[index % len(boxes)]
+    if mirror:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if (left, top, right, bottom) != (0.0, 0.0, 1.0, 1.0):
+        img = img.crop((int(w * left), int(h * top), int(w * right), int(h * bottom)))
     return img
 
 
