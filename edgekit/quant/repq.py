@@ -27,7 +27,6 @@ from torch import nn
 
 from edgekit.transforms.graph import GraphView
 
-
 # ops that move elements without mixing channels: the bridge from tokens back to feature maps
 # (MobileViT's fold) is built from these. A rewrite through them is verified numerically.
 _LAYOUT_OPS = {"view", "reshape", "_unsafe_view", "permute", "transpose", "flatten",

@@ -4,9 +4,9 @@ reaches across MobileViT's attention→conv bridge."""
 from __future__ import annotations
 
 import torch
+from edgekit.models.source import load_source
 
 from edgekit.calibration import calibration_set
-from edgekit.models.source import load_source
 from edgekit.quant.repq import reparameterize_layernorms
 from edgekit.transforms.base import DEFAULT_PASSES, DeployPipeline
 
