@@ -180,7 +180,7 @@ def train(cfg: SmallConfig, seed: int = 0, threads: int = 2, batch: int = 128,
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += float(loss.detach())
         log(f"{cfg.name}: epoch {epoch + 1}/{cfg.epochs} loss {total / steps_per_epoch:.4f} "
             f"({time.perf_counter() - started:.0f} s)")
     seconds = time.perf_counter() - started

@@ -31,7 +31,7 @@ class GraphBuilder:
         self._count += 1
         return f"{self.prefix}_{hint}_{self._count}"
 
-    def const(self, value: int | np.ndarray, dtype: Any = np.int64) -> str:
+    def const(self, value: float | np.ndarray | np.generic, dtype: Any = np.int64) -> str:
         from onnx import numpy_helper
 
         arr = np.asarray(value, dtype=dtype)

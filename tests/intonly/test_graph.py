@@ -1,0 +1,99 @@
+"""The integer IR: the numpy reference and the emitted ONNX agree bit for bit in onnxruntime,
+and the integer-only property is checked (and fails by name when a float sneaks in)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from edgekit.intonly.graph import (
+    Add,
+    Conv2d,
+    Dequantize,
+    GlobalAvgPool,
+    IntGraph,
+    Linear,
+    Quantize,
+    channel_dyadic,
+    float_violations,
+    run_reference,
+    to_onnx,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def _w(*shape: int) -> np.ndarray:
+    return RNG.integers(-127, 128, size=shape).astype(np.int8)
+
+
+def _graph() -> IntGraph:
+    s_in, s1, s2, s3 = 0.02, 0.05, 0.04, 0.1
+    w1, w2, w3 = _w(8, 3, 3, 3), _w(8, 1, 3, 3), _w(10, 8)
+    s_w1 = RNG.uniform(0.001, 0.01, 8)
+    s_w2 = RNG.uniform(0.001, 0.01, 8)
+    s_w3 = RNG.uniform(0.001, 0.01, 10)
+    m1, c1 = channel_dyadic(s_in * s_w1 / s1)
+    m2, c2 = channel_dyadic(s1 * s_w2 / s2)
+    ma, mb, ca = *channel_dyadic(np.array([s1 / s3, s2 / s3]))[0], \
+        channel_dyadic(np.array([s1 / s3, s2 / s3]))[1]
+    mp, cp = channel_dyadic(np.array([s3 / (s3 * 36)]))
+    m3, c3 = channel_dyadic(s3 * s_w3 / 0.2)
+    return IntGraph("input", "logits", (2, 3, 12, 12), (2, 10), [
+        Quantize("input", "q0", s_in),
+        Conv2d("q0", "c1", w1, RNG.integers(-5000, 5000, 8), m1, c1, (2, 2), (1, 1), relu=True),
+        Conv2d("c1", "c2", w2, RNG.integers(-500, 500, 8), m2, c2, (1, 1), (1, 1), groups=8),
+        Add("c1", "c2", "sum", int(ma), int(mb), ca),
+        GlobalAvgPool("sum", "pool", int(mp[0]), cp),
+        Linear("pool", "fc", w3, RNG.integers(-2000, 2000, 10), m3, c3),
+        Dequantize("fc", "logits", 0.2),
+    ])
+
+
+def _ort(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": x})[0]
+
+
+def test_onnx_equals_reference_bit_for_bit():
+    graph = _graph()
+    model = to_onnx(graph)
+    onnx.checker.check_model(model, full_check=True)
+    for seed in range(20):
+        x = np.random.default_rng(seed).normal(0, 1.2, size=(2, 3, 12, 12)).astype(np.float32)
+        want = run_reference(graph, x)
+        got = _ort(model, x)
+        assert got.dtype == np.float32 and np.array_equal(got, want), seed
+        assert np.unique(want).size > 5  # not saturated to a constant
+
+
+def test_integer_only_check_passes_and_names_a_sneaked_float():
+    model = to_onnx(_graph())
+    assert float_violations(model) == []
+    # splice a float detour after the first conv: Cast → float → Cast back
+    g = model.graph
+    victim = next(n for n in g.node if n.op_type == "ConvInteger").output[0]
+    users = [n for n in g.node if victim in n.input]
+    detour = [helper.make_node("Cast", [victim], ["sneaky_float"], to=TensorProto.FLOAT,
+                               name="sneak1"),
+              helper.make_node("Cast", ["sneaky_float"], ["back_to_int"], to=TensorProto.INT32,
+                               name="sneak2")]
+    for n in users:
+        for i, name in enumerate(n.input):
+            if name == victim:
+                n.input[i] = "back_to_int"
+    idx = list(g.node).index(users[0])
+    for k, node in enumerate(detour):
+        g.node.insert(idx + k, node)
+    bad = float_violations(model)
+    assert any(b.startswith("sneaky_float") for b in bad), bad
+
+
+def test_channel_dyadic_shares_one_shift():
+    b, c = channel_dyadic(np.array([0.5, 0.25, 0.001]))
+    assert b.max() < 2**31 and np.allclose(b / 2.0**c, [0.5, 0.25, 0.001], rtol=1e-6)
+    with pytest.raises(ValueError):
+        channel_dyadic(np.array([0.1, 0.0]))
