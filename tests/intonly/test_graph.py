@@ -97,3 +97,51 @@ def test_channel_dyadic_shares_one_shift():
     assert b.max() < 2**31 and np.allclose(b / 2.0**c, [0.5, 0.25, 0.001], rtol=1e-6)
     with pytest.raises(ValueError):
         channel_dyadic(np.array([0.1, 0.0]))
+
+
+def _attention_block() -> IntGraph:
+    """LayerNorm → q/k/v → q·kᵀ → Shiftmax → ·v → proj → residual add → ShiftGELU."""
+    from edgekit.intonly.graph import LayerNorm, Layout, MatMul, ShiftGelu, Shiftmax
+
+    c, s_x = 32, 0.03
+    gm, sh = channel_dyadic(RNG.uniform(0.5, 1.5, c) * (2**-30 * np.sqrt(c)) / 0.05, bits=24)
+    beta = RNG.integers(-(2**20), 2**20, c)
+
+    def lin(name, src, out_scale):
+        w = _w(c, c)
+        m, sft = channel_dyadic(0.05 * RNG.uniform(0.001, 0.01, c) / out_scale)
+        return Linear(src, name, w, RNG.integers(-3000, 3000, c), m, sft)
+
+    mq, cq = channel_dyadic(np.array([0.08 * 0.08 / 0.5]))
+    mv, cv = channel_dyadic(np.array([2.0**-7 * 0.08 / 0.08]))
+    ma, mb, ca = *channel_dyadic(np.array([s_x / 0.1, 0.08 / 0.1]))[0], \
+        channel_dyadic(np.array([s_x / 0.1, 0.08 / 0.1]))[1]
+    mg, cg = channel_dyadic(np.array([0.1 * 2.0**-7 / 0.05]))
+    return IntGraph("input", "out", (2, 16, c), (2, 16, c), [
+        Quantize("input", "x", s_x),
+        LayerNorm("x", "ln", gm, beta, sh),
+        lin("q", "ln", 0.08), lin("k", "ln", 0.08), lin("v", "ln", 0.08),
+        Layout("k", "kt", perm=(0, 2, 1)),
+        MatMul("q", "kt", "logits", int(mq[0]), cq),
+        Shiftmax("logits", "probs", 0.5),
+        MatMul("probs", "v", "ctx", int(mv[0]), cv),
+        lin("proj", "ctx", 0.08),
+        Add("x", "proj", "res", int(ma), int(mb), ca),
+        ShiftGelu("res", "act", 0.1, int(mg[0]), cg),
+        Dequantize("act", "out", 0.05),
+    ])
+
+
+def test_attention_block_with_shift_ops_is_bit_exact_and_integer_only():
+    graph = _attention_block()
+    model = to_onnx(graph)
+    onnx.checker.check_model(model, full_check=True)
+    assert float_violations(model) == []
+    env_ops = {type(op).__name__ for op in graph.ops}
+    assert {"LayerNorm", "Shiftmax", "ShiftGelu", "MatMul"} <= env_ops
+    for seed in range(20):
+        x = np.random.default_rng(100 + seed).normal(0, 1.5, size=(2, 16, 32)).astype(
+            np.float32)
+        want = run_reference(graph, x)
+        assert np.array_equal(_ort(model, x), want), seed
+        assert np.unique(want).size > 10
