@@ -347,13 +347,31 @@ def accuracy(artifact_dir: Path, data: str, split: str, limit: int | None,
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option("--integer-only", is_flag=True,
+              help="ONNX: prove no float tensor lies between the entry QuantizeLinear and the "
+                   "exit DequantizeLinear (exit 3 naming the offenders if one does).")
 @click.option("--json", "as_json", is_flag=True)
-def inspect(path: Path, as_json: bool) -> None:
+def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
     """Op histogram, tensor dtypes, size, params and passes of an artifact or model file."""
-    from edgekit.inspect import inspect_path
+    from edgekit.inspect import integer_only_violations, inspect_path
 
     with contextlib.redirect_stdout(sys.stderr):
         info = inspect_path(path)
+        if integer_only:
+            info["integer_only_violations"] = integer_only_violations(path)
+    if integer_only:
+        bad = info["integer_only_violations"]
+        if as_json:
+            _emit_json({"file": info["file"], "integer_only": not bad, "violations": bad})
+        elif not bad:
+            click.echo(f"{info['file']}: integer-only (float only at the entry QuantizeLinear "
+                       "and the exit DequantizeLinear)")
+        if bad:
+            raise ValidationFailed(
+                f"{len(bad)} float tensor(s) between entry and exit: " + ", ".join(bad[:8])
+                + (" …" if len(bad) > 8 else ""), path=path,
+                hint="re-export with --quant int-only; every op must stay integer")
+        return
     if as_json:
         _emit_json(info)
         return

@@ -41,3 +41,24 @@ def inspect_path(path: Path) -> dict[str, Any]:
         })
         return info
     return describe_file(path)
+
+
+def integer_only_violations(path: Path) -> list[str]:
+    """Float tensors of an ONNX model (file or artifact dir) outside the entry/exit boundary.
+    The file is parsed in an isolated child (it may be untrusted)."""
+    from edgekit.errors import UsageError
+
+    model_path = Artifact.open(path).model_path if path.is_dir() else path
+    if model_path.suffix != ".onnx":
+        raise UsageError("--integer-only checks ONNX models", path=model_path,
+                         hint="pass an .onnx file or an ONNX artifact directory")
+    return run_isolated(_violations, str(model_path), what=f"checking {model_path.name}",
+                        path=str(model_path))
+
+
+def _violations(model_path: str) -> list[str]:
+    import onnx
+
+    from edgekit.intonly.graph import float_violations
+
+    return float_violations(onnx.load(model_path, load_external_data=False))
