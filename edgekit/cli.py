@@ -353,7 +353,7 @@ def accuracy(artifact_dir: Path, data: str, split: str, limit: int | None,
 @click.option("--json", "as_json", is_flag=True)
 def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
     """Op histogram, tensor dtypes, size, params and passes of an artifact or model file."""
-    from edgekit.inspect import integer_only_violations, inspect_path
+    from edgekit.inspect import inspect_path, integer_only_violations
 
     with contextlib.redirect_stdout(sys.stderr):
         info = inspect_path(path)
