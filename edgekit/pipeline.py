@@ -43,7 +43,8 @@ from edgekit.validate import validate_artifact
 
 # Which quantization modes each format implements today (grows with the quant issues).
 IMPLEMENTED_QUANTS: dict[str, tuple[str, ...]] = {
-    "onnx": ("fp32", "int8"), "tflite": ("fp32", "int8"), "executorch": ("fp32", "int8"),
+    "onnx": ("fp32", "int8", "int-only"), "tflite": ("fp32", "int8"),
+    "executorch": ("fp32", "int8"),
     "coreml": ("fp32", "fp16", "int8")}
 # Input layouts a format's exporter can produce (NHWC: what mobile camera pipelines feed).
 LAYOUTS: dict[str, tuple[str, ...]] = {"tflite": ("nchw", "nhwc")}
@@ -100,7 +101,7 @@ def _check_request(req: ExportRequest) -> None:
         if method not in offered:
             raise UsageError(f"--calib-method {method} is not available for {fmt}",
                              hint=f"{fmt} offers: {', '.join(offered)} (or auto)")
-    if req.quant_config is not None and req.quant != "int8":
+    if req.quant_config is not None and req.quant not in ("int8", "int-only"):
         raise UsageError("calibration options apply to --quant int8 only",
                          hint="add --quant int8, or drop --calib/--calib-n/--calib-method")
     if req.n_golden < 1:
@@ -138,7 +139,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
     on_step(f"preparing {n} golden inputs (real photos + noise)")
     golden = torch.from_numpy(golden_inputs(source.data_config, n, seed=req.seed))
     quant = None
-    if req.quant == "int8":
+    if req.quant in ("int8", "int-only"):
         quant = _calibration(req.quant_config or QuantConfig(), source.data_config, on_step)
     with torch.no_grad():
         ref = source.model(golden)
@@ -152,7 +153,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
 
     flops = _count_flops(model, golden[: req.batch])
     quant_model, repq = model, None
-    if quant is not None and quant[0].repq:
+    if quant is not None and quant[0].repq and req.quant == "int8":
         quant_model, repq = _repq(model, quant[1].samples, golden[: req.batch], on_step)
     outcomes = []
     for fmt in req.formats:
@@ -172,7 +173,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
             # Every export flow gets a fresh copy: converters may mutate the module.
             quant_details: dict[str, Any] = {}
             to_export = copy.deepcopy(model)
-            if quant is not None:
+            if quant is not None and req.quant == "int8":
                 to_export = copy.deepcopy(quant_model)
                 qconfig, calib, holdout = quant
                 target = QUANTIZERS.get(fmt)()
@@ -186,13 +187,26 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
                     "repq_layernorm": repq,
                     **prepared.details}
             try:
-                result = exporter.export(to_export, golden[: req.batch], options, tmp)
+                if req.quant == "int-only":
+                    from edgekit.intonly.export import export_onnx
+
+                    on_step("calibrating and translating to integer-only ops")
+                    assert quant is not None
+                    result = export_onnx(to_export, golden[: req.batch], quant[1].samples,
+                                         options, tmp)
+                    quant_details = {"calibration": {"set": quant[1].name,
+                                                     "samples": len(quant[1])},
+                                     "scheme": "int8 weights per channel, int8 activations "
+                                               "per tensor (absmax), int32 accumulators, "
+                                               "dyadic requantization, shift-based non-linears"}
+                else:
+                    result = exporter.export(to_export, golden[: req.batch], options, tmp)
             except ExportError as exc:
                 if support.unsupported:
                     exc.message += (f"; ops without a {fmt} lowering: " + ", ".join(
                         f"{op}×{n}" for op, n in support.unsupported.items()))
                 raise
-            if quant is not None:
+            if quant is not None and req.quant == "int8":
                 qconfig, calib, holdout = quant
                 quant_details.update(target.after_export(
                     tmp / result.file, result.inputs[0].name, calib, holdout, req.batch,

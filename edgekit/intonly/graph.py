@@ -385,6 +385,91 @@ class Layout(IntOp):
         return x
 
 
+@dataclass(frozen=True)
+class Hardswish(IntOp):
+    """x·relu6(x + 3)/6 with integers: t = clamp(x + r3, 0, r6) (r3 = round(3/s), r6 =
+    round(6/s)); y = clamp(round(x·t · m / 2^c)), m/2^c = s² / (6·s_out)."""
+    input: str
+    output: str
+    r3: int
+    r6: int
+    mult: int
+    shift: int
+
+    def reference(self, env: Env) -> np.ndarray:
+        x = env[self.input].astype(np.int64)
+        t = np.clip(x + self.r3, 0, self.r6)
+        return np.clip(ref.shift_round(x * t * self.mult, self.shift), *Q8)
+
+    def emit(self, b: GraphBuilder, names: Names) -> str:
+        x = _to64(b, names[self.input])
+        t = b.op("Clip", [b.op("Add", [x, b.const(self.r3)]), b.const(0), b.const(self.r6)],
+                 "relu6")
+        return _emit_requant(b, b.op("Mul", [x, t], "x_t"), np.array(self.mult), self.shift,
+                             [])
+
+
+@dataclass(frozen=True)
+class AddConst(IntOp):
+    """y = clamp(round((a·m_a + K) / 2^c)); K = round(const · 2^c / s_out) (e.g. LeViT's baked
+    attention biases), broadcast against a."""
+    input: str
+    output: str
+    const: np.ndarray
+    mult: int
+    shift: int
+
+    def reference(self, env: Env) -> np.ndarray:
+        acc = env[self.input].astype(np.int64) * self.mult + self.const
+        return np.clip(ref.shift_round(acc, self.shift), *Q8)
+
+    def emit(self, b: GraphBuilder, names: Names) -> str:
+        acc = b.op("Add", [b.op("Mul", [_to64(b, names[self.input]), b.const(self.mult)]),
+                           b.const(self.const.astype(np.int64))], "add_const")
+        return _emit_requant(b, acc, np.array(1), self.shift, [])
+
+
+@dataclass(frozen=True)
+class Slice(IntOp):
+    """x[start:end:step] along one axis (no arithmetic)."""
+    input: str
+    output: str
+    axis: int
+    start: int
+    end: int
+    step: int = 1
+
+    def reference(self, env: Env) -> np.ndarray:
+        index = [slice(None)] * env[self.input].ndim
+        index[self.axis] = slice(self.start, self.end, self.step)
+        return env[self.input][tuple(index)]
+
+    def emit(self, b: GraphBuilder, names: Names) -> str:
+        return b.op("Slice", [names[self.input], b.const(np.array([self.start])),
+                              b.const(np.array([self.end])), b.const(np.array([self.axis])),
+                              b.const(np.array([self.step]))], "slice")
+
+
+@dataclass(frozen=True)
+class Mean(IntOp):
+    """Mean over axes: clamp(round(Σ x · m / 2^c)), m/2^c = s_in / (s_out · count)."""
+    input: str
+    output: str
+    axes: tuple[int, ...]
+    keepdims: bool
+    mult: int
+    shift: int
+
+    def reference(self, env: Env) -> np.ndarray:
+        total = env[self.input].astype(np.int64).sum(axis=self.axes, keepdims=self.keepdims)
+        return np.clip(ref.shift_round(total * self.mult, self.shift), *Q8)
+
+    def emit(self, b: GraphBuilder, names: Names) -> str:
+        total = b.op("ReduceSum", [_to64(b, names[self.input]), b.const(np.array(self.axes))],
+                     "sum", keepdims=int(self.keepdims))
+        return _emit_requant(b, total, np.array(self.mult), self.shift, [])
+
+
 @dataclass
 class IntGraph:
     input: str

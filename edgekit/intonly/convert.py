@@ -1,0 +1,324 @@
+"""fp32 deploy graph (after reparameterization) → IntGraph, by post-training calibration.
+
+torch.export gives the aten graph; one pass over calibration images records every tensor's
+range; then each aten op is translated by its entry in TRANSLATORS (a registry, not an
+if-chain). Scales are symmetric per tensor (activations) and per output channel (weights):
+s = absmax / 127 (or the `percentile`-th |x|). Multiplying by a positive scalar (attention's
+q·scale) is free: only the scale changes.
+
+Supported ops cover LeViT (conv, linear, hardswish, attention, subsample); a graph with any other
+op is refused naming it.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import ExportError
+from edgekit.intonly import graph as ig
+from edgekit.registry import Registry
+
+
+@dataclass(frozen=True)
+class QT:
+    """An integer tensor in the graph being built: its IR name and real scale."""
+    name: str
+    scale: float
+    unsigned: bool = False  # Shiftmax probabilities (uint8)
+
+
+@dataclass
+class Ctx:
+    ops: list[ig.IntOp] = field(default_factory=list)
+    ranges: dict[str, float] = field(default_factory=dict)  # node name -> calibrated |x| bound
+    env: dict[str, Any] = field(default_factory=dict)  # node name -> QT | tensor | tuple
+    gm: Any = None
+
+    def scale(self, node: Any) -> float:
+        return max(self.ranges.get(node.name, 0.0), 1e-8) / 127.0
+
+    def add(self, op: ig.IntOp) -> None:
+        self.ops.append(op)
+
+
+Translator = Callable[[Ctx, Any], Any]
+TRANSLATORS: Registry[Translator] = Registry("integer-only translation")
+
+
+def _ratio(x: float) -> tuple[int, int]:
+    m, c = ig.channel_dyadic(np.array([x]))
+    return int(m[0]), c
+
+
+def _weight_int(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric int8: (w_int, s_w)."""
+    flat = np.abs(w.reshape(w.shape[0], -1)).max(1)
+    s_w = np.maximum(flat, 1e-12) / 127.0
+    shape = (-1,) + (1,) * (w.ndim - 1)
+    return np.clip(np.round(w / s_w.reshape(shape)), -127, 127).astype(np.int8), s_w
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float64)
+
+
+def _args(ctx: Ctx, node: Any) -> list[Any]:
+    return [ctx.env[a.name] if hasattr(a, "name") and a.name in ctx.env else a
+            for a in node.args]
+
+
+def _register(*names: str) -> Callable[[Translator], Translator]:
+    def deco(fn: Translator) -> Translator:
+        for n in names:
+            TRANSLATORS.register(n, fn)
+        return fn
+    return deco
+
+
+@_register("conv2d")
+def _conv2d(ctx: Ctx, node: Any) -> QT:
+    args = _args(ctx, node)
+    x, w = args[0], args[1]
+    b = args[2] if len(args) > 2 else None
+
+    def pair(i: int, default: int) -> tuple[int, int]:
+        v = args[i] if len(args) > i else default
+        return (int(v[0]), int(v[-1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
+
+    stride, padding, dilation = pair(3, 1), pair(4, 0), pair(5, 1)
+    groups = int(args[6]) if len(args) > 6 else 1
+    if dilation != (1, 1):
+        raise ExportError(f"integer-only conv2d: dilation {dilation} is not supported")
+    w_int, s_w = _weight_int(_np(w))
+    out = ctx.scale(node)
+    bias = _np(b) if b is not None else np.zeros(w_int.shape[0])
+    mult, shift = ig.channel_dyadic(x.scale * s_w / out)
+    ctx.add(ig.Conv2d(x.name, node.name, w_int,
+                      np.round(bias / (x.scale * s_w)).astype(np.int64),
+                      mult, shift, stride, padding, groups))
+    return QT(node.name, out)
+
+
+@_register("linear")
+def _linear(ctx: Ctx, node: Any) -> QT:
+    x, w, b = (_args(ctx, node) + [None])[:3]
+    w_int, s_w = _weight_int(_np(w))
+    out = ctx.scale(node)
+    bias = _np(b) if b is not None else np.zeros(w_int.shape[0])
+    mult, shift = ig.channel_dyadic(x.scale * s_w / out)
+    ctx.add(ig.Linear(x.name, node.name, w_int,
+                      np.round(bias / (x.scale * s_w)).astype(np.int64), mult, shift))
+    return QT(node.name, out)
+
+
+@_register("hardswish", "hardswish_")
+def _hardswish(ctx: Ctx, node: Any) -> QT:
+    (x,) = _args(ctx, node)[:1]
+    out = ctx.scale(node)
+    mult, shift = _ratio(x.scale * x.scale / (6.0 * out))
+    ctx.add(ig.Hardswish(x.name, node.name, int(round(3.0 / x.scale)),
+                         int(round(6.0 / x.scale)), mult, shift))
+    return QT(node.name, out)
+
+
+@_register("add", "add_")
+def _add(ctx: Ctx, node: Any) -> QT:
+    a, b = _args(ctx, node)[:2]
+    out = ctx.scale(node)
+    if isinstance(a, QT) and isinstance(b, QT):
+        mults, shift = ig.channel_dyadic(np.array([a.scale / out, b.scale / out]))
+        ctx.add(ig.Add(a.name, b.name, node.name, int(mults[0]), int(mults[1]), shift))
+        return QT(node.name, out)
+    q, const = (a, b) if isinstance(a, QT) else (b, a)
+    mult, shift = _ratio(q.scale / out)
+    k = np.round(_np(const) * 2.0**shift / out).astype(np.int64)
+    ctx.add(ig.AddConst(q.name, node.name, k, mult, shift))
+    return QT(node.name, out)
+
+
+@_register("mul", "mul_")
+def _mul(ctx: Ctx, node: Any) -> QT:
+    a, b = _args(ctx, node)[:2]
+    q, other = (a, b) if isinstance(a, QT) else (b, a)
+    value = float(other) if not hasattr(other, "numel") else (
+        float(other.item()) if other.numel() == 1 else None)
+    if not isinstance(q, QT) or value is None or value <= 0:
+        raise ExportError("integer-only: only multiplication by a positive scalar is supported "
+                          f"(node {node.name})")
+    return QT(q.name, q.scale * value, q.unsigned)  # free: only the scale changes
+
+
+@_register("matmul", "bmm")
+def _matmul(ctx: Ctx, node: Any) -> QT:
+    a, b = _args(ctx, node)[:2]
+    out = ctx.scale(node)
+    mult, shift = _ratio(a.scale * b.scale / out)
+    ctx.add(ig.MatMul(a.name, b.name, node.name, mult, shift))
+    return QT(node.name, out)
+
+
+@_register("softmax", "_softmax")
+def _softmax(ctx: Ctx, node: Any) -> QT:
+    x, dim = _args(ctx, node)[:2]
+    if dim not in (-1, len(node.args[0].meta["val"].shape) - 1):
+        raise ExportError("integer-only softmax must run over the last axis")
+    ctx.add(ig.Shiftmax(x.name, node.name, x.scale))
+    return QT(node.name, 2.0**-7, unsigned=True)
+
+
+def _layout(ctx: Ctx, node: Any, **kw: Any) -> QT:
+    x = _args(ctx, node)[0]
+    ctx.add(ig.Layout(x.name, node.name, **kw))
+    return QT(node.name, x.scale, x.unsigned)
+
+
+@_register("view", "reshape", "_unsafe_view", "flatten", "unsqueeze", "squeeze")
+def _reshape(ctx: Ctx, node: Any) -> QT:
+    return _layout(ctx, node, shape=tuple(int(s) for s in node.meta["val"].shape))
+
+
+@_register("permute")
+def _permute(ctx: Ctx, node: Any) -> QT:
+    return _layout(ctx, node, perm=tuple(int(d) for d in node.args[1]))
+
+
+@_register("transpose")
+def _transpose(ctx: Ctx, node: Any) -> QT:
+    rank = len(node.args[0].meta["val"].shape)
+    d0, d1 = (int(d) % rank for d in node.args[1:3])
+    perm = list(range(rank))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return _layout(ctx, node, perm=tuple(perm))
+
+
+@_register("contiguous", "clone", "alias", "detach", "dropout")
+def _identity(ctx: Ctx, node: Any) -> QT:
+    return _args(ctx, node)[0]  # type: ignore[no-any-return]
+
+
+@_register("split_with_sizes", "split")
+def _split(ctx: Ctx, node: Any) -> tuple[QT, ...]:
+    x = _args(ctx, node)[0]
+    sizes, dim = node.args[1], (node.args[2] if len(node.args) > 2 else 0)
+    rank = len(node.args[0].meta["val"].shape)
+    dim = int(dim) % rank
+    total = int(node.args[0].meta["val"].shape[dim])
+    if isinstance(sizes, int):
+        sizes = [sizes] * (total // sizes)
+    parts, start = [], 0
+    for i, size in enumerate(sizes):
+        name = f"{node.name}_{i}"
+        ctx.add(ig.Slice(x.name, name, dim, start, start + int(size)))
+        parts.append(QT(name, x.scale, x.unsigned))
+        start += int(size)
+    return tuple(parts)
+
+
+@_register("getitem")
+def _getitem(ctx: Ctx, node: Any) -> Any:
+    seq, index = _args(ctx, node)[:2]
+    return seq[index]
+
+
+@_register("slice")
+def _slice(ctx: Ctx, node: Any) -> QT:
+    x = _args(ctx, node)[0]
+    rank = len(node.args[0].meta["val"].shape)
+    dim, start, end, step = (list(node.args[1:]) + [0, 0, None, 1])[:4] if len(node.args) > 1 \
+        else (0, 0, None, 1)
+    size = int(node.args[0].meta["val"].shape[int(dim) % rank])
+    end = size if end is None or end > size else int(end)
+    ctx.add(ig.Slice(x.name, node.name, int(dim) % rank, int(start or 0), end, int(step or 1)))
+    return QT(node.name, x.scale, x.unsigned)
+
+
+@_register("mean")
+def _mean(ctx: Ctx, node: Any) -> QT:
+    x = _args(ctx, node)[0]
+    shape = node.args[0].meta["val"].shape
+    dims = node.args[1] if len(node.args) > 1 else list(range(len(shape)))
+    keep = bool(node.args[2]) if len(node.args) > 2 else bool(node.kwargs.get("keepdim", False))
+    axes = tuple(int(d) % len(shape) for d in dims)
+    count = int(np.prod([int(shape[a]) for a in axes]))
+    out = ctx.scale(node)
+    mult, shift = _ratio(x.scale / (out * count))
+    ctx.add(ig.Mean(x.name, node.name, axes, keep, mult, shift))
+    return QT(node.name, out)
+
+
+def _op(node: Any) -> str:
+    from edgekit.check import op_name
+
+    if node.target is operator.getitem:
+        return "getitem"
+    return op_name(node.target)
+
+
+def calibrate_ranges(gm: Any, calib: np.ndarray, percentile: float | None = None
+                     ) -> dict[str, float]:
+    """|x| bound of every node's tensor output(s) over the calibration samples."""
+    import torch
+    from torch.fx import Interpreter
+
+    seen: dict[str, list[np.ndarray]] = {}
+
+    class Recorder(Interpreter):  # type: ignore[misc]
+        def run_node(self, n: Any) -> Any:
+            out = super().run_node(n)
+            items = out if isinstance(out, (tuple, list)) else (out,)
+            for i, t in enumerate(items):
+                if isinstance(t, torch.Tensor) and t.is_floating_point():
+                    key = n.name if len(items) == 1 else f"{n.name}_{i}"
+                    a = t.detach().abs().flatten().numpy()
+                    seen.setdefault(key, []).append(
+                        np.array([a.max()]) if percentile is None else
+                        np.array([np.percentile(a, percentile)]))
+            return out
+
+    with torch.no_grad():
+        for i in range(len(calib)):
+            Recorder(gm).run(torch.from_numpy(calib[i:i + 1]))
+    return {k: float(np.max(v)) for k, v in seen.items()}
+
+
+def convert(model: Any, example: Any, calib: np.ndarray, percentile: float | None = None
+            ) -> ig.IntGraph:
+    """Calibrate and translate an eval-mode fp32 model (batch 1) to an IntGraph."""
+    import torch
+
+    with torch.no_grad():
+        gm = torch.export.export(model, (example,), strict=False).module()
+    ctx = Ctx(ranges=calibrate_ranges(gm, calib, percentile), gm=gm)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise ExportError("integer-only conversion needs a model with one image input")
+    inp = placeholders[0]
+    out_node = next(n for n in gm.graph.nodes if n.op == "output")
+    s_in = ctx.scale(inp)
+    ctx.add(ig.Quantize("input", inp.name, s_in))
+    ctx.env[inp.name] = QT(inp.name, s_in)
+    unsupported = sorted({_op(n) for n in gm.graph.nodes if n.op == "call_function"
+                          and _op(n) not in TRANSLATORS})
+    if unsupported:
+        raise ExportError("integer-only: no integer translation for " + ", ".join(unsupported),
+                          hint="supported: " + ", ".join(TRANSLATORS.list()))
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            obj = gm
+            for part in node.target.split("."):
+                obj = getattr(obj, part)
+            ctx.env[node.name] = obj
+        elif node.op == "call_function":
+            ctx.env[node.name] = TRANSLATORS.get(_op(node))(ctx, node)
+    result = out_node.args[0]
+    result = result[0] if isinstance(result, (tuple, list)) else result
+    final = ctx.env[result.name]
+    ctx.add(ig.Dequantize(final.name, "logits", final.scale))
+    in_shape = tuple(int(s) for s in example.shape)
+    out_shape = tuple(int(s) for s in result.meta["val"].shape)
+    return ig.IntGraph("input", "logits", in_shape, out_shape, ctx.ops)

@@ -1,0 +1,71 @@
+"""`--quant int-only` end to end on a model trained on real data: an integer-only ONNX file that
+onnxruntime runs bit-exactly like the numpy reference, and that keeps top-1."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from edgekit.accuracy import evaluate_artifact
+from edgekit.artifact import Artifact
+from edgekit.errors import UsageError
+from edgekit.inspect import integer_only_violations
+from edgekit.pipeline import ExportRequest, export_model
+
+MODEL = "fmnist_levit"
+
+
+@pytest.fixture(scope="module")
+def int_only(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    (o,) = export_model(ExportRequest(model=MODEL, formats=("onnx",), quant="int-only",
+                                      out=tmp_path_factory.mktemp("intonly")))
+    return o.artifact
+
+
+def test_artifact_is_validated_and_integer_only(int_only):
+    m = int_only.manifest
+    assert m.quant == "int-only" and m.validation.validated is True, m.validation.reason
+    assert m.exporter["integer_only"] is True
+    assert {"Shiftmax", "Hardswish", "MatMul", "Linear", "Conv2d"} <= set(m.exporter["int_ops"])
+    assert integer_only_violations(int_only.path) == []
+
+
+def test_onnxruntime_equals_the_numpy_reference_bit_for_bit(int_only):
+    from edgekit.models.source import load_source
+
+    from edgekit import fashion_mnist as fm
+    from edgekit.intonly.convert import convert
+    from edgekit.intonly.graph import run_reference
+    from edgekit.pipeline import _calibration
+    from edgekit.quant.config import QuantConfig
+    from edgekit.transforms.base import DEFAULT_PASSES, DeployPipeline
+
+    src = load_source(MODEL)
+    _, calib, _ = _calibration(QuantConfig(), src.data_config, lambda s: None)
+    images, _ = fm.load("test")
+    x = fm.to_model_input(images[:50], 64, tuple(src.data_config["mean"]),
+                          tuple(src.data_config["std"]))
+    example = torch.from_numpy(x[:1])
+    DeployPipeline(DEFAULT_PASSES).run(src.model, torch.cat([example, example]))
+    graph = convert(src.model, example, calib.samples)
+    sess = ort.InferenceSession(str(int_only.model_path), providers=["CPUExecutionProvider"])
+    for i in range(50):
+        got = sess.run(None, {"input": x[i:i + 1]})[0]
+        assert np.array_equal(got, run_reference(graph, x[i:i + 1])), i
+
+
+def test_int_only_keeps_top1(int_only):
+    from edgekit.models.fmnist import SMALL_CONFIGS, evaluate_torch
+    from edgekit.models.source import load_source
+
+    fp32 = 100 * evaluate_torch(load_source(MODEL).model, SMALL_CONFIGS.get(MODEL), limit=1000)
+    rep = evaluate_artifact(int_only.path, limit=1000)
+    assert abs(rep.top1 - fp32) <= 1.0, (rep.top1, fp32)
+
+
+def test_int_only_is_refused_for_formats_without_it(tmp_path):
+    with pytest.raises(UsageError, match="int-only is not implemented for tflite"):
+        export_model(ExportRequest(model=MODEL, formats=("tflite",), quant="int-only",
+                                   out=tmp_path))
