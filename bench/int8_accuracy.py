@@ -9,8 +9,8 @@ evaluated in its own runtime on all 10 000 test images. Calibration: 64 training
 |             | (ONNX: `quantize_static` defaults = all ops QDQ, s8 activations)          |
 | percentile  | 99.99th-percentile activation ranges (ONNX: fused plan from here on)      |
 | mse/kl      | histogram ranges minimising the L2 error (PT2E) / KL (ONNX: entropy)      |
-| auto + RepQ | the per-target default ranges + RepQ-ViT LayerNorm reparameterization     |
-| edgekit     | the defaults: the above + `--keep-float auto` (sensitivity fallback)      |
+| edgekit     | the defaults: per-target ranges (ONNX percentile, PT2E mse) + RepQ-ViT      |
+|             | LayerNorm/bridge reparameterization + `--keep-float auto`                 |
 
     python bench/int8_accuracy.py [--models fmnist_levit,...] [--update-readme]
 """
@@ -45,7 +45,6 @@ RECIPES: dict[str, dict[str, dict[str, Any] | None]] = {
     "mse/kl": {"onnx": {"calib_method": "entropy", "keep_float": "none", "repq": False},
                "tflite": {"calib_method": "mse", "keep_float": "none", "repq": False},
                "executorch": {"calib_method": "mse", "keep_float": "none", "repq": False}},
-    "auto + RepQ": {f: {"keep_float": "none"} for f in FORMATS},
     "edgekit": {f: {} for f in FORMATS},
 }
 
