@@ -6,8 +6,9 @@ if-chain). Scales are symmetric per tensor (activations) and per output channel 
 s = absmax / 127 (or the `percentile`-th |x|). Multiplying by a positive scalar (attention's
 q·scale) is free: only the scale changes.
 
-Supported ops cover LeViT (conv, linear, hardswish, attention, subsample); a graph with any other
-op is refused naming it.
+Supported ops cover LeViT (conv, linear, hardswish, attention, subsample) and EfficientFormer
+(relu, GELU, LayerNorm, the count_include_pad=False pool mixer, sub); a graph with any other op
+is refused naming it.
 """
 
 from __future__ import annotations
@@ -141,16 +142,108 @@ def _add(ctx: Ctx, node: Any) -> QT:
     return QT(node.name, out)
 
 
+@_register("sub", "sub_")
+def _sub(ctx: Ctx, node: Any) -> QT:
+    a, b = _args(ctx, node)[:2]
+    if not (isinstance(a, QT) and isinstance(b, QT)):
+        raise ExportError(f"integer-only sub needs two tensors (node {node.name})")
+    out = ctx.scale(node)
+    mults, shift = ig.channel_dyadic(np.array([a.scale / out, b.scale / out]))
+    ctx.add(ig.Add(a.name, b.name, node.name, int(mults[0]), -int(mults[1]), shift))
+    return QT(node.name, out)
+
+
+@_register("relu", "relu_")
+def _relu(ctx: Ctx, node: Any) -> QT:
+    x = _args(ctx, node)[0]
+    ctx.add(ig.Relu(x.name, node.name))
+    return QT(node.name, x.scale)
+
+
+@_register("gelu")
+def _gelu(ctx: Ctx, node: Any) -> QT:
+    x = _args(ctx, node)[0]
+    out = ctx.scale(node)
+    mult, shift = _ratio(x.scale * 2.0**-7 / out)  # shift_gelu's output scale: s · 2^-7
+    ctx.add(ig.ShiftGelu(x.name, node.name, x.scale, mult, shift))
+    return QT(node.name, out)
+
+
+@_register("layer_norm")
+def _layer_norm(ctx: Ctx, node: Any) -> QT:
+    args = _args(ctx, node)
+    x, shape = args[0], args[1]
+    if len(shape) != 1:
+        raise ExportError("integer-only layer_norm: only the last axis")
+    c = int(shape[0])
+    gamma = _np(args[2]) if len(args) > 2 and args[2] is not None else np.ones(c)
+    beta = _np(args[3]) if len(args) > 3 and args[3] is not None else np.zeros(c)
+    out = ctx.scale(node)
+    core = np.sqrt(c) / 2**30  # i_layernorm_core's output scale
+    ratios = np.abs(gamma) * core / out
+    mult, shift = ig.channel_dyadic(np.maximum(ratios, ratios.max() * 1e-9), bits=24)
+    mult = np.where(gamma == 0, 0, mult * np.sign(gamma)).astype(np.int64)
+    beta_int = np.round(beta / out * 2.0**shift).astype(np.int64)
+    ctx.add(ig.LayerNorm(x.name, node.name, mult, beta_int, shift))
+    return QT(node.name, out)
+
+
+@_register("avg_pool2d")
+def _avg_pool2d(ctx: Ctx, node: Any) -> QT:
+    args = list(node.args) + [None] * 7
+    x = ctx.env[node.args[0].name]
+    k = args[1][0] if isinstance(args[1], (list, tuple)) else args[1]
+    stride = args[2] if args[2] not in (None, []) else k
+    stride = stride[0] if isinstance(stride, (list, tuple)) else stride
+    pad = args[3] if args[3] is not None else 0
+    pad = pad[0] if isinstance(pad, (list, tuple)) else pad
+    ceil_mode, include_pad = bool(args[4]), args[5] if args[5] is not None else True
+    if ceil_mode or args[6] is not None:
+        raise ExportError("integer-only avg_pool2d: ceil_mode/divisor_override unsupported")
+    _, ch, h, w = (int(v) for v in node.args[0].meta["val"].shape)
+    oh, ow = (int(v) for v in node.meta["val"].shape[2:])
+    count = np.zeros((oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            rows = range(i * stride - pad, i * stride - pad + k)
+            cols = range(j * stride - pad, j * stride - pad + k)
+            count[i, j] = (k * k if include_pad else
+                           sum(1 for r in rows if 0 <= r < h) * sum(1 for c in cols if 0 <= c < w))
+    out = ctx.scale(node)
+    mult, shift = ig.channel_dyadic((x.scale / (out * count)).reshape(-1))
+    ctx.add(ig.AvgPool(x.name, node.name, int(k), int(stride), int(pad), ch,
+                       mult.reshape(oh, ow), shift))
+    return QT(node.name, out)
+
+
+@_register("div", "div_")
+def _div(ctx: Ctx, node: Any) -> QT:
+    a, b = _args(ctx, node)[:2]
+    value = float(b) if not hasattr(b, "numel") else float(b.item())
+    if not isinstance(a, QT) or value <= 0:
+        raise ExportError(f"integer-only: only division by a positive scalar (node {node.name})")
+    return QT(a.name, a.scale / value, a.unsigned)
+
+
 @_register("mul", "mul_")
 def _mul(ctx: Ctx, node: Any) -> QT:
     a, b = _args(ctx, node)[:2]
     q, other = (a, b) if isinstance(a, QT) else (b, a)
     value = float(other) if not hasattr(other, "numel") else (
         float(other.item()) if other.numel() == 1 else None)
-    if not isinstance(q, QT) or value is None or value <= 0:
-        raise ExportError("integer-only: only multiplication by a positive scalar is supported "
-                          f"(node {node.name})")
-    return QT(q.name, q.scale * value, q.unsigned)  # free: only the scale changes
+    if not isinstance(q, QT):
+        raise ExportError(f"integer-only mul needs one integer tensor (node {node.name})")
+    if value is not None and value > 0:
+        return QT(q.name, q.scale * value, q.unsigned)  # free: only the scale changes
+    if isinstance(other, QT):
+        raise ExportError(f"integer-only: tensor × tensor mul is not supported ({node.name})")
+    gamma = _np(other) if hasattr(other, "numel") else np.array(float(other))
+    out = ctx.scale(node)
+    ratios = np.abs(gamma) * q.scale / out
+    m, shift = ig.channel_dyadic(np.maximum(ratios, ratios.max() * 1e-9).reshape(-1))
+    mult = np.where(gamma.reshape(-1) == 0, 0, m * np.sign(gamma.reshape(-1)))
+    ctx.add(ig.MulConst(q.name, node.name, mult.reshape(gamma.shape).astype(np.int64), shift))
+    return QT(node.name, out)
 
 
 @_register("matmul", "bmm")
@@ -251,6 +344,14 @@ def _mean(ctx: Ctx, node: Any) -> QT:
     return QT(node.name, out)
 
 
+def _fold_constant(ctx: Ctx, node: Any) -> Any:
+    """An op over constants only (a reshaped bias, a transposed weight): evaluate it now."""
+    import torch
+
+    with torch.no_grad():
+        return node.target(*_args(ctx, node), **node.kwargs)
+
+
 def _op(node: Any) -> str:
     from edgekit.check import op_name
 
@@ -314,7 +415,10 @@ def convert(model: Any, example: Any, calib: np.ndarray, percentile: float | Non
                 obj = getattr(obj, part)
             ctx.env[node.name] = obj
         elif node.op == "call_function":
-            ctx.env[node.name] = TRANSLATORS.get(_op(node))(ctx, node)
+            if not any(isinstance(a, (QT, tuple)) for a in _args(ctx, node)):
+                ctx.env[node.name] = _fold_constant(ctx, node)  # weights reshaped etc.
+            else:
+                ctx.env[node.name] = TRANSLATORS.get(_op(node))(ctx, node)
     result = out_node.args[0]
     result = result[0] if isinstance(result, (tuple, list)) else result
     final = ctx.env[result.name]

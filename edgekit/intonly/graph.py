@@ -148,6 +148,13 @@ def _conv_int(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], padding: tu
     oh = (h + 2 * ph - kh) // stride[0] + 1
     ow = (wd + 2 * pw - kw) // stride[1] + 1
     out = np.zeros((n, cout, oh, ow), dtype=np.int64)
+    if groups == cout and cpg == 1:  # depthwise (and window sums): all channels at once
+        wd64 = w[:, 0].astype(np.int64)
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, :, i:i + stride[0] * oh:stride[0], j:j + stride[1] * ow:stride[1]]
+                out += patch * wd64[None, :, i, j, None, None]
+        return out
     opg = cout // groups
     for g in range(groups):
         xs = xp[:, g * cpg:(g + 1) * cpg]
@@ -468,6 +475,71 @@ class Mean(IntOp):
         total = b.op("ReduceSum", [_to64(b, names[self.input]), b.const(np.array(self.axes))],
                      "sum", keepdims=int(self.keepdims))
         return _emit_requant(b, total, np.array(self.mult), self.shift, [])
+
+
+@dataclass(frozen=True)
+class Relu(IntOp):
+    """max(x, 0), same scale."""
+    input: str
+    output: str
+
+    def reference(self, env: Env) -> np.ndarray:
+        return np.maximum(env[self.input], 0)
+
+    def emit(self, b: GraphBuilder, names: Names) -> str:
+        from onnx import TensorProto
+
+        y = b.op("Max", [_to64(b, names[self.input]), b.const(0)], "relu")
+        return b.op("Cast", [y], "to_int8", to=TensorProto.INT8)
+
+
+@dataclass(frozen=True)
+class AvgPool(IntOp):
+    """k×k average pool, zero padding, count_include_pad=False (EfficientFormer's pool mixer):
+    window sums (an all-ones depthwise ConvInteger in ONNX) times a per-position multiplier
+    m[h, w] / 2^c = s_in / (s_out · count[h, w])."""
+    input: str
+    output: str
+    kernel: int
+    stride: int
+    padding: int
+    channels: int
+    mult: np.ndarray  # [H_out, W_out]
+    shift: int
+
+    def reference(self, env: Env) -> np.ndarray:
+        x = env[self.input].astype(np.int64)
+        ones = np.ones((self.channels, 1, self.kernel, self.kernel), dtype=np.int8)
+        total = _conv_int(x, ones, (self.stride, self.stride), (self.padding, self.padding),
+                          self.channels)
+        return np.clip(ref.shift_round(total * self.mult[None, None], self.shift), *Q8)
+
+    def emit(self, b: GraphBuilder, names: Names) -> str:
+        ones = b.const(np.ones((self.channels, 1, self.kernel, self.kernel), np.int8), np.int8)
+        p = self.padding
+        total = _to64(b, b.op("ConvInteger", [names[self.input], ones], "window_sum",
+                              strides=[self.stride] * 2, group=self.channels,
+                              pads=[p, p, p, p], kernel_shape=[self.kernel] * 2))
+        return _emit_requant(b, total, self.mult[None, None].astype(np.int64), self.shift,
+                             [1, 1, *self.mult.shape])
+
+
+@dataclass(frozen=True)
+class MulConst(IntOp):
+    """x · γ for a constant tensor γ (e.g. EfficientFormer's LayerScale after the pool mixer):
+    y = clamp(round(x · M / 2^c)), M = round(γ · s_x / s_out · 2^c) (signed, broadcast)."""
+    input: str
+    output: str
+    mult: np.ndarray
+    shift: int
+
+    def reference(self, env: Env) -> np.ndarray:
+        return np.clip(ref.shift_round(env[self.input].astype(np.int64) * self.mult,
+                                       self.shift), *Q8)
+
+    def emit(self, b: GraphBuilder, names: Names) -> str:
+        return _emit_requant(b, _to64(b, names[self.input]), self.mult.astype(np.int64),
+                             self.shift, list(self.mult.shape) or [])
 
 
 @dataclass

@@ -69,3 +69,40 @@ def test_int_only_is_refused_for_formats_without_it(tmp_path):
     with pytest.raises(UsageError, match="int-only is not implemented for tflite"):
         export_model(ExportRequest(model=MODEL, formats=("tflite",), quant="int-only",
                                    out=tmp_path))
+
+
+def test_efficientformer_translates_gelu_layernorm_and_pool_mixer_bit_exactly():
+    """EfficientFormer's ops (GELU, I-LayerNorm, count_include_pad=False pool mixer, LayerScale
+    on a non-linear branch, sub) on the trained small config: ORT == reference, fp32-faithful."""
+    import onnxruntime as ort
+    from edgekit.models.source import load_source
+
+    from edgekit import fashion_mnist as fm
+    from edgekit.calibration import calibration_set
+    from edgekit.intonly.convert import convert
+    from edgekit.intonly.graph import float_violations, run_reference, to_onnx
+    from edgekit.transforms.base import DEFAULT_PASSES, DeployPipeline
+
+    src = load_source("fmnist_efficientformer")
+    size = src.data_config["input_size"][-1]
+    cal = calibration_set("fmnist", src.data_config, 32)
+    x = torch.from_numpy(cal.samples[:1])
+    DeployPipeline(DEFAULT_PASSES).run(src.model, torch.cat([x, x]))
+    graph = convert(src.model, x, cal.samples)
+    kinds = {type(op).__name__ for op in graph.ops}
+    assert {"ShiftGelu", "LayerNorm", "AvgPool", "MulConst", "Shiftmax"} <= kinds
+    model = to_onnx(graph)
+    assert float_violations(model) == []
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    images, _ = fm.load("test")
+    xs = fm.to_model_input(images[:20], size, tuple(src.data_config["mean"]),
+                           tuple(src.data_config["std"]))
+    with torch.no_grad():
+        ref_fp32 = src.model(torch.from_numpy(xs)).numpy()
+    cos = []
+    for i in range(20):
+        want = run_reference(graph, xs[i:i + 1])
+        assert np.array_equal(sess.run(None, {"input": xs[i:i + 1]})[0], want), i
+        r = ref_fp32[i]
+        cos.append(float(want[0] @ r / np.linalg.norm(want[0]) / np.linalg.norm(r)))
+    assert np.mean(cos) > 0.99, cos
