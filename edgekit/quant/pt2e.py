@@ -44,17 +44,18 @@ def node_kind(node: Any) -> str | None:
     return KIND_OF_TARGET.get(op_name(node.target))
 
 
-def activation_observer(method: str, percentile: float, target: str) -> Any:
-    """Observer class for activations. `mse` is torch's HistogramObserver (it searches the
-    clipping range that minimises the L2 quantization error of the histogram)."""
+def activation_observer(method: str, percentile: float, target: str, **kwargs: Any) -> Any:
+    """Observer constructor for activations (one `with_args`: torchao reads the class name of
+    the partial). `mse` is torch's HistogramObserver (it searches the clipping range that
+    minimises the L2 quantization error of the histogram)."""
     from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
 
     if method == "minmax":
-        return MinMaxObserver
+        return MinMaxObserver.with_args(**kwargs)
     if method == "mse":
-        return HistogramObserver
+        return HistogramObserver.with_args(**kwargs)
     if method == "percentile":
-        return PercentileObserver.with_args(percentile=percentile)
+        return _percentile_observer_cls().with_args(percentile=percentile, **kwargs)
     raise UsageError(f"--calib-method {method} is not available for {target}",
                      hint="use minmax, percentile or mse (entropy/KL: --to onnx only)")
 

@@ -96,9 +96,8 @@ class ExecuTorchInt8(_Pt2eTarget):
         from edgekit.quant.pt2e import activation_observer, with_activation_observer
 
         qconfig = get_symmetric_quantization_config(is_per_channel=config.per_channel)
-        observer = activation_observer(method, config.percentile, self.format)
-        return XNNPACKQuantizer().set_global(with_activation_observer(
-            qconfig, observer.with_args(eps=2**-12)))
+        observer = activation_observer(method, config.percentile, self.format, eps=2**-12)
+        return XNNPACKQuantizer().set_global(with_activation_observer(qconfig, observer))
 
 
 class LiteRtInt8(_Pt2eTarget):
@@ -115,9 +114,8 @@ class LiteRtInt8(_Pt2eTarget):
         from edgekit.quant.pt2e import activation_observer, with_activation_observer
 
         qconfig = get_symmetric_quantization_config(is_per_channel=config.per_channel)
-        observer = activation_observer(method, config.percentile, self.format)
-        return PT2EQuantizer().set_global(with_activation_observer(
-            qconfig, observer.with_args(eps=2**-12)))
+        observer = activation_observer(method, config.percentile, self.format, eps=2**-12)
+        return PT2EQuantizer().set_global(with_activation_observer(qconfig, observer))
 
     def converter_kwargs(self, quantizer: Any, config: QuantConfig) -> dict[str, Any]:
         from litert_torch.quantize.quant_config import QuantConfig as LiteRtQuantConfig

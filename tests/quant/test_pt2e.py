@@ -90,3 +90,15 @@ def test_all_positive_activations_use_the_full_range_without_zero_point_overflow
         scale, zero = obs.calculate_qparams()
         assert int(zero) == -128  # 0.0 maps to qmin, not outside the range
         assert float(scale) < 6.6 / 255 * 1.01  # ~max/255: all 256 levels over [0, max]
+
+
+def test_every_pt2e_range_method_prepares_and_calibrates():
+    model = Net().eval()
+    example = torch.randn(1, 3, 16, 16)
+    cal = _calib()
+    target = ExecuTorchInt8()
+    for method in ("minmax", "percentile", "mse"):
+        res = quantize_pt2e(model, example, cal, cal.samples[:4], QuantConfig(keep_float="none"),
+                            lambda m: target.make_quantizer(m, QuantConfig()), "executorch",
+                            method=method)
+        assert res.cosine_all_int8 is not None and res.cosine_all_int8 > 0.98, method
