@@ -1,6 +1,7 @@
 """The export pipeline, one direction:
 
-source ─► deploy passes ─► export (per format) ─► golden I/O ─► validate in runtime ─► artifact
+source ─► deploy passes ─► [calibrate ─► quantize (int8: quant/targets.py; int-only:
+intonly/)] ─► export (per format) ─► golden I/O ─► validate in runtime ─► artifact
 
 The reference outputs come from the *source* model before any pass, so validation measures the
 whole chain (passes + converter + runtime) against timm fp32.
