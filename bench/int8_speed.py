@@ -68,14 +68,17 @@ def main() -> None:
         return
     cfg = BenchConfig(threads=args.threads, runs=30, min_seconds=0.5, rounds=args.rounds,
                       retries=0)
-    rows = []
+    models = args.models.split(",")
+    rows: list[dict[str, Any]] = []
+    if RESULTS.is_file():  # keep other models' rows when re-running a subset
+        rows = [r for r in json.loads(RESULTS.read_text())["rows"] if r["model"] not in models]
     with tempfile.TemporaryDirectory(prefix="edgekit-int8-speed-") as tmp:
-        for model in args.models.split(","):
+        for model in models:
             made = export_variants(model, Path(tmp) / model)
             labels = list(made)
             results = run_bench([made[k]["path"] for k in labels], cfg=cfg, compare=True)
             for label, r in zip(labels, results, strict=True):
-                rows.append({"model": model, "variant": label,
+                rows.append({"model": model, "variant": label, "rounds": args.rounds,
                              **{k: v for k, v in made[label].items() if k != "path"},
                              "median_ms": r["median_ms"], "stable": r.get("stable"),
                              "runtime": r["runtime"]})
@@ -94,7 +97,8 @@ def render(payload: dict[str, Any]) -> None:
              "speed-up = fp32 median / int8 median of the same runtime. Live random weights, "
              "calibrated on the built-in photos; cosine = worst golden sample vs timm fp32.", "",
              "| model | artifact | median ms | speed-up vs same-runtime fp32 | "
-             "vs fastest fp32 | cosine | MB |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+             "vs fastest fp32 | cosine | MB | stable |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         fp32 = {r["format"]: r["median_ms"] for r in mine if r["quant"] == "fp32"}
@@ -103,7 +107,8 @@ def render(payload: dict[str, Any]) -> None:
             same = fp32[r["format"]] / r["median_ms"]
             lines.append(f"| {model} | {r['variant']} | {r['median_ms']:.2f} | "
                          f"{same:.2f}× | {fastest / r['median_ms']:.2f}× | "
-                         f"{r['cosine']:.4f} | {r['size_mb']} |")
+                         f"{r['cosine']:.4f} | {r['size_mb']} | "
+                         f"{'yes' if r.get('stable') else 'no (CV > 10 %)'} |")
     replace_section("int8-speed", "\n".join(lines))
 
 
