@@ -75,9 +75,10 @@ def test_user_error_is_one_paragraph_without_traceback():
 
 
 def test_unimplemented_quant_is_an_honest_error(tmp_path):
-    res = CliRunner().invoke(cli, ["export", TINY, "--quant", "int8", "--out", str(tmp_path)])
+    res = CliRunner().invoke(cli, ["export", TINY, "--to", "tflite", "--quant", "int-only",
+                                   "--out", str(tmp_path)])
     assert res.exit_code == 2
-    assert "not implemented for onnx" in res.output
+    assert "int-only is not implemented for tflite" in res.output
     assert not list(tmp_path.iterdir())
 
 
