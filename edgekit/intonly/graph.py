@@ -15,8 +15,9 @@ with one shared shift.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -70,14 +71,16 @@ def _to64(b: GraphBuilder, name: str) -> str:
     return b.op("Cast", [name], "to_int64", to=TensorProto.INT64)
 
 
-class IntOp:
-    inputs: ClassVar[tuple[str, ...]] = ()
+class IntOp(ABC):
+    """An integer op: `reference` defines it, `emit` writes the same arithmetic as ONNX."""
 
-    def reference(self, env: Env) -> np.ndarray:
-        raise NotImplementedError
+    output: str
 
-    def emit(self, b: GraphBuilder, names: Names) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def reference(self, env: Env) -> np.ndarray: ...
+
+    @abstractmethod
+    def emit(self, b: GraphBuilder, names: Names) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -238,24 +241,6 @@ class Add(IntOp):
         a = b.op("Mul", [_to64(b, names[self.a]), b.const(self.mult_a)], "mul_a")
         bb = b.op("Mul", [_to64(b, names[self.b]), b.const(self.mult_b)], "mul_b")
         return _emit_requant(b, b.op("Add", [a, bb], "add"), np.array(1), self.shift, [])
-
-
-@dataclass(frozen=True)
-class GlobalAvgPool(IntOp):
-    """[N, C, H, W] → [N, C]: clamp(round(Σ_hw x · m / 2^c)), m/2^c = s_in / (s_out · H·W)."""
-    input: str
-    output: str
-    mult: int
-    shift: int
-
-    def reference(self, env: Env) -> np.ndarray:
-        total = env[self.input].astype(np.int64).sum(axis=(2, 3))
-        return np.clip(ref.shift_round(total * self.mult, self.shift), *Q8)
-
-    def emit(self, b: GraphBuilder, names: Names) -> str:
-        total = b.op("ReduceSum", [_to64(b, names[self.input]), b.const(np.array([2, 3]))],
-                     "sum_hw", keepdims=0)
-        return _emit_requant(b, total, np.array(self.mult), self.shift, [])
 
 
 def _emit_shift_exp(b: GraphBuilder, x: str, scale: float, n: int) -> tuple[str, int]:
@@ -542,6 +527,11 @@ class MulConst(IntOp):
                              self.shift, list(self.mult.shape) or [])
 
 
+def GlobalAvgPool(input: str, output: str, mult: int, shift: int) -> Mean:  # noqa: N802
+    """[N, C, H, W] → [N, C]: the Mean over H, W (m/2^c = s_in / (s_out · H·W))."""
+    return Mean(input, output, (2, 3), False, mult, shift)
+
+
 @dataclass
 class IntGraph:
     input: str
@@ -554,7 +544,7 @@ class IntGraph:
 def run_reference(graph: IntGraph, x: np.ndarray) -> np.ndarray:
     env: Env = {graph.input: np.asarray(x, dtype=np.float32)}
     for op in graph.ops:
-        env[op.output] = op.reference(env)  # type: ignore[attr-defined]
+        env[op.output] = op.reference(env)
     return env[graph.output]
 
 
@@ -564,7 +554,7 @@ def to_onnx(graph: IntGraph, opset: int = 17) -> Any:
     b = GraphBuilder()
     names: Names = {graph.input: graph.input}
     for op in graph.ops:
-        names[op.output] = op.emit(b, names)  # type: ignore[attr-defined]
+        names[op.output] = op.emit(b, names)
     onnx_graph = b.graph(
         [helper.make_tensor_value_info(graph.input, TensorProto.FLOAT, list(graph.input_shape))],
         [helper.make_tensor_value_info(names[graph.output], TensorProto.FLOAT,

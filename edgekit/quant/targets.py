@@ -55,8 +55,17 @@ class _Pt2eTarget:
     name: ClassVar[str]
     fold_quantize: ClassVar[bool] = True  # int8 weight constants (litert-torch wants fp32+q/dq)
 
+    def quantizer_parts(self) -> tuple[Any, Any]:
+        """(quantizer class, get_symmetric_quantization_config) of the target's PT2E quantizer."""
+        raise NotImplementedError(f"{type(self).__name__} must name its PT2E quantizer")
+
     def make_quantizer(self, method: str, config: QuantConfig) -> Any:
-        raise NotImplementedError
+        from edgekit.quant.pt2e import activation_observer, with_activation_observer
+
+        quantizer_cls, get_config = self.quantizer_parts()
+        qconfig = get_config(is_per_channel=config.per_channel)
+        observer = activation_observer(method, config.percentile, self.format, eps=2**-12)
+        return quantizer_cls().set_global(with_activation_observer(qconfig, observer))
 
     def converter_kwargs(self, quantizer: Any, config: QuantConfig) -> dict[str, Any]:
         return {}
@@ -87,17 +96,13 @@ class ExecuTorchInt8(_Pt2eTarget):
     format = "executorch"
     name = "PT2E XNNPACKQuantizer (per-channel symmetric int8 weights, int8 activations)"
 
-    def make_quantizer(self, method: str, config: QuantConfig) -> Any:
+    def quantizer_parts(self) -> tuple[Any, Any]:
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer,
             get_symmetric_quantization_config,
         )
 
-        from edgekit.quant.pt2e import activation_observer, with_activation_observer
-
-        qconfig = get_symmetric_quantization_config(is_per_channel=config.per_channel)
-        observer = activation_observer(method, config.percentile, self.format, eps=2**-12)
-        return XNNPACKQuantizer().set_global(with_activation_observer(qconfig, observer))
+        return XNNPACKQuantizer, get_symmetric_quantization_config
 
 
 class LiteRtInt8(_Pt2eTarget):
@@ -105,17 +110,13 @@ class LiteRtInt8(_Pt2eTarget):
     name = "litert-torch PT2EQuantizer (full-integer int8 ops, per-channel weights)"
     fold_quantize = False
 
-    def make_quantizer(self, method: str, config: QuantConfig) -> Any:
+    def quantizer_parts(self) -> tuple[Any, Any]:
         from litert_torch.quantize.pt2e_quantizer import (
             PT2EQuantizer,
             get_symmetric_quantization_config,
         )
 
-        from edgekit.quant.pt2e import activation_observer, with_activation_observer
-
-        qconfig = get_symmetric_quantization_config(is_per_channel=config.per_channel)
-        observer = activation_observer(method, config.percentile, self.format, eps=2**-12)
-        return PT2EQuantizer().set_global(with_activation_observer(qconfig, observer))
+        return PT2EQuantizer, get_symmetric_quantization_config
 
     def converter_kwargs(self, quantizer: Any, config: QuantConfig) -> dict[str, Any]:
         from litert_torch.quantize.quant_config import QuantConfig as LiteRtQuantConfig
