@@ -189,7 +189,13 @@ def _split_formats(value: str) -> tuple[str, ...]:
               help="Activation range method (auto: the measured best per target).")
 @click.option("--keep-float", default=None,
               help="auto (sensitivity analysis), none, or op kinds to keep float, e.g. "
-                   "softmax,add (kinds: conv, linear, matmul, add, mul, softmax, pool, concat).")
+                   "softmax,add (kinds: conv, dwconv, linear, matmul, add, mul, softmax, pool, "
+                   "concat, gelu).")
+@click.option("--int8-plan", default=None, type=click.Choice(["fast", "all"]),
+              help="fast (default): ops whose int8 kernel is slower than fp32 in the target "
+                   "runtime on x86 stay float (depthwise convs); all: quantize them too "
+                   "(ARM devices, where int8 depthwise usually pays: measure with edgekit "
+                   "bench).")
 @click.option("--int8-io", is_flag=True, help="TFLite: int8 input/output tensors.")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even if validation fails.")
 @click.option("--json", "as_json", is_flag=True)
@@ -197,7 +203,8 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
            batch: int, no_reparam: bool, seed: int, n_golden: int, threads: int | None,
            layout: str, compute_precision: str | None, deployment_target: str,
            calib: str | None, calib_n: int | None, calib_method: str | None,
-           keep_float: str | None, int8_io: bool, allow_mismatch: bool, as_json: bool) -> None:
+           keep_float: str | None, int8_plan: str | None, int8_io: bool, allow_mismatch: bool,
+           as_json: bool) -> None:
     """Export MODEL (timm name or module:function) to device formats, validated."""
     from edgekit.pipeline import ExportRequest, export_model, summarize
     from edgekit.quant.config import QuantConfig
@@ -205,7 +212,7 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
     quant_opts: dict[str, Any] = {k: v for k, v in {
         "calib": calib, "calib_n": calib_n, "calib_method": calib_method,
         "keep_float": QuantConfig.parse_keep_float(keep_float) if keep_float else None,
-        "int8_io": int8_io or None}.items() if v is not None}
+        "plan": int8_plan, "int8_io": int8_io or None}.items() if v is not None}
     quant_config = QuantConfig(**quant_opts) if quant_opts or quant == "int8" else None
 
     req = ExportRequest(model=model, formats=_split_formats(to), quant=quant, out=out,
@@ -394,6 +401,8 @@ def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
                    f"{cal.get('samples')} × {cal.get('set')}; RepQ LayerNorms {repq}; "
                    f"float sites {len(q.get('float_sites') or [])}/{q.get('sites')}"
                    + (f"; hold-out cosine {cos:.4f}" if isinstance(cos, float) else ""))
+        for kind, reason in (q.get("float_for_speed") or {}).items():
+            click.echo(f"  float for speed (--int8-plan {q.get('int8_plan')}): {kind}: {reason}")
     v = info.get("validation")
     if v:
         state = {True: "ok", False: "FAILED"}.get(v["validated"], str(v["validated"]))

@@ -39,7 +39,12 @@ from edgekit.fsutil import atomic_directory, child_path, safe_component
 from edgekit.quant.config import QuantConfig
 from edgekit.quant.targets import QUANTIZERS
 from edgekit.runtime import DEFAULT_RUNTIME, RUNTIMES
-from edgekit.transforms.base import DEFAULT_PASSES, NO_REPARAM_PASSES, DeployPipeline
+from edgekit.transforms.base import (
+    DEFAULT_PASSES,
+    FORMAT_PASSES,
+    NO_REPARAM_PASSES,
+    DeployPipeline,
+)
 from edgekit.validate import validate_artifact
 
 # Which quantization modes each format implements today (grows with the quant issues).
@@ -173,9 +178,11 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
         with atomic_directory(finals[fmt]) as tmp:
             # Every export flow gets a fresh copy: converters may mutate the module.
             quant_details: dict[str, Any] = {}
-            to_export = copy.deepcopy(model)
+            to_export = copy.deepcopy(quant_model if req.quant == "int8" else model)
+            format_passes = DeployPipeline(FORMAT_PASSES.get(fmt, ()) if req.reparam else ()
+                                           ).run(to_export, check,
+                                                 on_pass=lambda p: on_step(f"pass {p}"))
             if quant is not None and req.quant == "int8":
-                to_export = copy.deepcopy(quant_model)
                 qconfig, calib, holdout = quant
                 target = QUANTIZERS.get(fmt)()
                 on_step(f"quantizing for {fmt} (int8)")
@@ -221,7 +228,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
                 format=fmt, file=result.file, sha256=sha256_path(tmp / result.file),
                 size_bytes=_size(tmp / result.file), model=source.name,
                 weights=source.weights, quant=req.quant, inputs=result.inputs,
-                outputs=result.outputs, passes=tuple(passes),
+                outputs=result.outputs, passes=(*passes, *format_passes),
                 versions=_versions({**result.versions, runtime_name: runtime_cls.version()}),
                 preprocessing=source.data_config,
                 exporter={"format": fmt, "batch": req.batch, "reparam": req.reparam,
@@ -236,7 +243,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
             manifest = manifest.with_validation(report)
             (tmp / MANIFEST_NAME).write_text(manifest.to_json())
         outcomes.append(ExportOutcome(Artifact(finals[fmt], manifest),
-                                      time.perf_counter() - started, passes))
+                                      time.perf_counter() - started, [*passes, *format_passes]))
     return outcomes
 
 

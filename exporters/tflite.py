@@ -13,6 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
+from edgekit.exporters.tflite_rewrite import float_io, float_islands
+
 from edgekit.artifact import TensorSpec
 from edgekit.errors import ArtifactError, ExportError, first_line
 from edgekit.exporter import ExportOptions, ExportResult, check_file_kind
@@ -47,8 +49,8 @@ def _interpreter(path: Path, delegates: bool) -> Any:
     return interp
 
 
-def delegation(path: Path) -> dict[str, Any]:
-    """Which ops ai-edge-litert's default XNNPACK delegate takes.
+def _delegated_ops(path: Path) -> tuple[list[dict[str, Any]], set[int], int]:
+    """(ops of the plain interpreter, indices the default XNNPACK delegate takes, partitions).
 
     The delegated interpreter appends DELEGATE nodes; an original op is delegated when its
     outputs are produced inside a delegate partition, found by walking back from each DELEGATE
@@ -69,80 +71,22 @@ def delegation(path: Path) -> dict[str, Any]:
                 continue
             taken.add(producer[t])
             stack.extend(int(i) for i in ops[producer[t]]["inputs"] if i >= 0)
+    return ops, taken, len(delegate_nodes)
+
+
+def undelegated_ops(path: Path) -> list[tuple[int, str]]:
+    """(operator index, op name) of every op the XNNPACK delegate leaves to the interpreter."""
+    ops, taken, _ = _delegated_ops(path)
+    return [(d["index"], d["op_name"]) for d in ops if d["index"] not in taken]
+
+
+def delegation(path: Path) -> dict[str, Any]:
+    """Which ops ai-edge-litert's default XNNPACK delegate takes."""
+    ops, taken, partitions = _delegated_ops(path)
     left = Counter(d["op_name"] for d in ops if d["index"] not in taken)
     return {"delegate": "XNNPACK (ai-edge-litert default)", "delegated": len(taken),
             "total": len(ops), "share": len(taken) / len(ops) if ops else 0.0,
-            "partitions": len(delegate_nodes), "not_delegated": dict(left.most_common())}
-
-
-def float_io(path: Path) -> list[str]:
-    """Give a full-integer .tflite float32 inputs/outputs: a QUANTIZE op in front of every int8
-    input and a DEQUANTIZE op after every int8 output, with the file's own scale/zero-point.
-
-    litert-torch's PT2E conversion always yields int8 I/O; apps that feed float (and the
-    default `--quant int8` contract) need the boundary ops inside the file. Returns the tensors
-    rewritten."""
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils as fbu
-
-    model = fbu.read_model(str(path))
-    sg = model.subgraphs[0]
-    types = schema.TensorType
-
-    def opcode(builtin: int) -> int:
-        for i, oc in enumerate(model.operatorCodes):
-            if fbu.get_builtin_code_from_operator_code(oc) == builtin:
-                return i
-        oc = schema.OperatorCodeT()
-        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = builtin, min(builtin, 127), 1
-        model.operatorCodes.append(oc)
-        return len(model.operatorCodes) - 1
-
-    def float_twin(index: int) -> int:
-        old = sg.tensors[index]
-        twin = schema.TensorT()
-        twin.shape, twin.shapeSignature = old.shape, old.shapeSignature
-        twin.type, twin.name = types.FLOAT32, old.name
-        model.buffers.append(schema.BufferT())
-        twin.buffer = len(model.buffers) - 1
-        old.name = (old.name.decode() if isinstance(old.name, bytes) else old.name) + "_int8"
-        sg.tensors.append(twin)
-        return len(sg.tensors) - 1
-
-    def retarget(signature_io: list[Any], old: int, new: int) -> None:
-        for item in signature_io or []:
-            if item.tensorIndex == old:
-                item.tensorIndex = new
-
-    rewritten = []
-    sigs = model.signatureDefs or []
-    for pos, index in enumerate(list(sg.inputs)):
-        if sg.tensors[index].type != types.INT8:
-            continue
-        new = float_twin(index)
-        op = schema.OperatorT()
-        op.opcodeIndex, op.inputs, op.outputs = opcode(schema.BuiltinOperator.QUANTIZE), \
-            [new], [index]
-        sg.operators.insert(0, op)
-        sg.inputs[pos] = new
-        for sig in sigs:
-            retarget(sig.inputs, index, new)
-        rewritten.append(f"input {pos}")
-    for pos, index in enumerate(list(sg.outputs)):
-        if sg.tensors[index].type != types.INT8:
-            continue
-        new = float_twin(index)
-        op = schema.OperatorT()
-        op.opcodeIndex, op.inputs, op.outputs = opcode(schema.BuiltinOperator.DEQUANTIZE), \
-            [index], [new]
-        sg.operators.append(op)
-        sg.outputs[pos] = new
-        for sig in sigs:
-            retarget(sig.outputs, index, new)
-        rewritten.append(f"output {pos}")
-    if rewritten:
-        fbu.write_model(model, str(path))
-    return rewritten
+            "partitions": partitions, "not_delegated": dict(left.most_common())}
 
 
 class TFLiteExporter:
@@ -164,9 +108,11 @@ class TFLiteExporter:
             with contextlib.redirect_stdout(log):
                 kwargs = dict(options.converter_kwargs)
                 int8_io = bool(kwargs.pop("int8_io", False))
+                islands = bool(kwargs.pop("float_islands", False))
                 edge_model = litert_torch.convert(model, (example,), **kwargs)
                 edge_model.export(str(path))
             boundary = [] if int8_io or "quant_config" not in kwargs else float_io(path)
+            rewritten = float_islands(path, undelegated_ops) if islands else {}
         except OSError:
             raise
         except Exception as exc:  # noqa: BLE001 - converter errors are many types
@@ -188,7 +134,7 @@ class TFLiteExporter:
                       "ai-edge-litert": getattr(ai_edge_litert, "__version__", None)
                       or dist_version("ai-edge-litert")},
             details={"exporter": "litert-torch", "layout": layout, "ops": info["ops"],
-                     "float_io_boundary": boundary,
+                     "float_io_boundary": boundary, "float_islands": rewritten,
                      "delegation": delegation(path)})
 
     @classmethod

@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "tests.tiny_models:tiny_convnet"
+TINY_HYBRID = "tests.tiny_models:tiny_hybrid"
 
 # Subprocesses (CLI runs, spawned children) must import tests.tiny_models too.
 os.environ["PYTHONPATH"] = os.pathsep.join(

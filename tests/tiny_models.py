@@ -45,5 +45,34 @@ def tiny_convnet() -> nn.Module:
     return TinyConvNet()
 
 
+class TinyHybrid(nn.Module):
+    """The ops that made int8 slower than fp32: a 7×7 depthwise conv (FastViT), hardswish and
+    an attention matmul of two activations (LeViT)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.pretrained_cfg = dict(CFG)
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.Hardswish())
+        self.dw = nn.Conv2d(32, 32, 7, 1, 3, groups=32)
+        self.pw = nn.Conv2d(32, 128, 1)
+        self.qkv = nn.Linear(128, 384)  # 96 MACs per boundary element: int8 in ORT `fast`
+        self.proj = nn.Linear(128, 128)
+        self.head = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.dw(x)
+        x = nn.functional.hardswish(self.pw(x))
+        t = x.flatten(2).transpose(1, 2)  # (B, N, C)
+        q, k, v = self.qkv(t).chunk(3, dim=-1)
+        attn = (q @ k.transpose(1, 2) * 0.088).softmax(-1)
+        t = t + self.proj(attn @ v)
+        return self.head(t.mean(1))
+
+
+def tiny_hybrid() -> nn.Module:
+    return TinyHybrid()
+
+
 def not_a_module() -> int:
     return 3

@@ -8,9 +8,13 @@ from typing import Any
 from edgekit.errors import UsageError
 
 CALIB_METHODS = ("auto", "minmax", "percentile", "entropy", "mse")
+# `fast`: op kinds whose int8 kernel in the target runtime is slower than its fp32 one stay
+# float (each target lists them with the measurement, quant/targets.py). `all`: quantize them.
+INT8_PLANS = ("fast", "all")
 # Op kinds a user can keep in float (`--keep-float softmax,add`), mapped per target by the
 # target's quantizer. `auto` = per-layer sensitivity analysis against the accuracy budget.
-KEEP_FLOAT_KINDS = ("conv", "linear", "matmul", "add", "mul", "softmax", "pool", "concat")
+KEEP_FLOAT_KINDS = ("conv", "dwconv", "linear", "matmul", "add", "mul", "softmax", "pool",
+                    "concat", "gelu")
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class QuantConfig:
     percentile: float = 99.99
     keep_float: str | tuple[str, ...] = "auto"  # "auto" | "none" | op kinds
     int8_io: bool = False  # TFLite: int8 input/output tensors (caller (de)quantizes)
+    plan: str = "fast"  # INT8_PLANS
     per_channel: bool = True
     repq: bool = True  # RepQ-ViT post-LayerNorm scale reparameterization (quant/repq.py)
     # `--keep-float auto` keeps the most damaging layers in float until the int8 model's mean
@@ -36,6 +41,9 @@ class QuantConfig:
         if self.calib_method not in CALIB_METHODS:
             raise UsageError(f"unknown --calib-method '{self.calib_method}'",
                              hint=f"choose from {', '.join(CALIB_METHODS)}")
+        if self.plan not in INT8_PLANS:
+            raise UsageError(f"unknown --int8-plan '{self.plan}'",
+                             hint=f"choose from {', '.join(INT8_PLANS)}")
         if not 2 <= self.calib_n <= 4096:
             raise UsageError(f"--calib-n {self.calib_n} is out of range",
                              hint="use 2..4096 (32-128 is typical)")

@@ -25,7 +25,8 @@ from edgekit.quant.config import QuantConfig
 ORT_OPS_OF_KIND = {
     "conv": ("Conv",), "linear": ("Gemm", "MatMul"), "matmul": ("MatMul",), "add": ("Add",),
     "mul": ("Mul",), "softmax": ("Softmax",), "concat": ("Concat",),
-    "pool": ("AveragePool", "GlobalAveragePool", "MaxPool"),
+    "pool": ("AveragePool", "GlobalAveragePool", "MaxPool"), "gelu": ("Gelu",),
+    "dwconv": (),  # grouped Conv nodes, picked by attribute (_nodes_of_kind)
 }
 # What `--quant int8` quantizes in ORT by default, and the alternatives the speed bench compares.
 ORT_PLANS: dict[str, dict[str, Any]] = {
@@ -43,8 +44,9 @@ _ORT_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entr
 class OrtQuantResult:
     plan: str
     method: str
-    excluded_nodes: list[str] = field(default_factory=list)
-    sites: int = 0
+    excluded_nodes: list[str] = field(default_factory=list)  # by the sensitivity analysis
+    forced_nodes: list[str] = field(default_factory=list)  # by kind (--keep-float, speed)
+    sites: int = 0  # quantizable nodes, forced ones included
     cosine_all_int8: float | None = None
     cosine_final: float | None = None
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
@@ -55,7 +57,7 @@ class OrtQuantResult:
                 "op_types": list(plan["ops"]) if plan["ops"] else "all",
                 "activation_type": plan["activation"], "weight_type": "QInt8 per-channel",
                 "calib_method": self.method, "sites": self.sites,
-                "float_sites": self.excluded_nodes,
+                "float_sites": [*self.forced_nodes, *self.excluded_nodes],
                 "holdout_cosine_all_int8": self.cosine_all_int8,
                 "holdout_cosine": self.cosine_final, "sensitivity_top": self.sensitivity[:10]}
 
@@ -91,10 +93,80 @@ def _holdout_cosine(path: Path, input_name: str, holdout: np.ndarray, batch: int
     return float(np.mean(cos))
 
 
+# `--int8-plan fast`: a Conv / Gemm / MatMul is quantized only if it does at least this many
+# multiply-adds per element its QuantizeLinear / DequantizeLinear boundary converts
+# (Cin·Cout·k²/(Cin·s² + Cout) for a conv; K·N/(K+N) for a linear). Below it, ORT's Q/DQ
+# work and per-node overhead cost more than the int8 kernel saves. Measured, ORT x86, 2 threads,
+# ms at thresholds 0 / 40 / 80 (fp32): FastViT-T8 8.96 / 7.19 / 7.54 (7.91), LeViT-128S
+# 4.82 / 4.42 / 4.21 (5.13), EfficientFormer-L1 10.99 / 10.35 / 10.16 (13.90).
+MIN_MACS_PER_BOUNDARY_ELEMENT = 64.0
+
+
+def _static_shapes(model: Any) -> dict[str, list[int]]:
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = [d.dim_value for d in v.type.tensor_type.shape.dim]
+        if dims and all(d > 0 for d in dims):
+            shapes[v.name] = dims
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    return shapes
+
+
+def macs_per_boundary_element(node: Any, shapes: dict[str, list[int]],
+                              initializers: set[str]) -> float | None:
+    """Multiply-adds per input + output element of a Conv / Gemm / MatMul with a constant
+    weight; None when shapes are unknown or the weight is not constant."""
+    if len(node.input) < 2 or node.input[1] not in initializers:
+        return None
+    inp, out, weight = (shapes.get(node.input[0]), shapes.get(node.output[0]),
+                        shapes.get(node.input[1]))
+    if not inp or not out or not weight:
+        return None
+    if node.op_type == "Conv":
+        macs = float(np.prod(out)) * float(np.prod(weight[1:]))
+    elif node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        macs = float(np.prod(out)) * float(weight[1] if trans_b else weight[0])
+    elif node.op_type == "MatMul":
+        macs = float(np.prod(out)) * float(weight[-2])
+    else:
+        return None
+    return macs / float(np.prod(inp) + np.prod(out))
+
+
+def _nodes_of_kind(model: Any, kind: str) -> list[str]:
+    """Node names of a kind that is not a plain op type: `dwconv` (grouped Conv),
+    `low_intensity` (below MIN_MACS_PER_BOUNDARY_ELEMENT), `dynamic_matmul` (MatMul whose B
+    is an activation: ORT's QDQ quantizer ignores MatMulConstBOnly)."""
+    initializers = {i.name for i in model.graph.initializer}
+    if kind == "dwconv":
+        return [n.name for n in model.graph.node if n.op_type == "Conv" and next(
+            (a.i for a in n.attribute if a.name == "group"), 1) > 1]
+    if kind == "dynamic_matmul":
+        return [n.name for n in model.graph.node
+                if n.op_type == "MatMul" and n.input[1] not in initializers]
+    if kind == "low_intensity":
+        shapes = _static_shapes(model)
+        out = []
+        for n in model.graph.node:
+            if n.op_type in ("Conv", "Gemm", "MatMul"):
+                ratio = macs_per_boundary_element(n, shapes, initializers)
+                if ratio is not None and ratio < MIN_MACS_PER_BOUNDARY_ELEMENT:
+                    out.append(n.name)
+        return out
+    return []
+
+
 def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdout: np.ndarray,
                        batch: int, config: QuantConfig, plan: str = DEFAULT_ORT_PLAN,
-                       on_step: Callable[[str], None] = lambda s: None) -> OrtQuantResult:
-    """Replace the fp32 model at `path` with its int8 version."""
+                       on_step: Callable[[str], None] = lambda s: None,
+                       float_kinds: tuple[str, ...] = ()) -> OrtQuantResult:
+    """Replace the fp32 model at `path` with its int8 version; nodes of `float_kinds` (and of
+    the user's `--keep-float` kinds) stay float."""
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -106,7 +178,8 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
                          hint=f"use {', '.join(_ORT_METHODS)} for --to onnx")
     spec = ORT_PLANS[plan]
     ops = list(spec["ops"]) if spec["ops"] else None
-    kept = {op for kind in config.kept_kinds for op in ORT_OPS_OF_KIND[kind]}
+    kinds = (*config.kept_kinds, *float_kinds)
+    kept = {op for kind in kinds for op in ORT_OPS_OF_KIND.get(kind, ())}
     if kept:
         if ops is None:
             from onnxruntime.quantization.registry import QDQRegistry
@@ -123,6 +196,10 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
             quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
         except Exception:  # noqa: BLE001 - some graphs defeat ORT's optimizer; quantize as is
             pre = path
+        pre_model = onnx.load(str(pre), load_external_data=False)
+        if spec["const_b_only"]:
+            kinds = (*kinds, "dynamic_matmul")
+        forced = sorted({n for kind in kinds for n in _nodes_of_kind(pre_model, kind)})
         cache = tmp / "ranges.json"
         fp32 = ort.InferenceSession(str(pre), providers=["CPUExecutionProvider"])
         reference = [fp32.run(None, {input_name: holdout[i:i + batch]})[0]
@@ -135,7 +212,7 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
                 QuantFormat.QOperator,
                 op_types_to_quantize=ops, per_channel=config.per_channel,
                 activation_type=getattr(QuantType, spec["activation"]),
-                weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                weight_type=QuantType.QInt8, nodes_to_exclude=[*forced, *exclude],
                 calibrate_method=getattr(CalibrationMethod, _ORT_METHODS[method]),
                 extra_options=extra, calibration_cache_path=cache)
 
@@ -148,9 +225,9 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
                               f"{str(exc)[:300]}", hint="try --calib-method minmax, or "
                               "--keep-float with the failing op kind") from exc
         result = OrtQuantResult(plan, method)
-        sites = [n.name for n in onnx.load(str(pre), load_external_data=False).graph.node
-                 if ops is None or n.op_type in ops]
-        result.sites = len(sites)
+        sites = [n.name for n in pre_model.graph.node
+                 if (ops is None or n.op_type in ops) and n.name not in forced]
+        result.sites = len(sites) + len(forced)
         result.cosine_all_int8 = _holdout_cosine(full, input_name, holdout, batch, reference)
         result.cosine_final = result.cosine_all_int8
         chosen: list[str] = []
@@ -174,7 +251,7 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
                                                       reference)
                 if result.cosine_final >= config.min_cosine:
                     break
-        result.excluded_nodes = chosen
+        result.excluded_nodes, result.forced_nodes = chosen, forced
         model = onnx.load(str(full))
         onnx.save(model, str(path))
     return result

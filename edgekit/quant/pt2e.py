@@ -33,6 +33,7 @@ KIND_OF_TARGET = {
     "adaptive_avg_pool2d": "pool", "avg_pool2d": "pool", "max_pool2d": "pool",
     "softmax": "softmax", "_softmax": "softmax",
     "matmul": "matmul", "bmm": "matmul",
+    "gelu": "gelu", "gelu_": "gelu",
 }
 
 
@@ -41,7 +42,20 @@ def node_kind(node: Any) -> str | None:
 
     if node.op != "call_function":
         return None
-    return KIND_OF_TARGET.get(op_name(node.target))
+    kind = KIND_OF_TARGET.get(op_name(node.target))
+    if kind == "conv" and _conv_groups(node) > 1:
+        return "dwconv"
+    return kind
+
+
+def _conv_groups(node: Any) -> int:
+    """groups of an aten conv2d / convolution node (positional or keyword)."""
+    from edgekit.check import op_name
+
+    index = 6 if op_name(node.target) in ("conv2d", "conv1d") else 8
+    if len(node.args) > index:
+        return int(node.args[index])
+    return int(node.kwargs.get("groups", 1))
 
 
 def activation_observer(method: str, percentile: float, target: str, **kwargs: Any) -> Any:
@@ -182,20 +196,56 @@ def _mean_cosine(module: Any, inputs: list[Any], reference: list[np.ndarray]) ->
     return float(np.mean(cos))
 
 
+def stamp_source_functions(graph_module: Any) -> int:
+    """Give aten add / mul / cat / pooling nodes the `source_fn_stack` meta that only strict
+    torch.export records. Quantizers that find ops by source partition (litert-torch's
+    PT2EQuantizer for add, mul, cat, pools) otherwise annotate none of them on a non-strict
+    graph: every residual add stayed float, with a DEQUANTIZE / QUANTIZE pair around it in the
+    .tflite. Each node becomes its own partition. Returns how many nodes were stamped."""
+    import operator
+
+    import torch
+    import torch.nn.functional as F
+
+    from edgekit.check import op_name
+
+    source_of = {"add": torch.add, "add_": torch.add, "mul": torch.mul, "mul_": torch.mul,
+                 "cat": torch.cat, "concat": torch.cat,
+                 "adaptive_avg_pool2d": F.adaptive_avg_pool2d,
+                 "max_pool2d": F.max_pool2d}
+    stamped = 0
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or node.meta.get("source_fn_stack"):
+            continue
+        fn = source_of.get(op_name(node.target))
+        if fn is None or not isinstance(node.args[0], (torch.fx.Node, list, tuple)):
+            continue
+        if fn is torch.add and not all(isinstance(a, torch.fx.Node) for a in node.args[:2]):
+            fn = operator.add  # tensor + scalar: still an add partition
+        node.meta["source_fn_stack"] = [(node.name, fn)]
+        stamped += 1
+    return stamped
+
+
 def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.ndarray,
                   config: QuantConfig, make_quantizer: Callable[[str], Any], target: str,
                   on_step: Callable[[str], None] = lambda s: None, fold_quantize: bool = True,
-                  method: str = "mse") -> Pt2eResult:
-    """Calibrate `model` with the target's quantizer; returns the converted module."""
+                  method: str = "mse",
+                  prepare_graph: Callable[[Any], object] = lambda gm: None,
+                  float_kinds: tuple[str, ...] = ()) -> Pt2eResult:
+    """Calibrate `model` with the target's quantizer; returns the converted module.
+    `prepare_graph` may annotate the exported graph for the quantizer before prepare_pt2e;
+    sites of `float_kinds` (and the user's `--keep-float` kinds) stay float."""
     import torch
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = make_quantizer(method)
-    kinds = set(config.kept_kinds)
+    kinds = set(config.kept_kinds) | set(float_kinds)
     batch = int(example.shape[0])
     with torch.no_grad():
         graph = torch.export.export(copy.deepcopy(model), (example,), strict=False).module()
+        prepare_graph(graph)
         prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
         on_step(f"calibrating on {len(calib)} samples ({method})")
         for i in range(0, len(calib.samples) - batch + 1, batch):
@@ -207,7 +257,7 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
     # calibration, so shared-range annotations of their neighbours stay consistent).
     forced = {n.name for n in prepared.graph.nodes if node_kind(n) in kinds}
     sites = [s for s in _sites(prepared) if s not in forced]
-    result = Pt2eResult(module=None, sites=len(sites))
+    result = Pt2eResult(module=None, sites=len(sites) + len(forced))
 
     def converted(float_names: set[str]) -> Any:
         float_names = float_names | forced

@@ -34,9 +34,25 @@ class Prepared:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+# Why an op kind stays float under `--int8-plan fast` (the default), per runtime engine. Each
+# entry is a measurement on this x86 (AVX-512 VNNI) host, 2 threads; on ARM the int8 kernels
+# may win: `--int8-plan all` quantizes them, and `edgekit bench` on the device decides.
+XNNPACK_SLOW_INT8 = {
+    "dwconv": "XNNPACK's int8 depthwise conv is slower than its fp32 one (3×3 at 64×64×48: "
+              "0.062 vs 0.033 ms; FastViT-T8 TFLite int8 18.4 ms with int8 depthwise, 7.7 ms "
+              "with float depthwise, fp32 11.2 ms)"}
+ORT_SLOW_INT8 = {
+    "dwconv": "ONNX Runtime's QLinearConv depthwise kernel is slower than its fp32 Conv "
+              "(FastViT-T8: 7×7 depthwise 12.2 vs 1.6 ms, 3×3 1.6 vs 0.58 ms)",
+    "low_intensity": "Conv/Gemm/MatMul with < 64 multiply-adds per element crossing its "
+                     "QuantizeLinear/DequantizeLinear boundary: the Q/DQ work costs more than "
+                     "the int8 kernel saves (quant/onnx.py MIN_MACS_PER_BOUNDARY_ELEMENT)"}
+
+
 class TargetQuantizer(Protocol):
     format: ClassVar[str]
     methods: ClassVar[tuple[str, ...]]
+    slow_int8: ClassVar[dict[str, str]]
 
     def before_export(self, model: Any, example: Any, calib: CalibrationSet,
                       holdout: np.ndarray, config: QuantConfig, on_step: Step) -> Prepared: ...
@@ -54,6 +70,7 @@ class _Pt2eTarget:
     default_method: ClassVar[str] = "mse"  # what `--calib-method auto` means for the target
     name: ClassVar[str]
     fold_quantize: ClassVar[bool] = True  # int8 weight constants (litert-torch wants fp32+q/dq)
+    slow_int8: ClassVar[dict[str, str]] = {}
 
     def quantizer_parts(self) -> tuple[Any, Any]:
         """(quantizer class, get_symmetric_quantization_config) of the target's PT2E quantizer."""
@@ -70,6 +87,10 @@ class _Pt2eTarget:
     def converter_kwargs(self, quantizer: Any, config: QuantConfig) -> dict[str, Any]:
         return {}
 
+    def prepare_graph(self, graph_module: Any) -> object:
+        """Annotate the exported graph for the quantizer (before prepare_pt2e)."""
+        return None
+
     def before_export(self, model: Any, example: Any, calib: CalibrationSet,
                       holdout: np.ndarray, config: QuantConfig, on_step: Step) -> Prepared:
         from edgekit.quant.pt2e import quantize_pt2e
@@ -81,10 +102,13 @@ class _Pt2eTarget:
             return made["q"]
 
         method = config.calib_method if config.calib_method != "auto" else self.default_method
+        speed = speed_float_kinds(self, config)
         result = quantize_pt2e(model, example, calib, holdout, config, make, self.format,
-                               on_step, fold_quantize=self.fold_quantize, method=method)
+                               on_step, fold_quantize=self.fold_quantize, method=method,
+                               prepare_graph=self.prepare_graph, float_kinds=tuple(speed))
         return Prepared(result.module, self.converter_kwargs(made["q"], config),
-                        {"quantizer": self.name, "calib_method": method, **result.details()})
+                        {"quantizer": self.name, "calib_method": method, "int8_plan": config.plan,
+                         "float_for_speed": speed, **result.details()})
 
     def after_export(self, file: Path, input_name: str, calib: CalibrationSet,
                      holdout: np.ndarray, batch: int, config: QuantConfig,
@@ -92,8 +116,14 @@ class _Pt2eTarget:
         return {}
 
 
+def speed_float_kinds(target: Any, config: QuantConfig) -> dict[str, str]:
+    """{kind: measured reason} kept float for speed under `--int8-plan fast`."""
+    return dict(target.slow_int8) if config.plan == "fast" else {}
+
+
 class ExecuTorchInt8(_Pt2eTarget):
     format = "executorch"
+    slow_int8 = XNNPACK_SLOW_INT8
     name = "PT2E XNNPACKQuantizer (per-channel symmetric int8 weights, int8 activations)"
 
     def quantizer_parts(self) -> tuple[Any, Any]:
@@ -109,6 +139,7 @@ class LiteRtInt8(_Pt2eTarget):
     format = "tflite"
     name = "litert-torch PT2EQuantizer (full-integer int8 ops, per-channel weights)"
     fold_quantize = False
+    slow_int8 = XNNPACK_SLOW_INT8
 
     def quantizer_parts(self) -> tuple[Any, Any]:
         from litert_torch.quantize.pt2e_quantizer import (
@@ -118,11 +149,18 @@ class LiteRtInt8(_Pt2eTarget):
 
         return PT2EQuantizer, get_symmetric_quantization_config
 
+    def prepare_graph(self, graph_module: Any) -> object:
+        from edgekit.quant.pt2e import stamp_source_functions
+
+        return stamp_source_functions(graph_module)
+
     def converter_kwargs(self, quantizer: Any, config: QuantConfig) -> dict[str, Any]:
         from litert_torch.quantize.quant_config import QuantConfig as LiteRtQuantConfig
 
+        # `fast`: int8 ops XNNPACK has no int8 kernel for run as float islands inside the
+        # delegate (exporters/tflite_rewrite.py), instead of on the reference interpreter.
         return {"quant_config": LiteRtQuantConfig(pt2e_quantizer=quantizer),
-                "int8_io": config.int8_io}
+                "int8_io": config.int8_io, "float_islands": config.plan == "fast"}
 
 
 class CoreMLInt8(_Pt2eTarget):
@@ -153,6 +191,7 @@ class CoreMLInt8(_Pt2eTarget):
 class OnnxInt8:
     format: ClassVar[str] = "onnx"
     methods: ClassVar[tuple[str, ...]] = ("minmax", "percentile", "entropy")
+    slow_int8: ClassVar[dict[str, str]] = ORT_SLOW_INT8
 
     def before_export(self, model: Any, example: Any, calib: CalibrationSet,
                       holdout: np.ndarray, config: QuantConfig, on_step: Step) -> Prepared:
@@ -164,9 +203,11 @@ class OnnxInt8:
         from edgekit.quant.onnx import DEFAULT_ORT_PLAN, quantize_onnx_file
 
         plan = str(config.extra.get("ort_plan", DEFAULT_ORT_PLAN))
+        speed = speed_float_kinds(self, config)
         result = quantize_onnx_file(file, input_name, calib, holdout, batch, config, plan,
-                                    on_step)
-        return {"quantizer": "onnxruntime quantize_static", **result.details()}
+                                    on_step, float_kinds=tuple(speed))
+        return {"quantizer": "onnxruntime quantize_static", "int8_plan": config.plan,
+                "float_for_speed": speed, **result.details()}
 
 
 QUANTIZERS: Registry[type[TargetQuantizer]] = Registry("int8 quantizer")

@@ -28,6 +28,8 @@ PASSES.register("fold_layerscale", "edgekit.transforms.fold_layerscale:FoldLayer
 PASSES.register("bake_attention_bias", "edgekit.transforms.bake_attention_bias:BakeAttentionBias")
 PASSES.register("broadcast_linear_attention",
                 "edgekit.transforms.broadcast_linear_attention:BroadcastLinearAttention")
+PASSES.register("split_large_depthwise",
+                "edgekit.transforms.split_large_depthwise:SplitLargeDepthwise")
 
 # Order matters: dropout out of the way first so producers feed norms/scales directly; timm's own
 # hooks before our generic folds; biases baked before any graph capture (timm caches gathered
@@ -36,6 +38,11 @@ PASSES.register("broadcast_linear_attention",
 DEFAULT_PASSES = ("strip_dropout", "reparameterize", "bake_attention_bias",
                   "broadcast_linear_attention", "fold_batchnorm", "fold_layerscale")
 NO_REPARAM_PASSES = ("strip_dropout",)
+# Runtime-specific rewrites, run on each format's own copy after the shared passes (and before
+# int8 calibration): what is fast depends on the runtime's kernels. XNNPACK (LiteRT, ExecuTorch)
+# has no fast depthwise kernel above 5×5 (see split_large_depthwise).
+FORMAT_PASSES: dict[str, tuple[str, ...]] = {
+    "tflite": ("split_large_depthwise",), "executorch": ("split_large_depthwise",)}
 
 
 def _outputs(model: Any, inputs: Any) -> np.ndarray:
@@ -69,7 +76,9 @@ class DeployPipeline:
 
     def run(self, model: Any, check_inputs: Any,
             on_pass: Callable[[str], None] | None = None) -> list[PassRecord]:
-        records = []
+        records: list[PassRecord] = []
+        if not self.names:
+            return records
         before = _outputs(model, check_inputs)
         finite = before[np.isfinite(before)]
         scale = max(float(np.abs(finite).max()) if finite.size else 0.0, 1e-12)

@@ -62,11 +62,11 @@ def test_auto_keeps_the_most_damaging_nodes_float_until_the_budget(fp32_onnx, tm
     src, cfg = fp32_onnx
     path, res = _quantize(src, tmp_path, cfg, QuantConfig(keep_float="auto",
                                                           min_cosine=0.99999))
-    assert res.sensitivity and len(res.sensitivity) == res.sites
+    assert res.sensitivity and len(res.sensitivity) == res.sites - len(res.forced_nodes)
     gains = [s["cosine_gain"] for s in res.sensitivity]
     assert gains == sorted(gains, reverse=True)
     assert res.excluded_nodes and res.cosine_final > res.cosine_all_int8
-    assert len(res.excluded_nodes) <= max(1, res.sites // 4)
+    assert len(res.excluded_nodes) <= max(1, (res.sites - len(res.forced_nodes)) // 4)
     names = {n.name for n in onnx.load(str(path)).graph.node}
     assert set(res.excluded_nodes) <= names
     assert np.isfinite(res.cosine_final)
