@@ -9,8 +9,10 @@ evaluated in its own runtime on all 10 000 test images. Calibration: 64 training
 |             | (ONNX: `quantize_static` defaults = all ops QDQ, s8 activations)          |
 | percentile  | 99.99th-percentile activation ranges (ONNX: fused plan from here on)      |
 | mse/kl      | histogram ranges minimising the L2 error (PT2E) / KL (ONNX: entropy)      |
+|             | (naive … mse/kl: `--int8-plan all`, no op kept float for speed)           |
 | edgekit     | the defaults: per-target ranges (ONNX percentile, PT2E mse) + RepQ-ViT      |
-|             | LayerNorm/bridge reparameterization + `--keep-float auto`                 |
+|             | LayerNorm/bridge reparameterization + `--keep-float auto` + `--int8-plan  |
+|             | fast` (ops slower in int8 stay float: accuracy must not suffer from it)   |
 
     python bench/int8_accuracy.py [--models fmnist_levit,...] [--update-readme]
 """
@@ -34,17 +36,16 @@ from edgekit.quant.config import QuantConfig
 RESULTS = Path(__file__).with_name("results") / "int8_accuracy.json"
 FORMATS = ("onnx", "tflite", "executorch")
 # recipe -> format -> QuantConfig kwargs (None: recipe does not exist for that format)
+PLAIN = {"keep_float": "none", "repq": False, "plan": "all"}
 RECIPES: dict[str, dict[str, dict[str, Any] | None]] = {
     "naive": {
-        "onnx": {"calib_method": "minmax", "keep_float": "none", "repq": False,
-                 "extra": {"ort_plan": "ort-default"}},
-        "tflite": {"calib_method": "minmax", "keep_float": "none", "repq": False},
-        "executorch": {"calib_method": "minmax", "keep_float": "none", "repq": False}},
-    "percentile": {f: {"calib_method": "percentile", "keep_float": "none", "repq": False}
-                   for f in FORMATS},
-    "mse/kl": {"onnx": {"calib_method": "entropy", "keep_float": "none", "repq": False},
-               "tflite": {"calib_method": "mse", "keep_float": "none", "repq": False},
-               "executorch": {"calib_method": "mse", "keep_float": "none", "repq": False}},
+        "onnx": {"calib_method": "minmax", **PLAIN, "extra": {"ort_plan": "ort-default"}},
+        "tflite": {"calib_method": "minmax", **PLAIN},
+        "executorch": {"calib_method": "minmax", **PLAIN}},
+    "percentile": {f: {"calib_method": "percentile", **PLAIN} for f in FORMATS},
+    "mse/kl": {"onnx": {"calib_method": "entropy", **PLAIN},
+               "tflite": {"calib_method": "mse", **PLAIN},
+               "executorch": {"calib_method": "mse", **PLAIN}},
     "edgekit": {f: {} for f in FORMATS},
 }
 

@@ -1,9 +1,10 @@
 """int8 vs fp32 latency per runtime, same run, interleaved (`edgekit bench --compare`).
 
-For each model: fp32 and int8 artifacts for ONNX Runtime, LiteRT and ExecuTorch, plus ORT's
-alternative int8 plans (the stock `quantize_static` defaults that run slower than fp32, and
-QOperator). All artifacts of a model are timed in one interleaved bench run (A B C … A B C),
-so ratios are within one run on this shared machine.
+For each model: fp32 and int8 artifacts for ONNX Runtime, LiteRT and ExecuTorch; int8 with
+edgekit's default `--int8-plan fast` and with `--int8-plan all` (every op the target's
+quantizer can take is int8: what `fast` bought), plus ORT's stock `quantize_static` defaults.
+All artifacts of a model are timed in one interleaved bench run (A B C … A B C), so ratios are
+within one run on this shared machine.
 
     python bench/int8_speed.py [--models efficientformer_l1,levit_128s,fastvit_t8] [--update-readme]
 """
@@ -25,29 +26,33 @@ from edgekit.quant.config import QuantConfig
 
 MODELS = ("efficientformer_l1", "levit_128s", "fastvit_t8")
 RESULTS = Path(__file__).with_name("results") / "int8_speed.json"
-# (label, format, quant, ORT plan)
-VARIANTS = (
-    ("onnx fp32", "onnx", "fp32", None),
-    ("onnx int8", "onnx", "int8", "fused"),
-    ("onnx int8 QOperator", "onnx", "int8", "fused-qoperator"),
-    ("onnx int8 ORT defaults", "onnx", "int8", "ort-default"),
-    ("tflite fp32", "tflite", "fp32", None),
-    ("tflite int8", "tflite", "int8", None),
-    ("executorch fp32", "executorch", "fp32", None),
-    ("executorch int8", "executorch", "int8", None),
+ALL = {"plan": "all"}
+# (label, format, quant, QuantConfig keywords)
+VARIANTS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("onnx fp32", "onnx", "fp32", {}),
+    ("onnx int8", "onnx", "int8", {}),
+    ("onnx int8 --int8-plan all", "onnx", "int8", ALL),
+    ("onnx int8 ORT defaults", "onnx", "int8", {**ALL, "extra": {"ort_plan": "ort-default"}}),
+    ("tflite fp32", "tflite", "fp32", {}),
+    ("tflite int8", "tflite", "int8", {}),
+    ("tflite int8 --int8-plan all", "tflite", "int8", ALL),
+    ("executorch fp32", "executorch", "fp32", {}),
+    ("executorch int8", "executorch", "int8", {}),
+    ("executorch int8 --int8-plan all", "executorch", "int8", ALL),
 )
 
 
 def export_variants(model: str, out: Path) -> dict[str, dict[str, Any]]:
     made = {}
-    for label, fmt, quant, plan in VARIANTS:
+    for label, fmt, quant, quant_kwargs in VARIANTS:
         qc = QuantConfig(calib="photos", calib_n=32, keep_float="none",
-                         extra={"ort_plan": plan} if plan else {}) if quant == "int8" else None
+                         **quant_kwargs) if quant == "int8" else None
         (o,) = export_model(ExportRequest(model=model, formats=(fmt,), quant=quant,
                                           out=out / label.replace(" ", "_"), n_golden=8,
                                           quant_config=qc))
         v = o.validation
-        made[label] = {"path": o.artifact.path, "format": fmt, "quant": quant, "plan": plan,
+        made[label] = {"path": o.artifact.path, "format": fmt, "quant": quant,
+                       "plan": quant_kwargs.get("plan", "fast") if quant == "int8" else None,
                        "cosine": v.cosine if v else None,
                        "top1_agreement": v.top1_agreement if v else None,
                        "size_mb": round(o.artifact.manifest.size_bytes / 2**20, 2)}
@@ -95,7 +100,9 @@ def render(payload: dict[str, Any]) -> None:
     lines = [f"Batch 1, {payload['threads']} threads, this 2-core x86 machine (AVX512-VNNI); all "
              "artifacts of a model timed interleaved in one `edgekit bench --compare` run; "
              "speed-up = fp32 median / int8 median of the same runtime. Live random weights, "
-             "calibrated on the built-in photos; cosine = worst golden sample vs timm fp32.", "",
+             "calibrated on the built-in photos; cosine = worst golden sample vs timm fp32. "
+             "`int8` is the default `--int8-plan fast`; `--int8-plan all` quantizes every op "
+             "the target's quantizer takes (the ablation).", "",
              "| model | artifact | median ms | speed-up vs same-runtime fp32 | "
              "vs fastest fp32 | cosine | MB | stable |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]

@@ -160,13 +160,23 @@ def _relu(ctx: Ctx, node: Any) -> QT:
     return QT(node.name, x.scale)
 
 
-@_register("gelu")
-def _gelu(ctx: Ctx, node: Any) -> QT:
+def _sigmoid_gate(ctx: Ctx, node: Any, alpha: float) -> QT:
     x = _args(ctx, node)[0]
     out = ctx.scale(node)
     mult, shift = _ratio(x.scale * 2.0**-7 / out)  # shift_gelu's output scale: s · 2^-7
-    ctx.add(ig.ShiftGelu(x.name, node.name, x.scale, mult, shift))
+    ctx.add(ig.ShiftGelu(x.name, node.name, x.scale, mult, shift, alpha=alpha))
     return QT(node.name, out)
+
+
+@_register("gelu")
+def _gelu(ctx: Ctx, node: Any) -> QT:
+    return _sigmoid_gate(ctx, node, ig.ref.GELU_ALPHA)
+
+
+@_register("silu", "silu_")
+def _silu(ctx: Ctx, node: Any) -> QT:
+    """SiLU (MobileViT, EfficientFormerV2's stem) = x·σ(x): ShiftGELU's gate with α = 1."""
+    return _sigmoid_gate(ctx, node, 1.0)
 
 
 @_register("layer_norm")

@@ -290,8 +290,8 @@ class Shiftmax(IntOp):
 
 @dataclass(frozen=True)
 class ShiftGelu(IntOp):
-    """GELU via reference.shift_gelu (x · σ(1.702x), σ from shift-exp of −|z|), then requantized
-    to int8: y = clamp(round(x·σ · m / 2^c))."""
+    """x · σ(α·x) via reference.shift_gelu (σ from shift-exp of −|z|) — GELU with α = 1.702,
+    SiLU with α = 1 — then requantized to int8: y = clamp(round(x·σ · m / 2^c))."""
     input: str
     output: str
     scale: float
@@ -299,14 +299,15 @@ class ShiftGelu(IntOp):
     shift: int
     n: int = 15
     sig_bits: int = 8
+    alpha: float = ref.GELU_ALPHA
 
     def reference(self, env: Env) -> np.ndarray:
-        y, _ = ref.shift_gelu(env[self.input], self.scale, self.n, self.sig_bits)
+        y, _ = ref.shift_gelu(env[self.input], self.scale, self.n, self.sig_bits, self.alpha)
         return np.clip(ref.shift_round(y * self.mult, self.shift), *Q8)
 
     def emit(self, b: GraphBuilder, names: Names) -> str:
         x = _to64(b, names[self.input])
-        sig_scale = self.scale * 1.702
+        sig_scale = self.scale * self.alpha
         e, x0 = _emit_shift_exp(b, b.op("Neg", [b.op("Abs", [x])]), sig_scale, self.n)
         one = -x0 << self.n
         factor = b.op("Div", [b.const(ref.INT32_MAX), b.op("Add", [e, b.const(one)])],

@@ -104,9 +104,13 @@ def shiftmax(x: np.ndarray, scale: float, axis: int = -1, n: int = 15, out_bits:
     return out, 2.0 ** (1 - out_bits)
 
 
-def shift_gelu(x: np.ndarray, scale: float, n: int = 15, sig_bits: int = 8
-               ) -> tuple[np.ndarray, float]:
-    """GELU(x) ≈ x · σ(1.702·x), σ from shift_exp of −|z| (z = 1.702·x, scale 1.702·s):
+GELU_ALPHA = 1.702  # GELU(x) ≈ x·σ(1.702·x) (I-ViT); SiLU(x) = x·σ(x) is the same op with 1.0
+
+
+def shift_gelu(x: np.ndarray, scale: float, n: int = 15, sig_bits: int = 8,
+               alpha: float = GELU_ALPHA) -> tuple[np.ndarray, float]:
+    """x · σ(α·x) — GELU (α = 1.702) or SiLU (α = 1) — σ from shift_exp of −|z| (z = α·x,
+    scale α·s):
 
     e = exp(−|z|) as an int with `one` = the int of 1.0 (= −x0·2^n), f = ⌊(2^31 − 1)/(one + e)⌋,
     σ_int = ⌊(z ≥ 0 ? one : e) · f / 2^(32 − sig_bits)⌋ (scale 2^(1 − sig_bits));
@@ -116,7 +120,7 @@ def shift_gelu(x: np.ndarray, scale: float, n: int = 15, sig_bits: int = 8
     large both terms fall under shift_exp's 2^−n floor and σ saturates (errors up to 0.3 on
     N(0, 1.5) inputs, measured here). −|z| ≤ 0 needs no max and never saturates that way."""
     x = _i64(x)
-    sig_scale = scale * 1.702
+    sig_scale = scale * alpha
     e, _ = shift_exp(-np.abs(x), sig_scale, n)
     x0 = math.floor(-1.0 / sig_scale)
     one = -x0 << n
