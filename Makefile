@@ -29,6 +29,7 @@ bench: setup
 	cd bench && ../$(PY) export_all_models.py --update-readme
 	cd bench && ../$(PY) int8_accuracy.py --update-readme
 	cd bench && ../$(PY) int8_speed.py --update-readme
+	cd bench && ../$(PY) int_only.py --update-readme
 
 # Retrain the Fashion-MNIST small configs (checkpoints ship in models/fmnist/; seeded)
 train-fmnist: setup

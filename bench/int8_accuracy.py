@@ -23,6 +23,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ RECIPES: dict[str, dict[str, dict[str, Any] | None]] = {
 }
 
 
-def run_model(name: str, out: Path, recipes: list[str]) -> list[dict[str, Any]]:
+def run_model(name: str, out: Path, recipes: list[str],
+              save: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
     rows = []
     (fp32,) = export_model(ExportRequest(model=name, formats=("onnx",), out=out / "fp32"))
     acc = evaluate_artifact(fp32.artifact.path)
@@ -74,6 +76,7 @@ def run_model(name: str, out: Path, recipes: list[str]) -> list[dict[str, Any]]:
                          "export_s": round(time.perf_counter() - started, 1)})
             print(f"{name} {recipe} {fmt}: {acc.top1:.2f} (float sites "
                   f"{rows[-1]['float_sites']})", flush=True)
+            save(rows)
     return rows
 
 
@@ -87,18 +90,23 @@ def main() -> None:
     if args.readme_only:
         render(json.loads(RESULTS.read_text()))
         return
-    rows: list[dict[str, Any]] = []
-    if RESULTS.is_file():  # keep other models' rows when re-running a subset
-        keep = set(args.models.split(","))
-        rows = [r for r in json.loads(RESULTS.read_text())["rows"] if r["model"] not in keep]
+    recipes = args.recipes.split(",")
+    rerun = {(m, r) for m in args.models.split(",") for r in ("fp32", *recipes)}
+    kept: list[dict[str, Any]] = []
+    if RESULTS.is_file():  # keep the other (model, recipe) rows when re-running a subset
+        kept = [r for r in json.loads(RESULTS.read_text())["rows"]
+                if (r["model"], r["recipe"]) not in rerun]
+    done: list[dict[str, Any]] = []
+
+    def save(partial: list[dict[str, Any]]) -> None:  # after every artifact
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps({"rows": kept + done + partial}, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="edgekit-int8-acc-") as tmp:
         for name in args.models.split(","):
-            rows += run_model(name, Path(tmp) / name, args.recipes.split(","))
-            payload = {"rows": rows}
-            RESULTS.parent.mkdir(exist_ok=True)
-            RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+            done += run_model(name, Path(tmp) / name, recipes, save)
     if args.update_readme:
-        render({"rows": rows})
+        render({"rows": kept + done})
 
 
 def render(payload: dict[str, Any]) -> None:

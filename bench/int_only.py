@@ -35,7 +35,8 @@ from edgekit.pipeline import ExportRequest, _calibration, export_model
 from edgekit.quant.config import QuantConfig
 from edgekit.transforms.base import DEFAULT_PASSES, DeployPipeline
 
-MODELS = ("levit_128s", "efficientformer_l1", "fmnist_levit", "fmnist_efficientformer")
+MODELS = ("levit_128s", "efficientformer_l1", "fmnist_levit", "fmnist_efficientformer",
+          "fmnist_mobilevit")
 RESULTS = Path(__file__).with_name("results") / "int_only.json"
 N_INPUTS = 50
 
@@ -62,7 +63,8 @@ def run_model(name: str, out: Path, cfg: BenchConfig) -> dict[str, Any]:
         reference_fp32 = [src.model(torch.from_numpy(x[i:i + 1])).numpy() for i in range(len(x))]
     example = torch.from_numpy(x[:1])
     DeployPipeline(DEFAULT_PASSES).run(src.model, torch.cat([example, example]))
-    graph = convert(src.model, example, calib.samples)
+    graph = convert(src.model, example, calib.samples,
+                    percentile=made["int-only"].manifest.exporter["activation_percentile"])
     sess = ort.InferenceSession(str(made["int-only"].model_path),
                                 providers=["CPUExecutionProvider"])
     input_name = sess.get_inputs()[0].name

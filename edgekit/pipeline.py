@@ -201,7 +201,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
                     on_step("calibrating and translating to integer-only ops")
                     assert quant is not None
                     result = export_onnx(to_export, golden[: req.batch], quant[1].samples,
-                                         options, tmp)
+                                         options, tmp, holdout=quant[2])
                     quant_details = {"calibration": {"set": quant[1].name,
                                                      "samples": len(quant[1])},
                                      "scheme": "int8 weights per channel, int8 activations "

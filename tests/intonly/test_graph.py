@@ -11,6 +11,7 @@ from onnx import TensorProto, helper
 
 from edgekit.intonly.graph import (
     Add,
+    Concat,
     Conv2d,
     Dequantize,
     GlobalAvgPool,
@@ -145,3 +146,20 @@ def test_attention_block_with_shift_ops_is_bit_exact_and_integer_only():
         want = run_reference(graph, x)
         assert np.array_equal(_ort(model, x), want), seed
         assert np.unique(want).size > 10
+
+
+def test_concat_rescales_each_input_to_the_output_scale_bit_exactly():
+    from edgekit.intonly.reference import shift_round
+
+    a = RNG.integers(-128, 128, size=(1, 3, 4, 4)).astype(np.float32)
+    mults, shift = channel_dyadic(np.array([0.05 / 0.08, 0.11 / 0.08]))  # ×1.375 saturates
+    graph = IntGraph("input", "logits", (1, 3, 4, 4), (1, 6, 4, 4), [
+        Quantize("input", "a", 1.0),
+        Concat(("a", "a"), "both", 1, (int(mults[0]), int(mults[1])), shift),
+        Dequantize("both", "logits", 0.08)])
+    want = run_reference(graph, a)
+    assert np.array_equal(_ort(to_onnx(graph), a), want)
+    parts = [np.clip(shift_round(a.astype(np.int64) * int(m), shift), -128, 127) for m in mults]
+    assert np.array_equal(want, np.concatenate(parts, axis=1).astype(np.float32) * np.float32(0.08))
+    assert parts[1].min() == -128 and parts[1].max() == 127  # the clamp was exercised
+    assert float_violations(to_onnx(graph)) == []
