@@ -42,20 +42,27 @@ VARIANTS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
 )
 
 
-def export_variants(model: str, out: Path) -> dict[str, dict[str, Any]]:
+def export_variants(model: str, out: Path, reuse: bool) -> dict[str, dict[str, Any]]:
+    from edgekit.artifact import Artifact, artifact_name
+
     made = {}
     for label, fmt, quant, quant_kwargs in VARIANTS:
         qc = QuantConfig(calib="photos", calib_n=32, keep_float="none",
                          **quant_kwargs) if quant == "int8" else None
-        (o,) = export_model(ExportRequest(model=model, formats=(fmt,), quant=quant,
-                                          out=out / label.replace(" ", "_"), n_golden=8,
-                                          quant_config=qc))
-        v = o.validation
-        made[label] = {"path": o.artifact.path, "format": fmt, "quant": quant,
+        where = out / label.replace(" ", "_").replace("--", "")
+        existing = where / artifact_name(model, quant, fmt)
+        if reuse and (existing / "manifest.json").is_file():
+            art = Artifact.open(existing)
+        else:
+            (o,) = export_model(ExportRequest(model=model, formats=(fmt,), quant=quant,
+                                              out=where, n_golden=8, quant_config=qc))
+            art = o.artifact
+        v = art.manifest.validation
+        made[label] = {"path": art.path, "format": fmt, "quant": quant,
                        "plan": quant_kwargs.get("plan", "fast") if quant == "int8" else None,
                        "cosine": v.cosine if v else None,
                        "top1_agreement": v.top1_agreement if v else None,
-                       "size_mb": round(o.artifact.manifest.size_bytes / 2**20, 2)}
+                       "size_mb": round(art.manifest.size_bytes / 2**20, 2)}
         print(f"{model} {label}: exported, cosine {made[label]['cosine']}", flush=True)
     return made
 
@@ -66,6 +73,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="Keep the artifacts here (default: a temporary directory).")
+    ap.add_argument("--reuse", action="store_true",
+                    help="Time the artifacts already in --out instead of re-exporting.")
     ap.add_argument("--readme-only", action="store_true", help="Re-render from saved results.")
     args = ap.parse_args()
     if args.readme_only:
@@ -78,8 +89,9 @@ def main() -> None:
     if RESULTS.is_file():  # keep other models' rows when re-running a subset
         rows = [r for r in json.loads(RESULTS.read_text())["rows"] if r["model"] not in models]
     with tempfile.TemporaryDirectory(prefix="edgekit-int8-speed-") as tmp:
+        root = args.out or Path(tmp)
         for model in models:
-            made = export_variants(model, Path(tmp) / model)
+            made = export_variants(model, root / model, args.reuse)
             labels = list(made)
             results = run_bench([made[k]["path"] for k in labels], cfg=cfg, compare=True)
             for label, r in zip(labels, results, strict=True):

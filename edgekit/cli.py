@@ -403,6 +403,9 @@ def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
                    + (f"; hold-out cosine {cos:.4f}" if isinstance(cos, float) else ""))
         for kind, reason in (q.get("float_for_speed") or {}).items():
             click.echo(f"  float for speed (--int8-plan {q.get('int8_plan')}): {kind}: {reason}")
+        if info.get("float_islands"):
+            click.echo("  float islands in the delegate (no int8 XNNPACK kernel): " + ", ".join(
+                f"{k}×{v}" for k, v in info["float_islands"].items()))
     v = info.get("validation")
     if v:
         state = {True: "ok", False: "FAILED"}.get(v["validated"], str(v["validated"]))

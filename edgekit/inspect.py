@@ -38,6 +38,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
             "validation": m.validation.__dict__ if m.validation else None,
             "versions": m.versions, "sha256": m.sha256,
             "quantization": m.exporter.get("quantization"),
+            "float_islands": m.exporter.get("float_islands"),
         })
         return info
     return describe_file(path)

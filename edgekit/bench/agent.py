@@ -31,7 +31,8 @@ FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "exec
 # keep spinning after a run (ONNX Runtime's intra-op pool does by default), and on a small
 # machine they steal the cores from the next target. Measured here, two ORT sessions of
 # EfficientFormer-L1 interleaved: medians 15.0 / 14.5 ms (p90 20 / 34) without the pause,
-# 10.6 / 14.0 ms (p90 12.0 / 14.8) with 50 ms.
+# 10.6 / 14.0 ms (p90 12.0 / 14.8) with 50 ms. After the pause one untimed run wakes the
+# target's own threads, so no chunk starts cold.
 SWITCH_PAUSE_S = 0.05
 
 
@@ -306,7 +307,9 @@ def main():
     while rnd < args.rounds or time.perf_counter() - t0 < args.min_seconds * len(targets):
         order = targets if rnd % 2 == 0 else targets[::-1]
         for tg in order:
-            time.sleep(pause)
+            if pause:
+                time.sleep(pause)
+                tg.timed(1)  # untimed: wake this target's worker threads
             chunk = tg.timed(per_round)
             tg.samples.extend(chunk)
             print(f"{PARTIAL} " + json.dumps({"artifact": tg.dir, "round": rnd,

@@ -113,3 +113,24 @@ def test_speed_plan_keeps_accuracy(fast, quantize_all):
     for fmt in ("onnx", "tflite"):
         a, b = fast[fmt].manifest.validation, quantize_all[fmt].manifest.validation
         assert np.isfinite(a.cosine) and a.cosine >= b.cosine - 0.01, (fmt, a, b)
+
+
+def test_cli_int8_plan_flag_and_inspect(fast, tmp_path):
+    from click.testing import CliRunner
+
+    from edgekit.cli import cli
+
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["export", TINY_HYBRID, "--quant", "int8", "--int8-plan", "most"])
+    assert bad.exit_code == 2 and "--int8-plan" in bad.output
+    shown = runner.invoke(cli, ["inspect", str(fast["tflite"].path)])
+    assert shown.exit_code == 0, shown.output
+    assert "float for speed (--int8-plan fast): dwconv" in shown.output
+    assert "float islands in the delegate" in shown.output
+    res = runner.invoke(cli, ["export", TINY_HYBRID, "--to", "onnx", "--quant", "int8",
+                              "--calib", "photos", "--calib-n", "8", "--keep-float", "none",
+                              "--int8-plan", "all", "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    art = Artifact.open(tmp_path / "tiny_hybrid.int8.onnx")
+    q = art.manifest.exporter["quantization"]
+    assert q["int8_plan"] == "all" and q["float_for_speed"] == {}
