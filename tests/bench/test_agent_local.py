@@ -42,6 +42,7 @@ def test_schema_per_runtime(tiny_three, fmt):
         assert key in row, key
     assert row["status"] == "ok" and row["validated"] is True
     assert len(row["samples_ms"]) == row["iterations"] >= 40
+    assert row["config"]["switch_pause_s"] == 0  # one target: nothing to switch from
     assert len(row["warmup_ms"]) >= 3 and row["init_ms"] > 0 and row["first_ms"] > 0
     assert row["min_ms"] <= row["median_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
     fp = row["fingerprint"]
@@ -54,6 +55,8 @@ def test_compare_interleaves_and_reports_ratios(tiny_three):
     assert [r["format"] for r in rows] == ["onnx", "tflite"]
     assert rows[0]["ratio_vs_first"] == 1.0 and rows[1]["ratio_vs_first"] > 0
     assert all(r["config"]["interleaved"] for r in rows)
+    # spinning worker threads of one runtime must not eat the next target's cores
+    assert all(r["config"]["switch_pause_s"] > 0 for r in rows)
     assert rows[0]["iterations"] == rows[1]["iterations"]
 
 
