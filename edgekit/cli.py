@@ -197,14 +197,19 @@ def _split_formats(value: str) -> tuple[str, ...]:
                    "(ARM devices, where int8 depthwise usually pays: measure with edgekit "
                    "bench).")
 @click.option("--int8-io", is_flag=True, help="TFLite: int8 input/output tensors.")
+@click.option("--finetune-steps", type=int, default=0, show_default=True,
+              help="--quant int-only: quantization-aware fine-tune steps before the "
+                   "conversion (needs --data).")
+@click.option("--data", "finetune_data", default=None, type=click.Choice(["fmnist"]),
+              help="Training data for --finetune-steps (the model's own task).")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even if validation fails.")
 @click.option("--json", "as_json", is_flag=True)
 def export(model: str, to: str, quant: str, weights: Path | None, out: Path, opset: int | None,
            batch: int, no_reparam: bool, seed: int, n_golden: int, threads: int | None,
            layout: str, compute_precision: str | None, deployment_target: str,
            calib: str | None, calib_n: int | None, calib_method: str | None,
-           keep_float: str | None, int8_plan: str | None, int8_io: bool, allow_mismatch: bool,
-           as_json: bool) -> None:
+           keep_float: str | None, int8_plan: str | None, int8_io: bool, finetune_steps: int,
+           finetune_data: str | None, allow_mismatch: bool, as_json: bool) -> None:
     """Export MODEL (timm name or module:function) to device formats, validated."""
     from edgekit.pipeline import ExportRequest, export_model, summarize
     from edgekit.quant.config import QuantConfig
@@ -219,7 +224,8 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
                         weights=weights, opset=opset, batch=batch, reparam=not no_reparam,
                         seed=seed, n_golden=n_golden, threads=threads, layout=layout,
                         compute_precision=compute_precision,
-                        deployment_target=deployment_target, quant_config=quant_config)
+                        deployment_target=deployment_target, quant_config=quant_config,
+                        finetune_steps=finetune_steps, finetune_data=finetune_data)
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
         outcomes = export_model(req, on_step=step)
     rows = [summarize(o) for o in outcomes]

@@ -73,6 +73,8 @@ class ExportRequest:
     compute_precision: str | None = None  # Core ML; default follows --quant
     deployment_target: str = "iOS17"
     quant_config: QuantConfig | None = None  # --quant int8: calibration and quantizer choices
+    finetune_steps: int = 0  # --quant int-only: QAT steps before the conversion (intonly/qat.py)
+    finetune_data: str | None = None
 
 
 @dataclass
@@ -112,6 +114,15 @@ def _check_request(req: ExportRequest) -> None:
                          hint="add --quant int8, or drop --calib/--calib-n/--calib-method")
     if req.n_golden < 1:
         raise UsageError("need at least one golden input", hint="use --golden 8")
+    if req.finetune_steps and req.quant != "int-only":
+        raise UsageError("--finetune-steps applies to --quant int-only",
+                         hint="add --quant int-only, or drop --finetune-steps")
+    if req.finetune_steps < 0 or req.finetune_steps > 100_000:
+        raise UsageError(f"--finetune-steps {req.finetune_steps} is out of range",
+                         hint="use 0..100000 (a few hundred is typical)")
+    if req.finetune_steps and not req.finetune_data:
+        raise UsageError("--finetune-steps needs --data (the model's training task)",
+                         hint="e.g. --finetune-steps 300 --data fmnist")
 
 
 def _versions(extra: dict[str, str]) -> dict[str, str]:
@@ -178,6 +189,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
         with atomic_directory(finals[fmt]) as tmp:
             # Every export flow gets a fresh copy: converters may mutate the module.
             quant_details: dict[str, Any] = {}
+            golden_reference = None  # a fine-tuned model is validated against itself in fp32
             to_export = copy.deepcopy(quant_model if req.quant == "int8" else model)
             format_passes = DeployPipeline(FORMAT_PASSES.get(fmt, ()) if req.reparam else ()
                                            ).run(to_export, check,
@@ -198,15 +210,29 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
                 if req.quant == "int-only":
                     from edgekit.intonly.export import export_onnx
 
-                    on_step("calibrating and translating to integer-only ops")
                     assert quant is not None
+                    finetuned = None
+                    if req.finetune_steps:
+                        from edgekit.intonly.qat import finetune
+
+                        finetuned = finetune(to_export, golden[: req.batch], quant[1].samples,
+                                             req.finetune_steps, str(req.finetune_data),
+                                             source.data_config, seed=req.seed,
+                                             on_step=on_step)
+                        with torch.no_grad():
+                            tuned = to_export(golden)
+                        golden_reference = (tuned[0] if isinstance(tuned, (tuple, list))
+                                            else tuned).float().numpy()
+                    on_step("calibrating and translating to integer-only ops")
                     result = export_onnx(to_export, golden[: req.batch], quant[1].samples,
                                          options, tmp, holdout=quant[2])
                     quant_details = {"calibration": {"set": quant[1].name,
                                                      "samples": len(quant[1])},
                                      "scheme": "int8 weights per channel, int8 activations "
-                                               "per tensor (absmax), int32 accumulators, "
-                                               "dyadic requantization, shift-based non-linears"}
+                                               "per tensor (absmax or percentile), int32 "
+                                               "accumulators, dyadic requantization, "
+                                               "shift-based non-linears",
+                                     "finetune": finetuned}
                 else:
                     result = exporter.export(to_export, golden[: req.batch], options, tmp)
             except ExportError as exc:
@@ -223,7 +249,8 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
             if result.inputs[0].layout == "NHWC":
                 golden_in = np.ascontiguousarray(golden_in.transpose(0, 2, 3, 1))
             save_golden(tmp / GOLDEN_NAME, {result.inputs[0].name: golden_in},
-                        {result.outputs[0].name: reference})
+                        {result.outputs[0].name: reference if golden_reference is None
+                         else golden_reference})
             manifest = Manifest(
                 format=fmt, file=result.file, sha256=sha256_path(tmp / result.file),
                 size_bytes=_size(tmp / result.file), model=source.name,
