@@ -116,7 +116,10 @@ def render(payload: dict[str, Any]) -> None:
     lines = ["Top-1 % on the 10 000 Fashion-MNIST test images, each artifact run in its own "
              "runtime (ONNX Runtime, LiteRT, ExecuTorch); 64 training images for calibration. "
              "fp32 = the fp32 ONNX artifact. Core ML W8A8 artifacts are built and "
-             "structure-checked, but Core ML prediction needs macOS, so no Core ML column.", "",
+             "structure-checked, but Core ML prediction needs macOS, so no Core ML column. "
+             "\"n float\" = sites left float: for edgekit, the `--int8-plan fast` speed sites "
+             "(depthwise convs; ORT also activation matmuls and low-intensity convs) plus any "
+             "the sensitivity analysis chose.", "",
              "| model | fp32 | recipe | " + " | ".join(f"{f} int8 (Δ)" for f in FORMATS) + " |",
              "| --- | ---: | --- | " + " | ".join("---:" for _ in FORMATS) + " |"]
     for model in models:
