@@ -51,7 +51,9 @@ def test_every_fast_artifact_validates_and_names_its_float_ops(fast):
         m = art.manifest
         assert m.validation.validated is True, (fmt, m.validation)
         q = m.exporter["quantization"]
-        assert q["int8_plan"] == "fast" and "dwconv" in q["float_for_speed"], fmt
+        assert q["int8_plan"] == "fast", fmt
+        # ExecuTorch keeps int8 depthwise (a float one breaks lowering; quant/targets.py)
+        assert ("dwconv" in q["float_for_speed"]) == (fmt != "executorch"), fmt
         assert all(isinstance(r, str) and len(r) > 20 for r in q["float_for_speed"].values())
 
 
