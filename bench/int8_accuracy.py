@@ -136,7 +136,8 @@ def render(payload: dict[str, Any]) -> None:
                     continue
                 extra = f", {r['float_sites']} float" if r.get("float_sites") else ""
                 cells.append(f"{r['top1']:.2f} ({r['top1'] - fp32:+.2f}{extra})")
-            lines.append(f"| {label} | {fp32:.2f} | {recipe} | " + " | ".join(cells) + " |")
+            if any(c != "—" for c in cells):  # recipes not run for this model: no row
+                lines.append(f"| {label} | {fp32:.2f} | {recipe} | " + " | ".join(cells) + " |")
     replace_section("int8-accuracy", "\n".join(lines))
 
 
