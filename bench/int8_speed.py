@@ -11,15 +11,14 @@ within one run on this shared machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from readme_section import replace_section
+from timing_args import other_models_rows, timing_config, timing_parser
 
-from edgekit.bench.collectors import BenchConfig
 from edgekit.bench.run import run_bench
 from edgekit.pipeline import ExportRequest, export_model
 from edgekit.quant.config import QuantConfig
@@ -68,26 +67,18 @@ def export_variants(model: str, out: Path, reuse: bool) -> dict[str, dict[str, A
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--update-readme", action="store_true")
+    ap = timing_parser(__doc__, MODELS)
     ap.add_argument("--out", type=Path, default=None,
                     help="Keep the artifacts here (default: a temporary directory).")
     ap.add_argument("--reuse", action="store_true",
                     help="Time the artifacts already in --out instead of re-exporting.")
-    ap.add_argument("--readme-only", action="store_true", help="Re-render from saved results.")
     args = ap.parse_args()
     if args.readme_only:
         render(json.loads(RESULTS.read_text()))
         return
-    cfg = BenchConfig(threads=args.threads, runs=30, min_seconds=0.5, rounds=args.rounds,
-                      retries=0)
+    cfg = timing_config(args)
     models = args.models.split(",")
-    rows: list[dict[str, Any]] = []
-    if RESULTS.is_file():  # keep other models' rows when re-running a subset
-        rows = [r for r in json.loads(RESULTS.read_text())["rows"] if r["model"] not in models]
+    rows = other_models_rows(RESULTS, models)
     with tempfile.TemporaryDirectory(prefix="edgekit-int8-speed-") as tmp:
         root = args.out or Path(tmp)
         for model in models:

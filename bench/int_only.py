@@ -14,7 +14,6 @@ same calibration), then
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from edgekit.models.source import load_source
 from readme_section import replace_section
+from timing_args import other_models_rows, timing_config, timing_parser
 
 from edgekit.accuracy import evaluate_artifact
 from edgekit.bench.collectors import BenchConfig
@@ -91,22 +91,14 @@ def run_model(name: str, out: Path, cfg: BenchConfig) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--update-readme", action="store_true")
-    ap.add_argument("--readme-only", action="store_true", help="Re-render from saved results.")
+    ap = timing_parser(__doc__, MODELS)
     args = ap.parse_args()
     if args.readme_only:
         render(json.loads(RESULTS.read_text()))
         return
-    cfg = BenchConfig(threads=args.threads, runs=30, min_seconds=0.5, rounds=args.rounds,
-                      retries=0)
+    cfg = timing_config(args)
     models = args.models.split(",")
-    rows: list[dict[str, Any]] = []
-    if RESULTS.is_file():  # keep other models' rows when re-running a subset
-        rows = [r for r in json.loads(RESULTS.read_text())["rows"] if r["model"] not in models]
+    rows = other_models_rows(RESULTS, models)
     with tempfile.TemporaryDirectory(prefix="edgekit-int-only-") as tmp:
         for model in models:
             rows.append(run_model(model, Path(tmp) / model, cfg))
