@@ -34,16 +34,12 @@ from edgekit.intonly.graph import run_reference
 from edgekit.pipeline import ExportRequest, _calibration, export_model
 from edgekit.quant.config import QuantConfig
 from edgekit.transforms.base import DEFAULT_PASSES, DeployPipeline
+from edgekit.validate import logit_cosine
 
 MODELS = ("levit_128s", "efficientformer_l1", "fmnist_levit", "fmnist_efficientformer",
           "fmnist_mobilevit")
 RESULTS = Path(__file__).with_name("results") / "int_only.json"
 N_INPUTS = 50
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
 def run_model(name: str, out: Path, cfg: BenchConfig) -> dict[str, Any]:
@@ -72,7 +68,7 @@ def run_model(name: str, out: Path, cfg: BenchConfig) -> dict[str, Any]:
     for i in range(len(x)):
         got = sess.run(None, {input_name: x[i:i + 1]})[0]
         exact += int(np.array_equal(got, run_reference(graph, x[i:i + 1])))
-        cosines.append(_cosine(got, reference_fp32[i]))
+        cosines.append(logit_cosine(got, reference_fp32[i]))
     row: dict[str, Any] = {
         "model": name, "inputs": len(x), "bit_exact": exact,
         "cosine_mean": float(np.mean(cosines)), "cosine_min": float(np.min(cosines)),

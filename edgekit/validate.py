@@ -17,6 +17,14 @@ from edgekit.exporter import EXPORTERS
 from edgekit.isolation import run_isolated
 from edgekit.runtime import DEFAULT_RUNTIME, RUNTIMES
 
+
+def logit_cosine(output: np.ndarray, reference: np.ndarray) -> float:
+    """Cosine of two outputs, flattened, in float64 (0 for an all-zero pair)."""
+    a = np.asarray(output, dtype=np.float64).ravel()
+    b = np.asarray(reference, dtype=np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+
+
 # Per quantization mode: minimum per-sample cosine and top-1 agreement with the fp32 reference.
 THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"cosine": 0.99999, "top1_agreement": 1.0},

@@ -11,6 +11,7 @@ import numpy as np
 from edgekit.artifact import TensorSpec
 from edgekit.exporter import ExportOptions, ExportResult
 from edgekit.runtime import dist_version
+from edgekit.validate import logit_cosine
 
 FILENAME = "model.onnx"
 
@@ -27,12 +28,8 @@ def _holdout_cosine(proto: Any, holdout: np.ndarray, reference: np.ndarray) -> f
 
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    cos = []
-    for i in range(len(holdout)):
-        out = sess.run(None, {name: holdout[i:i + 1]})[0].astype(np.float64).ravel()
-        ref = reference[i].astype(np.float64).ravel()
-        cos.append(float(out @ ref / (np.linalg.norm(out) * np.linalg.norm(ref) + 1e-30)))
-    return float(np.mean(cos))
+    return float(np.mean([logit_cosine(sess.run(None, {name: holdout[i:i + 1]})[0], reference[i])
+                          for i in range(len(holdout))]))
 
 
 def export_onnx(model: Any, example: Any, calib: np.ndarray, options: ExportOptions,

@@ -21,6 +21,7 @@ import numpy as np
 from edgekit.calibration import CalibrationSet
 from edgekit.errors import ExportError, UsageError
 from edgekit.quant.config import QuantConfig
+from edgekit.validate import logit_cosine
 
 ORT_OPS_OF_KIND = {
     "conv": ("Conv",), "linear": ("Gemm", "MatMul"), "matmul": ("MatMul",), "add": ("Add",),
@@ -85,12 +86,9 @@ def _holdout_cosine(path: Path, input_name: str, holdout: np.ndarray, batch: int
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    cos = []
-    for i, ref in zip(range(0, len(holdout) - batch + 1, batch), reference, strict=False):
-        out = sess.run(None, {input_name: holdout[i:i + batch]})[0].astype(np.float64).ravel()
-        r = ref.astype(np.float64).ravel()
-        cos.append(float(out @ r / (np.linalg.norm(out) * np.linalg.norm(r) + 1e-30)))
-    return float(np.mean(cos))
+    return float(np.mean([
+        logit_cosine(sess.run(None, {input_name: holdout[i:i + batch]})[0], ref)
+        for i, ref in zip(range(0, len(holdout) - batch + 1, batch), reference, strict=False)]))
 
 
 # `--int8-plan fast`: a Conv / Gemm / MatMul is quantized only if it does at least this many

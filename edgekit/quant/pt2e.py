@@ -186,13 +186,13 @@ def _sites(prepared: Any) -> list[str]:
 def _mean_cosine(module: Any, inputs: list[Any], reference: list[np.ndarray]) -> float:
     import torch
 
+    from edgekit.validate import logit_cosine
+
     cos = []
     with torch.no_grad():
         for x, ref in zip(inputs, reference, strict=True):
             out = module(x)
-            out = (out[0] if isinstance(out, (tuple, list)) else out).double().flatten().numpy()
-            r = ref.astype(np.float64).flatten()
-            cos.append(float(out @ r / (np.linalg.norm(out) * np.linalg.norm(r) + 1e-30)))
+            cos.append(logit_cosine(_first(out).numpy(), ref))
     return float(np.mean(cos))
 
 
