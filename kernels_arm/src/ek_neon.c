@@ -1,0 +1,500 @@
+/* Hand-written Advanced SIMD kernels (armv8-a baseline). Bit-exact with the portable ones:
+ * requantization multiplies into 64 bits (SMULL) and rounds with SRSHL by -shift, which is
+ * exactly (v + 2^(shift-1)) >> shift; saturating narrows then clamp to the int8 range. */
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+
+#include "ek_common.h"
+#include "ek_kernels.h"
+
+/* clamp(round(acc · mult / 2^shift)) for 4 lanes, saturated to int32. */
+EK_INLINE int32x4_t requant_s32(int32x4_t acc, int32x4_t mult, int64x2_t neg_shift) {
+  const int64x2_t lo = vrshlq_s64(vmull_s32(vget_low_s32(acc), vget_low_s32(mult)), neg_shift);
+  const int64x2_t hi = vrshlq_s64(vmull_high_s32(acc, mult), neg_shift);
+  return vcombine_s32(vqmovn_s64(lo), vqmovn_s64(hi));
+}
+
+/* round(v / 2^shift) of 4 int64 pairs → int32 lanes, saturated. */
+EK_INLINE int32x4_t round_narrow_s64(int64x2_t lo, int64x2_t hi, int64x2_t neg_shift) {
+  return vcombine_s32(vqmovn_s64(vrshlq_s64(lo, neg_shift)), vqmovn_s64(vrshlq_s64(hi, neg_shift)));
+}
+
+/* 8 int32 lanes → int8 with saturation. */
+EK_INLINE int8x8_t narrow_s32x8(int32x4_t a, int32x4_t b) {
+  return vqmovn_s16(vcombine_s16(vqmovn_s32(a), vqmovn_s32(b)));
+}
+
+EK_INLINE int8x16_t narrow_s32x16(int32x4_t a, int32x4_t b, int32x4_t c, int32x4_t d) {
+  return vcombine_s8(narrow_s32x8(a, b), narrow_s32x8(c, d));
+}
+
+/* ---- s8 GEMM: 4×4 register blocks over K in steps of 16 --------------------------------- */
+
+/* Row sums of a 4×4 block of int32x4 partial sums: out[i] = (Σacc[i][0], …, Σacc[i][3]). */
+EK_INLINE int32x4_t reduce4(int32x4_t c0, int32x4_t c1, int32x4_t c2, int32x4_t c3) {
+  return vpaddq_s32(vpaddq_s32(c0, c1), vpaddq_s32(c2, c3));
+}
+
+EK_INLINE void store_block_row(int8_t *dst, int32x4_t sums, const int32_t *bias,
+                               const int32_t *mult, size_t nc, int64x2_t neg_shift, int8x8_t lo) {
+  int32_t b[4] = {0, 0, 0, 0}, mu[4] = {0, 0, 0, 0};
+  for (size_t q = 0; q < 4; q++) { /* a fixed-size copy: no call to memcpy */
+    b[q] = bias[q < nc ? q : 0];
+    mu[q] = mult[q < nc ? q : 0];
+  }
+  const int32x4_t r = requant_s32(vaddq_s32(sums, vld1q_s32(b)), vld1q_s32(mu), neg_shift);
+  const int8x8_t q = vmax_s8(narrow_s32x8(r, r), lo);
+  if (nc == 4) {
+    vst1_lane_s32((int32_t *)(void *)dst, vreinterpret_s32_s8(q), 0);
+  } else {
+    vst1_lane_s8(dst, q, 0);
+    if (nc > 1) vst1_lane_s8(dst + 1, q, 1);
+    if (nc > 2) vst1_lane_s8(dst + 2, q, 2);
+  }
+}
+
+/* The shared driver: `DOT16(acc, a, b)` accumulates 16 int8 products of a·b into the 4 lanes
+ * of acc. Edge blocks reuse the last valid row/column and store only what exists. */
+#define EK_GEMM_BODY(DOT16)                                                                   \
+  const int64x2_t neg_shift = vdupq_n_s64(-shift);                                           \
+  const int8x8_t lo8 = vdup_n_s8((int8_t)lo);                                                \
+  const size_t k16 = k & ~(size_t)15;                                                        \
+  for (size_t i = 0; i < m; i += 4) {                                                        \
+    const size_t mr = m - i < 4 ? m - i : 4;                                                 \
+    const int8_t *a0 = a + i * k, *a1 = a + (i + (mr > 1)) * k;                              \
+    const int8_t *a2 = a + (i + (mr > 2 ? 2 : mr - 1)) * k;                                  \
+    const int8_t *a3 = a + (i + (mr > 3 ? 3 : mr - 1)) * k;                                  \
+    for (size_t j = 0; j < n; j += 4) {                                                      \
+      const size_t nc = n - j < 4 ? n - j : 4;                                               \
+      const int8_t *w0 = w + j * k, *w1 = w + (j + (nc > 1)) * k;                            \
+      const int8_t *w2 = w + (j + (nc > 2 ? 2 : nc - 1)) * k;                                \
+      const int8_t *w3 = w + (j + (nc > 3 ? 3 : nc - 1)) * k;                                \
+      int32x4_t c00 = vdupq_n_s32(0), c01 = c00, c02 = c00, c03 = c00;                       \
+      int32x4_t c10 = c00, c11 = c00, c12 = c00, c13 = c00;                                  \
+      int32x4_t c20 = c00, c21 = c00, c22 = c00, c23 = c00;                                  \
+      int32x4_t c30 = c00, c31 = c00, c32 = c00, c33 = c00;                                  \
+      for (size_t p = 0; p < k16; p += 16) {                                                 \
+        const int8x16_t va0 = vld1q_s8(a0 + p), va1 = vld1q_s8(a1 + p);                      \
+        const int8x16_t va2 = vld1q_s8(a2 + p), va3 = vld1q_s8(a3 + p);                      \
+        const int8x16_t vw0 = vld1q_s8(w0 + p), vw1 = vld1q_s8(w1 + p);                      \
+        const int8x16_t vw2 = vld1q_s8(w2 + p), vw3 = vld1q_s8(w3 + p);                      \
+        DOT16(c00, va0, vw0); DOT16(c01, va0, vw1); DOT16(c02, va0, vw2); DOT16(c03, va0, vw3); \
+        DOT16(c10, va1, vw0); DOT16(c11, va1, vw1); DOT16(c12, va1, vw2); DOT16(c13, va1, vw3); \
+        DOT16(c20, va2, vw0); DOT16(c21, va2, vw1); DOT16(c22, va2, vw2); DOT16(c23, va2, vw3); \
+        DOT16(c30, va3, vw0); DOT16(c31, va3, vw1); DOT16(c32, va3, vw2); DOT16(c33, va3, vw3); \
+      }                                                                                      \
+      int32x4_t s0 = reduce4(c00, c01, c02, c03), s1 = reduce4(c10, c11, c12, c13);          \
+      int32x4_t s2 = reduce4(c20, c21, c22, c23), s3 = reduce4(c30, c31, c32, c33);          \
+      if (k16 < k) {                                                                         \
+        int32_t t[4][4] = {{0}};                                                             \
+        const int8_t *ar[4] = {a0, a1, a2, a3}, *wr[4] = {w0, w1, w2, w3};                   \
+        for (int r = 0; r < 4; r++)                                                          \
+          for (int q = 0; q < 4; q++)                                                        \
+            for (size_t p = k16; p < k; p++) t[r][q] += (int32_t)ar[r][p] * wr[q][p];        \
+        s0 = vaddq_s32(s0, vld1q_s32(t[0])); s1 = vaddq_s32(s1, vld1q_s32(t[1]));            \
+        s2 = vaddq_s32(s2, vld1q_s32(t[2])); s3 = vaddq_s32(s3, vld1q_s32(t[3]));            \
+      }                                                                                      \
+      int8_t *yr = y + i * n + j;                                                            \
+      store_block_row(yr, s0, bias + j, mult + j, nc, neg_shift, lo8);                    \
+      if (mr > 1) store_block_row(yr + n, s1, bias + j, mult + j, nc, neg_shift, lo8);    \
+      if (mr > 2) store_block_row(yr + 2 * n, s2, bias + j, mult + j, nc, neg_shift, lo8); \
+      if (mr > 3) store_block_row(yr + 3 * n, s3, bias + j, mult + j, nc, neg_shift, lo8); \
+    }                                                                                        \
+  }
+
+/* armv8-a: SMULL/SMULL2 to int16 (no overflow: |a·b| <= 2^14), SADALP into int32. */
+#define EK_DOT16_NEON(acc, va, vb)                                                       \
+  acc = vpadalq_s16(vpadalq_s16(acc, vmull_s8(vget_low_s8(va), vget_low_s8(vb))),     \
+                    vmull_high_s8(va, vb))
+
+void ek_s8_gemm_requant__neon(size_t m, size_t k, size_t n, const int8_t *a, const int8_t *w,
+                              const int32_t *bias, const int32_t *mult, int shift, int32_t lo,
+                              int8_t *y) {
+  EK_GEMM_BODY(EK_DOT16_NEON)
+}
+
+/* armv8.2-a dot product: one SDOT per 16 products. Compiled for dotprod here only; dispatch
+ * calls it only when the CPU reports HWCAP_ASIMDDP. */
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.2-a+dotprod")
+#define EK_DOT16_DOT(acc, va, vb) acc = vdotq_s32(acc, va, vb)
+void ek_s8_gemm_requant__neondot(size_t m, size_t k, size_t n, const int8_t *a,
+                                 const int8_t *w, const int32_t *bias, const int32_t *mult,
+                                 int shift, int32_t lo, int8_t *y) {
+  EK_GEMM_BODY(EK_DOT16_DOT)
+}
+#pragma GCC pop_options
+
+/* ---- depthwise 3×3: 8 outputs of a row per step, borders through the portable code ----- */
+
+EK_INLINE int8_t dw_scalar(const int8_t *plane, long h, long w_in, long oy, long ox, int stride,
+                           int pad, const int8_t *taps, int32_t bias, int32_t mult, int shift,
+                           int32_t lo) {
+  int32_t acc = bias;
+  for (int ky = 0; ky < 3; ky++) {
+    const long iy = oy * stride - pad + ky;
+    if (iy < 0 || iy >= h) continue;
+    for (int kx = 0; kx < 3; kx++) {
+      const long ix = ox * stride - pad + kx;
+      if (ix >= 0 && ix < w_in) acc += (int32_t)plane[iy * w_in + ix] * taps[ky * 3 + kx];
+    }
+  }
+  return (int8_t)ek_clamp(ek_round_shift((int64_t)acc * mult, shift), lo, 127);
+}
+
+void ek_s8_dwconv3x3_requant__neon(size_t c, size_t h, size_t w_in, int stride, int pad,
+                                   const int8_t *x, const int8_t *w, const int32_t *bias,
+                                   const int32_t *mult, int shift, int32_t lo, int8_t *y) {
+  const long H = (long)h, W = (long)w_in;
+  const long oh = (H + 2 * pad - 3) / stride + 1, ow = (W + 2 * pad - 3) / stride + 1;
+  const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  const int8x8_t lo8 = vdup_n_s8((int8_t)lo);
+  /* Outputs [ox_lo, ox_hi) read only columns inside the row with whole 8- (stride 1) or
+   * 16-byte (stride 2, de-interleaving loads) vectors. */
+  const long ox_lo = (pad + stride - 1) / stride;
+  const long span = stride == 1 ? 8 : 16; /* bytes one load reads from the first column */
+  for (size_t ch = 0; ch < c; ch++) {
+    const int8_t *plane = x + ch * h * w_in, *taps = w + ch * 9;
+    const int32x4_t mv = vdupq_n_s32(mult[ch]), bv = vdupq_n_s32(bias[ch]);
+    for (long oy = 0; oy < oh; oy++) {
+      int8_t *out = y + (ch * oh + oy) * ow;
+      long ox = 0;
+      for (; ox < ox_lo && ox < ow; ox++)
+        out[ox] = dw_scalar(plane, H, W, oy, ox, stride, pad, taps, bias[ch], mult[ch], shift, lo);
+      /* a chunk's loads reach column ox·s - pad + 2 + span - 1: keep it inside the row */
+      for (; ox + 8 <= ow && ox * stride - pad + 2 + span <= W; ox += 8) {
+        int32x4_t acc_lo = bv, acc_hi = bv;
+        for (int ky = 0; ky < 3; ky++) {
+          const long iy = oy * stride - pad + ky;
+          if (iy < 0 || iy >= H) continue;
+          const int8_t *src = plane + iy * W + ox * stride - pad;
+          int16x8_t t0, t1, t2;
+          if (stride == 1) {
+            t0 = vmovl_s8(vld1_s8(src));
+            t1 = vmovl_s8(vld1_s8(src + 1));
+            t2 = vmovl_s8(vld1_s8(src + 2));
+          } else {
+            const int8x8x2_t p01 = vld2_s8(src), p2 = vld2_s8(src + 2);
+            t0 = vmovl_s8(p01.val[0]);
+            t1 = vmovl_s8(p01.val[1]);
+            t2 = vmovl_s8(p2.val[0]);
+          }
+          const int8_t *tk = taps + ky * 3;
+          acc_lo = vmlal_n_s16(acc_lo, vget_low_s16(t0), tk[0]);
+          acc_hi = vmlal_high_n_s16(acc_hi, t0, tk[0]);
+          acc_lo = vmlal_n_s16(acc_lo, vget_low_s16(t1), tk[1]);
+          acc_hi = vmlal_high_n_s16(acc_hi, t1, tk[1]);
+          acc_lo = vmlal_n_s16(acc_lo, vget_low_s16(t2), tk[2]);
+          acc_hi = vmlal_high_n_s16(acc_hi, t2, tk[2]);
+        }
+        const int8x8_t q = narrow_s32x8(requant_s32(acc_lo, mv, neg_shift),
+                                        requant_s32(acc_hi, mv, neg_shift));
+        vst1_s8(out + ox, vmax_s8(q, lo8));
+      }
+      for (; ox < ow; ox++)
+        out[ox] = dw_scalar(plane, H, W, oy, ox, stride, pad, taps, bias[ch], mult[ch], shift, lo);
+    }
+  }
+}
+
+/* ---- shift-exp on int32 lanes (Shiftmax, ShiftGELU) ------------------------------------- */
+
+/* Constants of shift_exp for one x0: q = floor(u / d) by a multiply-high (exact for
+ * u <= n·d when 2 <= d < 2^14; callers fall back to the portable code otherwise). */
+typedef struct {
+  int32x4_t n_x0;  /* n·x0, the clamp */
+  int32x4_t d;     /* -x0 > 0 */
+  int32x4_t n;
+  uint32x4_t magic; /* ceil(2^32 / d) */
+} shift_exp_k;
+
+EK_INLINE int shift_exp_vector_ok(int32_t x0) { return x0 <= -2 && x0 > -(1 << 14); }
+
+EK_INLINE shift_exp_k shift_exp_constants(int32_t x0, int n) {
+  shift_exp_k k;
+  const uint64_t d = (uint64_t)(-(int64_t)x0);
+  k.n_x0 = vdupq_n_s32(n * x0);
+  k.d = vdupq_n_s32((int32_t)d);
+  k.n = vdupq_n_s32(n);
+  k.magic = vdupq_n_u32((uint32_t)(((1ull << 32) + d - 1) / d));
+  return k;
+}
+
+/* exp_int of 4 lanes x <= 0 (reference.shift_exp). */
+EK_INLINE int32x4_t shift_exp_s32(int32x4_t x, const shift_exp_k *k) {
+  int32x4_t t = vsubq_s32(vaddq_s32(x, vshrq_n_s32(x, 1)), vshrq_n_s32(x, 4));
+  t = vmaxq_s32(t, k->n_x0);
+  const uint32x4_t u = vreinterpretq_u32_s32(vnegq_s32(t));
+  const uint32x4_t q = vuzp2q_u32(vreinterpretq_u32_u64(vmull_u32(vget_low_u32(u),
+                                                                   vget_low_u32(k->magic))),
+                                  vreinterpretq_u32_u64(vmull_high_u32(u, k->magic)));
+  const int32x4_t qs = vreinterpretq_s32_u32(q);
+  /* r - 2·x0 = (q + 2)·d - u, in (d, 2d] */
+  const int32x4_t base = vsubq_s32(vmulq_s32(vaddq_s32(qs, vdupq_n_s32(2)), k->d),
+                                   vreinterpretq_s32_u32(u));
+  return vshrq_n_s32(vshlq_s32(base, vsubq_s32(k->n, qs)), 1);
+}
+
+/* ---- Shiftmax ----------------------------------------------------------------------------- */
+
+void ek_s8_shiftmax__neon(size_t rows, size_t len, const int8_t *x, int32_t x0, int n,
+                          int out_bits, int32_t *scratch, uint8_t *y) {
+  if (!shift_exp_vector_ok(x0)) {
+    ek_s8_shiftmax__scalar(rows, len, x, x0, n, out_bits, scratch, y);
+    return;
+  }
+  const shift_exp_k k = shift_exp_constants(x0, n);
+  const int32x4_t out_shift = vdupq_n_s32(-(32 - out_bits));
+  const size_t len16 = len & ~(size_t)15;
+  for (size_t r = 0; r < rows; r++) {
+    const int8_t *row = x + r * len;
+    uint8_t *out = y + r * len;
+    int8x16_t vmax = vdupq_n_s8(-128);
+    for (size_t j = 0; j < len16; j += 16) vmax = vmaxq_s8(vmax, vld1q_s8(row + j));
+    int32_t max = vmaxvq_s8(vmax);
+    for (size_t j = len16; j < len; j++) max = row[j] > max ? row[j] : max;
+    const int8x8_t m8 = vdup_n_s8((int8_t)max);
+    uint64x2_t sum = vdupq_n_u64(0);
+    for (size_t j = 0; j < len16; j += 16) {
+      const int8x16_t v = vld1q_s8(row + j);
+      const int16x8_t d0 = vsubl_s8(vget_low_s8(v), m8), d1 = vsubl_s8(vget_high_s8(v), m8);
+      const int32x4_t e0 = shift_exp_s32(vmovl_s16(vget_low_s16(d0)), &k);
+      const int32x4_t e1 = shift_exp_s32(vmovl_high_s16(d0), &k);
+      const int32x4_t e2 = shift_exp_s32(vmovl_s16(vget_low_s16(d1)), &k);
+      const int32x4_t e3 = shift_exp_s32(vmovl_high_s16(d1), &k);
+      vst1q_s32(scratch + j, e0);
+      vst1q_s32(scratch + j + 4, e1);
+      vst1q_s32(scratch + j + 8, e2);
+      vst1q_s32(scratch + j + 12, e3);
+      sum = vpadalq_u32(sum, vreinterpretq_u32_s32(vaddq_s32(vaddq_s32(e0, e1),
+                                                             vaddq_s32(e2, e3))));
+    }
+    int64_t total = (int64_t)vaddvq_u64(sum);
+    for (size_t j = len16; j < len; j++) {
+      scratch[j] = (int32_t)ek_shift_exp((int64_t)row[j] - max, x0, n);
+      total += scratch[j];
+    }
+    if (total > EK_INT32_MAX) total = EK_INT32_MAX;
+    const int32_t factor = (int32_t)(EK_INT32_MAX / total);
+    const int32x4_t fv = vdupq_n_s32(factor);
+    for (size_t j = 0; j < len16; j += 16) {
+      /* exp · factor <= 2^31 - 1 (exp <= total), so 32-bit products are exact */
+      const uint32x4_t o0 = vreinterpretq_u32_s32(vshlq_s32(vmulq_s32(vld1q_s32(scratch + j), fv), out_shift));
+      const uint32x4_t o1 = vreinterpretq_u32_s32(vshlq_s32(vmulq_s32(vld1q_s32(scratch + j + 4), fv), out_shift));
+      const uint32x4_t o2 = vreinterpretq_u32_s32(vshlq_s32(vmulq_s32(vld1q_s32(scratch + j + 8), fv), out_shift));
+      const uint32x4_t o3 = vreinterpretq_u32_s32(vshlq_s32(vmulq_s32(vld1q_s32(scratch + j + 12), fv), out_shift));
+      const uint16x8_t h0 = vcombine_u16(vmovn_u32(o0), vmovn_u32(o1));
+      const uint16x8_t h1 = vcombine_u16(vmovn_u32(o2), vmovn_u32(o3));
+      vst1q_u8(out + j, vcombine_u8(vmovn_u16(h0), vmovn_u16(h1)));
+    }
+    for (size_t j = len16; j < len; j++)
+      out[j] = (uint8_t)(((int64_t)scratch[j] * factor) >> (32 - out_bits));
+  }
+}
+
+/* ---- ShiftGELU ---------------------------------------------------------------------------- */
+
+/* floor((2^31 - 1) / den) for 0 < den < 2^31, exactly: a float estimate (within ±1) fixed up
+ * by the integer remainder. */
+EK_INLINE int32x4_t div_int32_max(int32x4_t den) {
+  const uint32x4_t est = vcvtq_u32_f32(vdivq_f32(vdupq_n_f32(2147483647.0f),
+                                                 vcvtq_f32_s32(den)));
+  int32x4_t q = vreinterpretq_s32_u32(est);
+  int32x4_t r = vsubq_s32(vdupq_n_s32(EK_INT32_MAX), vmulq_s32(q, den));
+  const uint32x4_t neg = vcltq_s32(r, vdupq_n_s32(0));
+  q = vaddq_s32(q, vreinterpretq_s32_u32(neg)); /* −1 where r < 0 */
+  r = vaddq_s32(r, vandq_s32(den, vreinterpretq_s32_u32(neg)));
+  const uint32x4_t big = vcgeq_s32(r, den);
+  return vsubq_s32(q, vreinterpretq_s32_u32(big)); /* +1 where r >= den */
+}
+
+EK_INLINE int32x4_t shiftgelu_s32(int32x4_t v, const shift_exp_k *k, int32x4_t one,
+                                  int32x4_t sig_shift, int32x4_t mult, int64x2_t neg_shift) {
+  const int32x4_t e = shift_exp_s32(vnegq_s32(vabsq_s32(v)), k);
+  const int32x4_t factor = div_int32_max(vaddq_s32(one, e));
+  const int32x4_t pick = vbslq_s32(vcgezq_s32(v), one, e);
+  const int32x4_t sig = vshlq_s32(vmulq_s32(pick, factor), sig_shift);
+  return requant_s32(vmulq_s32(v, sig), mult, neg_shift);
+}
+
+void ek_s8_shiftgelu__neon(size_t count, const int8_t *x, int32_t x0, int n, int sig_bits,
+                           int32_t mult, int shift, int8_t *y) {
+  /* one + e <= 2^(n+1)·|x0| must stay below 2^31 for the 32-bit lanes */
+  if (!shift_exp_vector_ok(x0) || n > 15) {
+    ek_s8_shiftgelu__scalar(count, x, x0, n, sig_bits, mult, shift, y);
+    return;
+  }
+  const shift_exp_k k = shift_exp_constants(x0, n);
+  const int32x4_t one = vdupq_n_s32((int32_t)(-x0) << n);
+  const int32x4_t sig_shift = vdupq_n_s32(-(32 - sig_bits)), mv = vdupq_n_s32(mult);
+  const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const int8x16_t v = vld1q_s8(x + i);
+    const int16x8_t h0 = vmovl_s8(vget_low_s8(v)), h1 = vmovl_high_s8(v);
+    vst1q_s8(y + i, narrow_s32x16(
+        shiftgelu_s32(vmovl_s16(vget_low_s16(h0)), &k, one, sig_shift, mv, neg_shift),
+        shiftgelu_s32(vmovl_high_s16(h0), &k, one, sig_shift, mv, neg_shift),
+        shiftgelu_s32(vmovl_s16(vget_low_s16(h1)), &k, one, sig_shift, mv, neg_shift),
+        shiftgelu_s32(vmovl_high_s16(h1), &k, one, sig_shift, mv, neg_shift)));
+  }
+  if (i < count) ek_s8_shiftgelu__scalar(count - i, x + i, x0, n, sig_bits, mult, shift, y + i);
+}
+
+/* ---- I-LayerNorm -------------------------------------------------------------------------- */
+
+void ek_s8_ilayernorm__neon(size_t rows, size_t c, const int8_t *x, const int32_t *gamma,
+                            const int64_t *beta, int shift, int8_t *y) {
+  const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  const size_t c16 = c & ~(size_t)15;
+  for (size_t r = 0; r < rows; r++) {
+    const int8_t *row = x + r * c;
+    int8_t *out = y + r * c;
+    int32x4_t vsum = vdupq_n_s32(0);
+    for (size_t j = 0; j < c16; j += 16) vsum = vpadalq_s16(vsum, vpaddlq_s8(vld1q_s8(row + j)));
+    int64_t sum = vaddlvq_s32(vsum);
+    for (size_t j = c16; j < c; j++) sum += row[j];
+    const int64_t mean = ek_ln_mean(sum, (int64_t)c);
+    const int16x8_t mv = vdupq_n_s16((int16_t)mean);
+    /* |x - mean| <= 255: squares fit int32 lanes for c < 2^17 */
+    int32x4_t vvar = vdupq_n_s32(0);
+    for (size_t j = 0; j < c16; j += 16) {
+      const int8x16_t v = vld1q_s8(row + j);
+      const int16x8_t d0 = vsubq_s16(vmovl_s8(vget_low_s8(v)), mv);
+      const int16x8_t d1 = vsubq_s16(vmovl_high_s8(v), mv);
+      vvar = vmlal_s16(vvar, vget_low_s16(d0), vget_low_s16(d0));
+      vvar = vmlal_high_s16(vvar, d0, d0);
+      vvar = vmlal_s16(vvar, vget_low_s16(d1), vget_low_s16(d1));
+      vvar = vmlal_high_s16(vvar, d1, d1);
+    }
+    int64_t var = vaddlvq_s32(vvar);
+    for (size_t j = c16; j < c; j++) var += (row[j] - mean) * (row[j] - mean);
+    const int64_t factor = EK_INT32_MAX / ek_isqrt_newton(var);
+    /* |x - mean| <= isqrt >= floor(sqrt(var)), so (x - mean)·factor fits int32 exactly */
+    const int32x4_t fv = vdupq_n_s32((int32_t)factor);
+    for (size_t j = 0; j < c16; j += 16) {
+      const int8x16_t v = vld1q_s8(row + j);
+      const int16x8_t d0 = vsubq_s16(vmovl_s8(vget_low_s8(v)), mv);
+      const int16x8_t d1 = vsubq_s16(vmovl_high_s8(v), mv);
+      const int32x4_t dd[4] = {vmovl_s16(vget_low_s16(d0)), vmovl_high_s16(d0),
+                               vmovl_s16(vget_low_s16(d1)), vmovl_high_s16(d1)};
+      int32x4_t o[4];
+      for (int q = 0; q < 4; q++) {
+        const int32x4_t yn = vshrq_n_s32(vmulq_s32(dd[q], fv), 1);
+        const int32x4_t g = vld1q_s32(gamma + j + 4 * q);
+        const int64x2_t lo = vmlal_s32(vld1q_s64(beta + j + 4 * q), vget_low_s32(yn), vget_low_s32(g));
+        const int64x2_t hi = vmlal_high_s32(vld1q_s64(beta + j + 4 * q + 2), yn, g);
+        o[q] = round_narrow_s64(lo, hi, neg_shift);
+      }
+      vst1q_s8(out + j, narrow_s32x16(o[0], o[1], o[2], o[3]));
+    }
+    for (size_t j = c16; j < c; j++) {
+      const int64_t yn = ((row[j] - mean) * factor) >> 1;
+      out[j] = (int8_t)ek_clamp(ek_round_shift(yn * gamma[j] + beta[j], shift), -128, 127);
+    }
+  }
+}
+
+/* ---- average pool (count_include_pad=False multipliers per position) ----------------------- */
+
+void ek_s8_avgpool_requant__neon(size_t c, size_t h, size_t w_in, int kernel, int stride,
+                                 int pad, const int8_t *x, const int32_t *mult, int shift,
+                                 int8_t *y) {
+  /* int16 window sums need kernel² · 128 < 2^15 */
+  if (stride != 1 || kernel > 15) {
+    ek_s8_avgpool_requant__scalar(c, h, w_in, kernel, stride, pad, x, mult, shift, y);
+    return;
+  }
+  const long H = (long)h, W = (long)w_in;
+  const long oh = H + 2 * pad - kernel + 1, ow = W + 2 * pad - kernel + 1;
+  const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  for (size_t ch = 0; ch < c; ch++) {
+    const int8_t *plane = x + ch * h * w_in;
+    for (long oy = 0; oy < oh; oy++) {
+      int8_t *out = y + (ch * oh + oy) * ow;
+      const int32_t *mrow = mult + oy * ow;
+      long ox = 0;
+      for (; ox < ow; ox++) {
+        if (ox >= pad && ox - pad + kernel - 1 + 8 <= W && ox + 8 <= ow) {
+          int16x8_t total = vdupq_n_s16(0);
+          for (int ky = 0; ky < kernel; ky++) {
+            const long iy = oy - pad + ky;
+            if (iy < 0 || iy >= H) continue;
+            const int8_t *src = plane + iy * W + ox - pad;
+            for (int kx = 0; kx < kernel; kx++) total = vaddw_s8(total, vld1_s8(src + kx));
+          }
+          const int32x4_t r0 = requant_s32(vmovl_s16(vget_low_s16(total)), vld1q_s32(mrow + ox), neg_shift);
+          const int32x4_t r1 = requant_s32(vmovl_high_s16(total), vld1q_s32(mrow + ox + 4), neg_shift);
+          vst1_s8(out + ox, narrow_s32x8(r0, r1));
+          ox += 7;
+          continue;
+        }
+        int32_t total = 0;
+        for (int ky = 0; ky < kernel; ky++) {
+          const long iy = oy - pad + ky;
+          if (iy < 0 || iy >= H) continue;
+          for (int kx = 0; kx < kernel; kx++) {
+            const long ix = ox - pad + kx;
+            if (ix >= 0 && ix < W) total += plane[iy * W + ix];
+          }
+        }
+        out[ox] = (int8_t)ek_clamp(ek_round_shift((int64_t)total * mrow[ox], shift), -128, 127);
+      }
+    }
+  }
+}
+
+/* ---- residual add, Hardswish ------------------------------------------------------------- */
+
+void ek_s8_add_requant__neon(size_t count, const int8_t *a, const int8_t *b, int32_t mult_a,
+                             int32_t mult_b, int shift, int8_t *y) {
+  const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  const int32x4_t ma = vdupq_n_s32(mult_a), mb = vdupq_n_s32(mult_b);
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const int8x16_t va = vld1q_s8(a + i), vb = vld1q_s8(b + i);
+    const int16x8_t a0 = vmovl_s8(vget_low_s8(va)), a1 = vmovl_high_s8(va);
+    const int16x8_t b0 = vmovl_s8(vget_low_s8(vb)), b1 = vmovl_high_s8(vb);
+    const int32x4_t av[4] = {vmovl_s16(vget_low_s16(a0)), vmovl_high_s16(a0),
+                             vmovl_s16(vget_low_s16(a1)), vmovl_high_s16(a1)};
+    const int32x4_t bv[4] = {vmovl_s16(vget_low_s16(b0)), vmovl_high_s16(b0),
+                             vmovl_s16(vget_low_s16(b1)), vmovl_high_s16(b1)};
+    int32x4_t o[4];
+    for (int q = 0; q < 4; q++) {
+      const int64x2_t lo = vmlal_s32(vmull_s32(vget_low_s32(av[q]), vget_low_s32(ma)),
+                                     vget_low_s32(bv[q]), vget_low_s32(mb));
+      const int64x2_t hi = vmlal_high_s32(vmull_high_s32(av[q], ma), bv[q], mb);
+      o[q] = round_narrow_s64(lo, hi, neg_shift);
+    }
+    vst1q_s8(y + i, narrow_s32x16(o[0], o[1], o[2], o[3]));
+  }
+  if (i < count) ek_s8_add_requant__scalar(count - i, a + i, b + i, mult_a, mult_b, shift, y + i);
+}
+
+void ek_s8_hardswish__neon(size_t count, const int8_t *x, int32_t r3, int32_t r6, int32_t mult,
+                           int shift, int8_t *y) {
+  const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  const int32x4_t v3 = vdupq_n_s32(r3), v6 = vdupq_n_s32(r6), zero = vdupq_n_s32(0);
+  const int32x4_t mv = vdupq_n_s32(mult);
+  /* x·t must fit int32: |x| <= 128, so r6 < 2^24 */
+  if (r6 >= (1 << 24) || r6 < 0 || r3 > (1 << 24) || r3 < -(1 << 24)) {
+    ek_s8_hardswish__scalar(count, x, r3, r6, mult, shift, y);
+    return;
+  }
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const int8x16_t v = vld1q_s8(x + i);
+    const int16x8_t h0 = vmovl_s8(vget_low_s8(v)), h1 = vmovl_high_s8(v);
+    const int32x4_t xv[4] = {vmovl_s16(vget_low_s16(h0)), vmovl_high_s16(h0),
+                             vmovl_s16(vget_low_s16(h1)), vmovl_high_s16(h1)};
+    int32x4_t o[4];
+    for (int q = 0; q < 4; q++) {
+      const int32x4_t t = vminq_s32(vmaxq_s32(vaddq_s32(xv[q], v3), zero), v6);
+      o[q] = requant_s32(vmulq_s32(xv[q], t), mv, neg_shift);
+    }
+    vst1q_s8(y + i, narrow_s32x16(o[0], o[1], o[2], o[3]));
+  }
+  if (i < count) ek_s8_hardswish__scalar(count - i, x + i, r3, r6, mult, shift, y + i);
+}
+
+#endif /* __aarch64__ && __ARM_NEON */
