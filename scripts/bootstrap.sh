@@ -10,9 +10,11 @@ VENV="$root/.venv"
 EXTRAS="${EDGEKIT_EXTRAS:-torch,onnx,tflite,executorch,coreml,dev}"
 
 # Debian packages the tests rely on (installed only when missing): sshd for the loopback device
-# tests, adb for the adb command layer, chromium to render HTML reports headless, and the real
-# Fashion-MNIST data set for accuracy work.
-APT_PACKAGES=(git openssh-client openssh-server adb chromium dataset-fashion-mnist)
+# tests, adb for the adb command layer, chromium to render HTML reports headless, the real
+# Fashion-MNIST data set for accuracy work, a C compiler for the kernel library, and the aarch64
+# cross toolchain + qemu-user for the ARM kernels (kernels_arm/), llvm for llvm-mca.
+APT_PACKAGES=(git openssh-client openssh-server adb chromium dataset-fashion-mnist gcc make
+              gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user llvm-14)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -34,7 +36,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.edgekit-installed"
-want="$(sha256sum pyproject.toml | cut -c1-16)-$EXTRAS"
+# the install compiles the host kernel library: its sources are part of the stamp
+want="$(cat pyproject.toml setup.py kernels_arm/include/* kernels_arm/src/* | sha256sum | cut -c1-16)-$EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing edgekit[$EXTRAS] into .venv (first time: a few minutes)"
   # pip's chatter (absent local index folders, setuptools notices) goes to a log shown on failure.

@@ -153,7 +153,7 @@ def cases(seed: int = 0) -> Iterator[Case]:
     # depthwise 3×3: stride 1/2, pad 0/1, widths around the 8-wide NEON step
     for c, h, w, s, p in [(3, 14, 14, 1, 1), (2, 7, 9, 2, 1), (5, 17, 31, 1, 1),
                           (2, 16, 40, 2, 1), (3, 5, 5, 1, 0), (2, 11, 37, 2, 0), (1, 3, 3, 1, 1),
-                          (2, 1, 1, 1, 1)]:
+                          (2, 1, 1, 1, 1), (1, 3, 4100, 1, 1)]:  # wider than NEON's line buffer
         yield dwconv(rng, c, h, w, s, p, note=f"{h}x{w} s{s} p{p}")
     yield dwconv(rng, 4, 12, 20, 1, 1, relu=True, note="ReLU")
     # Shiftmax: attention-like rows, all-equal rows, extremes, odd lengths, several scales
@@ -177,7 +177,7 @@ def cases(seed: int = 0) -> Iterator[Case]:
     # average pool, count_include_pad=False: EfficientFormer's 3×3/1/1 and others
     for c, h, w, k, s, p in [(3, 14, 14, 3, 1, 1), (2, 7, 21, 3, 1, 1), (2, 9, 9, 5, 1, 2),
                              (2, 8, 8, 2, 2, 0), (2, 9, 11, 3, 2, 1), (1, 1, 1, 3, 1, 1),
-                             (2, 6, 30, 3, 1, 0)]:
+                             (2, 6, 30, 3, 1, 0), (1, 4, 4100, 3, 1, 1)]:
         yield avgpool(rng, c, h, w, k, s, p, f"{h}x{w} k{k} s{s} p{p}")
     # residual add: realistic, ties, saturation, subtraction (negative multiplier)
     a, b = _s8(rng, 1000), _s8(rng, 1000)

@@ -125,49 +125,59 @@ void ek_s8_gemm_requant__neondot(size_t m, size_t k, size_t n, const int8_t *a,
 }
 #pragma GCC pop_options
 
-/* ---- depthwise 3×3: 8 outputs of a row per step, borders through the portable code ----- */
+/* ---- depthwise 3×3: rows copied into zero-padded line buffers, 8 outputs per step ------- */
 
-EK_INLINE int8_t dw_scalar(const int8_t *plane, long h, long w_in, long oy, long ox, int stride,
-                           int pad, const int8_t *taps, int32_t bias, int32_t mult, int shift,
-                           int32_t lo) {
-  int32_t acc = bias;
-  for (int ky = 0; ky < 3; ky++) {
-    const long iy = oy * stride - pad + ky;
-    if (iy < 0 || iy >= h) continue;
-    for (int kx = 0; kx < 3; kx++) {
-      const long ix = ox * stride - pad + kx;
-      if (ix >= 0 && ix < w_in) acc += (int32_t)plane[iy * w_in + ix] * taps[ky * 3 + kx];
-    }
+#define EK_MAX_ROW 4096 /* wider rows go through the portable kernel */
+
+/* Stores the first n (<= 8) lanes of q. */
+EK_INLINE void store_partial8(int8_t *dst, int8x8_t q, long n) {
+  if (n == 8) {
+    vst1_s8(dst, q);
+    return;
   }
-  return (int8_t)ek_clamp(ek_round_shift((int64_t)acc * mult, shift), lo, 127);
+  int8_t tmp[8];
+  vst1_s8(tmp, q);
+  for (long i = 0; i < n; i++) dst[i] = tmp[i];
+}
+
+/* dst[0..pad) = 0, dst[pad..pad+w) = src, zeros after (the loads' slack). */
+EK_INLINE void pad_row(int8_t *dst, const int8_t *src, long w, int pad, long slack) {
+  const int8x16_t zero = vdupq_n_s8(0);
+  for (long i = 0; i < w + pad + slack; i += 16) vst1q_s8(dst + i, zero);
+  long i = 0;
+  for (; i + 16 <= w; i += 16) vst1q_s8(dst + pad + i, vld1q_s8(src + i));
+  for (; i < w; i++) dst[pad + i] = src[i];
 }
 
 void ek_s8_dwconv3x3_requant__neon(size_t c, size_t h, size_t w_in, int stride, int pad,
                                    const int8_t *x, const int8_t *w, const int32_t *bias,
                                    const int32_t *mult, int shift, int32_t lo, int8_t *y) {
+  if (w_in > EK_MAX_ROW) {
+    ek_s8_dwconv3x3_requant__scalar(c, h, w_in, stride, pad, x, w, bias, mult, shift, lo, y);
+    return;
+  }
   const long H = (long)h, W = (long)w_in;
   const long oh = (H + 2 * pad - 3) / stride + 1, ow = (W + 2 * pad - 3) / stride + 1;
   const int64x2_t neg_shift = vdupq_n_s64(-shift);
   const int8x8_t lo8 = vdup_n_s8((int8_t)lo);
-  /* Outputs [ox_lo, ox_hi) read only columns inside the row with whole 8- (stride 1) or
-   * 16-byte (stride 2, de-interleaving loads) vectors. */
-  const long ox_lo = (pad + stride - 1) / stride;
-  const long span = stride == 1 ? 8 : 16; /* bytes one load reads from the first column */
+  /* loads reach padded column 2·(ow-1) + 2 + 15 <= W + 2·pad + 14 */
+  int8_t rows[3][EK_MAX_ROW + 48] __attribute__((aligned(16)));
   for (size_t ch = 0; ch < c; ch++) {
     const int8_t *plane = x + ch * h * w_in, *taps = w + ch * 9;
     const int32x4_t mv = vdupq_n_s32(mult[ch]), bv = vdupq_n_s32(bias[ch]);
     for (long oy = 0; oy < oh; oy++) {
+      int valid[3];
+      for (int ky = 0; ky < 3; ky++) {
+        const long iy = oy * stride - pad + ky;
+        valid[ky] = iy >= 0 && iy < H;
+        if (valid[ky]) pad_row(rows[ky], plane + iy * W, W, pad, 32);
+      }
       int8_t *out = y + (ch * oh + oy) * ow;
-      long ox = 0;
-      for (; ox < ox_lo && ox < ow; ox++)
-        out[ox] = dw_scalar(plane, H, W, oy, ox, stride, pad, taps, bias[ch], mult[ch], shift, lo);
-      /* a chunk's loads reach column ox·s - pad + 2 + span - 1: keep it inside the row */
-      for (; ox + 8 <= ow && ox * stride - pad + 2 + span <= W; ox += 8) {
+      for (long ox = 0; ox < ow; ox += 8) {
         int32x4_t acc_lo = bv, acc_hi = bv;
         for (int ky = 0; ky < 3; ky++) {
-          const long iy = oy * stride - pad + ky;
-          if (iy < 0 || iy >= H) continue;
-          const int8_t *src = plane + iy * W + ox * stride - pad;
+          if (!valid[ky]) continue;
+          const int8_t *src = rows[ky] + ox * stride;
           int16x8_t t0, t1, t2;
           if (stride == 1) {
             t0 = vmovl_s8(vld1_s8(src));
@@ -189,10 +199,8 @@ void ek_s8_dwconv3x3_requant__neon(size_t c, size_t h, size_t w_in, int stride, 
         }
         const int8x8_t q = narrow_s32x8(requant_s32(acc_lo, mv, neg_shift),
                                         requant_s32(acc_hi, mv, neg_shift));
-        vst1_s8(out + ox, vmax_s8(q, lo8));
+        store_partial8(out + ox, vmax_s8(q, lo8), ow - ox < 8 ? ow - ox : 8);
       }
-      for (; ox < ow; ox++)
-        out[ox] = dw_scalar(plane, H, W, oy, ox, stride, pad, taps, bias[ch], mult[ch], shift, lo);
     }
   }
 }
@@ -395,50 +403,56 @@ void ek_s8_ilayernorm__neon(size_t rows, size_t c, const int8_t *x, const int32_
   }
 }
 
-/* ---- average pool (count_include_pad=False multipliers per position) ----------------------- */
+/* ---- average pool: separable window sums (column sums over the valid rows, then k taps
+ * along the row) on a zero-padded int16 line; count_include_pad=False lives in the per-position
+ * multipliers. */
 
 void ek_s8_avgpool_requant__neon(size_t c, size_t h, size_t w_in, int kernel, int stride,
                                  int pad, const int8_t *x, const int32_t *mult, int shift,
                                  int8_t *y) {
   /* int16 window sums need kernel² · 128 < 2^15 */
-  if (stride != 1 || kernel > 15) {
+  if (stride != 1 || kernel > 15 || w_in > EK_MAX_ROW) {
     ek_s8_avgpool_requant__scalar(c, h, w_in, kernel, stride, pad, x, mult, shift, y);
     return;
   }
   const long H = (long)h, W = (long)w_in;
   const long oh = H + 2 * pad - kernel + 1, ow = W + 2 * pad - kernel + 1;
   const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  /* column sums at padded positions 0 .. ow + kernel - 1 + 8 (slack for the last chunk) */
+  int16_t cols[EK_MAX_ROW + 64] __attribute__((aligned(16)));
+  const long span = ow + kernel + 8;
   for (size_t ch = 0; ch < c; ch++) {
     const int8_t *plane = x + ch * h * w_in;
     for (long oy = 0; oy < oh; oy++) {
+      for (long i = 0; i < span; i += 8) vst1q_s16(cols + i, vdupq_n_s16(0));
+      const long y0 = oy - pad < 0 ? 0 : oy - pad;
+      const long y1 = oy - pad + kernel > H ? H : oy - pad + kernel;
+      long i = 0;
+      for (; i + 8 <= W; i += 8) {
+        int16x8_t sum = vdupq_n_s16(0);
+        for (long iy = y0; iy < y1; iy++) sum = vaddw_s8(sum, vld1_s8(plane + iy * W + i));
+        vst1q_s16(cols + pad + i, sum);
+      }
+      for (; i < W; i++) {
+        int16_t sum = 0;
+        for (long iy = y0; iy < y1; iy++) sum += plane[iy * W + i];
+        cols[pad + i] = sum;
+      }
       int8_t *out = y + (ch * oh + oy) * ow;
       const int32_t *mrow = mult + oy * ow;
-      long ox = 0;
-      for (; ox < ow; ox++) {
-        if (ox >= pad && ox - pad + kernel - 1 + 8 <= W && ox + 8 <= ow) {
-          int16x8_t total = vdupq_n_s16(0);
-          for (int ky = 0; ky < kernel; ky++) {
-            const long iy = oy - pad + ky;
-            if (iy < 0 || iy >= H) continue;
-            const int8_t *src = plane + iy * W + ox - pad;
-            for (int kx = 0; kx < kernel; kx++) total = vaddw_s8(total, vld1_s8(src + kx));
-          }
-          const int32x4_t r0 = requant_s32(vmovl_s16(vget_low_s16(total)), vld1q_s32(mrow + ox), neg_shift);
-          const int32x4_t r1 = requant_s32(vmovl_high_s16(total), vld1q_s32(mrow + ox + 4), neg_shift);
-          vst1_s8(out + ox, narrow_s32x8(r0, r1));
-          ox += 7;
-          continue;
+      for (long ox = 0; ox < ow; ox += 8) {
+        int16x8_t total = vld1q_s16(cols + ox);
+        for (int kx = 1; kx < kernel; kx++) total = vaddq_s16(total, vld1q_s16(cols + ox + kx));
+        const long n = ow - ox < 8 ? ow - ox : 8;
+        int32_t tail[8];
+        const int32_t *mu = mrow + ox;
+        if (n < 8) { /* the last chunk: do not read past the multipliers */
+          for (long q = 0; q < 8; q++) tail[q] = mrow[ox + (q < n ? q : 0)];
+          mu = tail;
         }
-        int32_t total = 0;
-        for (int ky = 0; ky < kernel; ky++) {
-          const long iy = oy - pad + ky;
-          if (iy < 0 || iy >= H) continue;
-          for (int kx = 0; kx < kernel; kx++) {
-            const long ix = ox - pad + kx;
-            if (ix >= 0 && ix < W) total += plane[iy * W + ix];
-          }
-        }
-        out[ox] = (int8_t)ek_clamp(ek_round_shift((int64_t)total * mrow[ox], shift), -128, 127);
+        const int32x4_t r0 = requant_s32(vmovl_s16(vget_low_s16(total)), vld1q_s32(mu), neg_shift);
+        const int32x4_t r1 = requant_s32(vmovl_high_s16(total), vld1q_s32(mu + 4), neg_shift);
+        store_partial8(out + ox, narrow_s32x8(r0, r1), n);
       }
     }
   }

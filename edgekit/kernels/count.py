@@ -1,0 +1,214 @@
+"""Exact instructions per call of every kernel path, from qemu-aarch64's own logs, and llvm-mca
+cycle estimates — no ARM hardware, no TCG plugins (Debian's qemu ships none).
+
+One run of `ek_bench --once` under `qemu-aarch64 -cpu max -d in_asm,exec,nochain` calls each
+kernel once at fixed LeViT-128S-like shapes. The log, read through a FIFO so nothing large hits
+the disk, gives every translated block's instructions (in_asm) and every execution of a block
+(exec; `nochain` makes qemu log each one). A kernel's count is Σ executions × block length over
+the blocks inside its symbol's address range (`nm -S`): start-up, argv and input set-up fall
+outside. Kernels inline their helpers and call nothing (no libc), so the range is the kernel.
+
+llvm-mca then estimates cycles for Cortex-A55 and Cortex-A76: each block's steady-state cycles
+per iteration (its instructions from the same log) × its execution count, summed, divided by the
+kernel's elements. Optimistic by construction (L1 hits, perfect branch prediction).
+
+    python -m edgekit.kernels.count --bench kernels_arm/build/a64/ek_bench   # one JSON line
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The fixed shapes (LeViT-128S stage 1: 14×14 = 196 tokens of width 128, 4 heads, MLP 2×;
+# depthwise/pool at the same 128×14×14). Elements: MACs for GEMM and depthwise, outputs else.
+COUNT_SHAPES: dict[str, tuple[str, int]] = {
+    "s8_gemm_requant": ("m=196 k=128 n=256", 196 * 128 * 256),
+    "s8_dwconv3x3_requant": ("c=128 h=14 w_in=14 stride=1 pad=1", 128 * 14 * 14 * 9),
+    "s8_shiftmax": ("rows=784 len=196", 784 * 196),
+    "s8_shiftgelu": ("count=50176", 50176),
+    "s8_ilayernorm": ("rows=196 c=128", 196 * 128),
+    "s8_avgpool_requant": ("c=128 h=14 w_in=14 kernel=3 stride=1 pad=1", 128 * 14 * 14),
+    "s8_add_requant": ("count=25088", 25088),
+    "s8_hardswish": ("count=50176", 50176),
+}
+MCA_CPUS = ("cortex-a55", "cortex-a76")
+_INSN = re.compile(r"^0x([0-9a-f]+):\s+[0-9a-f]{8}\s+(.*)$")
+_BRANCH = re.compile(r"^(b|bl|b\.\w+|cbz|cbnz|tbz|tbnz)\s")
+
+
+@dataclass
+class Block:
+    pc: int
+    insns: list[str]
+    executions: int = 0
+
+
+@dataclass
+class Trace:
+    """Per-block executions of one qemu run (a block retranslated at the same pc keeps the
+    executions of each translation with that translation's length)."""
+    blocks: list[Block] = field(default_factory=list)
+
+    def in_range(self, lo: int, hi: int) -> list[Block]:
+        return [b for b in self.blocks if lo <= b.pc < hi and b.executions]
+
+
+def parse_log(lines: object) -> Trace:
+    trace = Trace()
+    current: dict[int, Block] = {}
+    pending: list[str] | None = None
+    pending_pc = 0
+    for line in lines:  # type: ignore[attr-defined]
+        if line.startswith("Trace "):
+            pc = int(line.split("/", 2)[1], 16)
+            block = current.get(pc)
+            if block is not None:
+                block.executions += 1
+            continue
+        if line.startswith("IN:"):
+            pending, pending_pc = [], -1
+            continue
+        if pending is not None:
+            m = _INSN.match(line)
+            if m:
+                if pending_pc < 0:
+                    pending_pc = int(m.group(1), 16)
+                pending.append(m.group(2).strip())
+            elif not line.strip() and pending:
+                block = Block(pending_pc, pending)
+                current[pending_pc] = block
+                trace.blocks.append(block)
+                pending = None
+    return trace
+
+
+def symbols(binary: Path, nm: str = "aarch64-linux-gnu-nm") -> dict[str, tuple[int, int]]:
+    """ek_* kernel symbols → (start, end)."""
+    out = subprocess.run([nm, "-S", "--defined-only", str(binary)], capture_output=True,
+                         text=True, check=True).stdout
+    syms = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3].startswith("ek_") and "__" in parts[3]:
+            start, size = int(parts[0], 16), int(parts[1], 16)
+            syms[parts[3]] = (start, start + size)
+    return syms
+
+
+def run_logged(cmd: list[str], qemu: str, cpu: str = "max") -> Trace:
+    """Run an aarch64 command under qemu with block logging into a FIFO; parse as it streams."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fifo = Path(tmp) / "qemu.log"
+        os.mkfifo(fifo)
+        result: dict[str, Trace] = {}
+
+        def reader() -> None:
+            with open(fifo, errors="replace") as f:
+                result["trace"] = parse_log(f)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        proc = subprocess.run([qemu, "-cpu", cpu, "-d", "in_asm,exec,nochain", "-D", str(fifo),
+                               *cmd], capture_output=True, text=True)
+        if proc.returncode != 0:
+            open(fifo, "w").close()  # unblock the reader if qemu never opened the log
+        thread.join()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed under {qemu}: {proc.stderr[-500:]}")
+        return result["trace"]
+
+
+def _mca_source(insns: list[str]) -> str:
+    """A block's instructions as llvm-mca input: branch targets become a local label."""
+    lines = [".Ltarget:"]
+    for insn in insns:
+        if _BRANCH.match(insn):
+            head, _, _ = insn.rpartition("#0x")
+            insn = head.rstrip() + " .Ltarget" if head else insn
+        lines.append(insn)
+    return "\n".join(lines) + "\n"
+
+
+def mca_cycles(blocks: list[Block], cpu: str, mca: str) -> float | None:
+    """Σ executions × steady-state cycles per iteration of each block (one llvm-mca run with a
+    region per block)."""
+    if not blocks:
+        return None
+    src = []
+    for i, b in enumerate(blocks):
+        src.append(f"# LLVM-MCA-BEGIN b{i}\n{_mca_source(b.insns)}# LLVM-MCA-END b{i}\n")
+    proc = subprocess.run([mca, "-mtriple=aarch64", f"-mcpu={cpu}",
+                           "-mattr=+dotprod,+i8mm,+fullfp16", "-iterations=100",
+                           "-all-stats=false", "-instruction-info=false", "-resource-pressure=false"],
+                          input="".join(src), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"llvm-mca failed: {proc.stderr[-400:]}")
+    totals = [int(x) for x in re.findall(r"Total Cycles:\s+(\d+)", proc.stdout)]
+    iters = [int(x) for x in re.findall(r"Iterations:\s+(\d+)", proc.stdout)]
+    if len(totals) != len(blocks):
+        raise RuntimeError(f"llvm-mca returned {len(totals)} regions for {len(blocks)} blocks")
+    return sum(b.executions * t / it for b, t, it in zip(blocks, totals, iters, strict=True))
+
+
+def count(bench: Path, qemu: str = "qemu-aarch64", nm: str = "aarch64-linux-gnu-nm",
+          mca: str | None = "llvm-mca-14", shapes: dict[str, tuple[str, int]] | None = None
+          ) -> dict[str, dict[str, object]]:
+    """{op: {path: instructions per call, ..., "elements": N, "mca_cycles_per_element":
+    {cpu: {path: c}}}} at `shapes` (default COUNT_SHAPES)."""
+    shapes = shapes or COUNT_SHAPES
+    syms = symbols(bench, nm)
+    with tempfile.NamedTemporaryFile("w", suffix=".shapes", delete=False) as f:
+        for op, (text, _) in shapes.items():
+            f.write(f"{op} {text}\n")
+        shapes_file = f.name
+    try:
+        trace = run_logged([str(bench), shapes_file, "--once"], qemu)
+    finally:
+        os.unlink(shapes_file)
+    out: dict[str, dict[str, object]] = defaultdict(dict)
+    for name, (lo, hi) in sorted(syms.items(), key=lambda kv: kv[1]):
+        op, path = name[len("ek_"):].split("__", 1)
+        if op not in shapes:
+            continue
+        blocks = trace.in_range(lo, hi)
+        if not blocks:
+            continue  # not run: this CPU lacks its ISA, or not compiled in
+        out[op][path] = sum(b.executions * len(b.insns) for b in blocks)
+        if mca:
+            per = out[op].setdefault("mca_cycles_per_element", {})
+            assert isinstance(per, dict)
+            for cpu in MCA_CPUS:
+                cycles = mca_cycles(blocks, cpu, mca)
+                per.setdefault(cpu, {})[path] = round(cycles / shapes[op][1], 3) if cycles else None
+    for op in out:
+        out[op]["elements"] = shapes[op][1]
+        out[op]["shape"] = shapes[op][0]
+    return dict(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="instructions per kernel call under qemu")
+    parser.add_argument("--bench", type=Path, required=True, help="static aarch64 ek_bench")
+    parser.add_argument("--qemu", default="qemu-aarch64")
+    parser.add_argument("--nm", default="aarch64-linux-gnu-nm")
+    parser.add_argument("--mca", default="llvm-mca-14", help="llvm-mca binary ('' to skip)")
+    args = parser.parse_args()
+    try:
+        result = count(args.bench, args.qemu, args.nm, args.mca or None)
+    except (RuntimeError, FileNotFoundError, subprocess.CalledProcessError) as exc:
+        sys.exit(f"count: {exc}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The integer-only IR's ops on the C kernels: `run(op, env)` computes what `op.reference(env)`
+does, through the kernel, or returns None when no kernel covers the op or its parameters (the
+caller then runs the reference). `shape_line(op, env)` is the op's kernel shape for ek_bench.
+
+`graph.run_reference(..., kernels=True)` uses this as its fast path; tests check both agree bit
+for bit on whole models.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgekit import kernels as ek
+from edgekit.intonly import graph as ig
+
+Env = dict[str, np.ndarray]
+INT32 = 2**31
+
+
+def _fits32(*values: Any) -> bool:
+    return all(np.abs(np.asarray(v, dtype=np.int64)).max(initial=0) < INT32 for v in values)
+
+
+def _is_dw3x3(op: ig.Conv2d) -> bool:
+    cout, cpg, kh, kw = op.weight.shape
+    return (op.groups == cout and cpg == 1 and (kh, kw) == (3, 3) and op.stride[0] == op.stride[1]
+            and op.stride[0] in (1, 2) and op.padding[0] == op.padding[1]
+            and op.padding[0] in (0, 1))
+
+
+def _linear(op: ig.Linear, env: Env, path: str | None) -> np.ndarray | None:
+    if not _fits32(op.bias, op.mult) or env[op.input].shape[-1] != op.weight.shape[1]:
+        return None
+    return ek.s8_gemm_requant(env[op.input], op.weight, op.bias, op.mult, op.shift, op.relu,
+                              path=path)
+
+
+def _conv(op: ig.Conv2d, env: Env, path: str | None) -> np.ndarray | None:
+    if not _is_dw3x3(op) or not _fits32(op.bias, op.mult):
+        return None
+    x = env[op.input]
+    return np.stack([ek.s8_dwconv3x3_requant(img, op.weight, op.bias, op.mult, op.shift,
+                                             op.stride[0], op.padding[0], op.relu, path=path)
+                     for img in x])
+
+
+def _shiftmax(op: ig.Shiftmax, env: Env, path: str | None) -> np.ndarray | None:
+    if op.out_bits > 8:
+        return None
+    return ek.s8_shiftmax(env[op.input], op.scale, op.n, op.out_bits, path=path)
+
+
+def _shiftgelu(op: ig.ShiftGelu, env: Env, path: str | None) -> np.ndarray | None:
+    if not _fits32(op.mult):
+        return None
+    return ek.s8_shiftgelu(env[op.input], op.scale, op.mult, op.shift, op.n, op.sig_bits,
+                           op.alpha, path=path)
+
+
+def _layernorm(op: ig.LayerNorm, env: Env, path: str | None) -> np.ndarray | None:
+    if np.abs(op.gamma_mult).max(initial=0) >= 2**24:
+        return None
+    return ek.s8_ilayernorm(env[op.input], op.gamma_mult, op.beta, op.shift, path=path)
+
+
+def _avgpool(op: ig.AvgPool, env: Env, path: str | None) -> np.ndarray | None:
+    if not _fits32(op.mult):
+        return None
+    return np.stack([ek.s8_avgpool_requant(img, op.kernel, op.stride, op.padding, op.mult,
+                                           op.shift, path=path) for img in env[op.input]])
+
+
+def _add(op: ig.Add, env: Env, path: str | None) -> np.ndarray | None:
+    a, b = env[op.a], env[op.b]
+    if a.shape != b.shape or not _fits32(op.mult_a, op.mult_b):
+        return None
+    return ek.s8_add_requant(a, b, op.mult_a, op.mult_b, op.shift, path=path)
+
+
+def _hardswish(op: ig.Hardswish, env: Env, path: str | None) -> np.ndarray | None:
+    if not _fits32(op.r3, op.r6, op.mult):
+        return None
+    return ek.s8_hardswish(env[op.input], op.r3, op.r6, op.mult, op.shift, path=path)
+
+
+RUNNERS: dict[type, tuple[str, Callable[[Any, Env, str | None], np.ndarray | None]]] = {
+    ig.Linear: ("s8_gemm_requant", _linear),
+    ig.Conv2d: ("s8_dwconv3x3_requant", _conv),
+    ig.Shiftmax: ("s8_shiftmax", _shiftmax),
+    ig.ShiftGelu: ("s8_shiftgelu", _shiftgelu),
+    ig.LayerNorm: ("s8_ilayernorm", _layernorm),
+    ig.AvgPool: ("s8_avgpool_requant", _avgpool),
+    ig.Add: ("s8_add_requant", _add),
+    ig.Hardswish: ("s8_hardswish", _hardswish),
+}
+
+
+def kernel_op(op: ig.IntOp) -> str | None:
+    entry = RUNNERS.get(type(op))
+    return entry[0] if entry else None
+
+
+def run(op: ig.IntOp, env: Env, path: str | None = None) -> np.ndarray | None:
+    """op.reference(env) through its kernel (int64 like the reference), or None."""
+    entry = RUNNERS.get(type(op))
+    if entry is None:
+        return None
+    out = entry[1](op, env, path)
+    return None if out is None else out.astype(np.int64)
+
+
+def shape_line(op: ig.IntOp, env: Env) -> str | None:
+    """The ek_bench shape of `op` on the inputs in `env` ("m=196 k=128 n=256"), or None."""
+    if isinstance(op, ig.Linear):
+        x = env[op.input]
+        return f"m={x.size // x.shape[-1]} k={x.shape[-1]} n={op.weight.shape[0]}" \
+               + (" relu=1" if op.relu else "")
+    if isinstance(op, ig.Conv2d) and _is_dw3x3(op):
+        n, c, h, w = env[op.input].shape
+        return f"c={n * c} h={h} w_in={w} stride={op.stride[0]} pad={op.padding[0]}"
+    if isinstance(op, ig.Shiftmax):
+        x = env[op.input]
+        return f"rows={x.size // x.shape[-1]} len={x.shape[-1]} x0={ek.shift_exp_x0(op.scale)}"
+    if isinstance(op, ig.ShiftGelu):
+        return f"count={env[op.input].size} x0={ek.shift_exp_x0(op.scale * op.alpha)}"
+    if isinstance(op, ig.LayerNorm):
+        x = env[op.input]
+        return f"rows={x.size // x.shape[-1]} c={x.shape[-1]}"
+    if isinstance(op, ig.AvgPool):
+        n, c, h, w = env[op.input].shape
+        return f"c={n * c} h={h} w_in={w} kernel={op.kernel} stride={op.stride} pad={op.padding}"
+    if isinstance(op, (ig.Add, ig.Hardswish)):
+        return f"count={env[op.output].size}"
+    return None
+
+
+def kernel_shapes(graph: ig.IntGraph, x: np.ndarray) -> list[dict[str, Any]]:
+    """Distinct (kernel op, shape) of a graph on input x, with how many ops use each, in first-use
+    order: what ek_bench times for an int-only artifact."""
+    env: Env = {graph.input: np.asarray(x, dtype=np.float32)}
+    seen: Counter[tuple[str, str]] = Counter()
+    for op in graph.ops:
+        env[op.output] = op.reference(env)
+        name, line = kernel_op(op), shape_line(op, env)
+        if name and line:
+            seen[(name, line)] += 1
+    return [{"op": name, "shape": line, "calls": n} for (name, line), n in seen.items()]

@@ -1,0 +1,18 @@
+"""Builds the host kernel library (kernels_arm/src) into the package as
+edgekit/kernels/_ek_kernels*.so: a plain C shared library loaded with ctypes
+(edgekit.kernels), compiled at install time, never on first use."""
+
+from setuptools import Extension, setup
+
+KERNELS = "kernels_arm"
+
+setup(ext_modules=[Extension(
+    "edgekit.kernels._ek_kernels",
+    sources=[f"{KERNELS}/src/{name}.c" for name in ("ek_scalar", "ek_autovec", "ek_neon",
+                                                    "ek_dispatch")],
+    include_dirs=[f"{KERNELS}/include", f"{KERNELS}/src"],
+    depends=[f"{KERNELS}/include/ek_kernels.h", f"{KERNELS}/src/ek_common.h",
+             f"{KERNELS}/src/ek_portable.inc"],
+    extra_compile_args=["-O3", "-std=c11"],
+    py_limited_api=False,
+)])
