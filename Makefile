@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 MODEL ?= efficientformer_l1
 OUT ?= artifacts
 
-.PHONY: setup run test test-all lint bench train-fmnist clean
+.PHONY: setup run test test-all lint bench count train-fmnist clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -30,6 +30,11 @@ bench: setup
 	cd bench && ../$(PY) int8_accuracy.py --update-readme
 	cd bench && ../$(PY) int8_speed.py --update-readme
 	cd bench && ../$(PY) int_only.py --update-readme
+	cd bench && ../$(PY) kernels.py --update-readme
+
+# Instructions per call of every ARM kernel path, from qemu-aarch64's logs (one JSON line)
+count: setup
+	@$(MAKE) -s -C kernels_arm count PYTHON=$(abspath $(PY))
 
 # Retrain the Fashion-MNIST small configs (checkpoints ship in models/fmnist/; seeded)
 train-fmnist: setup

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import small_tmpfs, tiny_artifact  # noqa: F401 - shared fixtures
+from tests.conftest import int_only_artifact, small_tmpfs, tiny_artifact  # noqa: F401 - shared
 
 SSHD = "/usr/sbin/sshd"
 

@@ -160,3 +160,22 @@ def test_native_tool_over_ssh(ssh_device, tmp_path):
                        native=str(tool))
     assert row["status"] == "ok" and row["device"] == ssh_device.url
     assert row["iterations"] == 15 and row["median_ms"] > 0
+
+
+def test_bench_kernels_over_ssh_pushes_ek_bench_and_cleans_up(ssh_device, int_only_artifact):
+    """`edgekit bench --kernels` on the loopback device: ek_bench picked by `uname -m`, copied
+    with the artifact's shapes, run in a private temp dir that is gone afterwards."""
+    subprocess.run(["make", "-C", str(Path(__file__).resolve().parents[1] / "kernels_arm"),
+                    f"PYTHON={PY}", "bench"], check=True, capture_output=True, timeout=600)
+    before = set(Path("/tmp").glob("edgekit.*"))
+    proc = subprocess.run([sys.executable, "-m", "edgekit.cli", "bench", str(int_only_artifact),
+                           "--kernels", "--kernel-paths", "scalar,autovec", "--runs", "3",
+                           "--min-seconds", "0", "--json", *ssh_device.cli_args()],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout)
+    assert rows and all(r["status"] == "ok" and r["device"] == ssh_device.url for r in rows)
+    assert {r["path"] for r in rows} == {"scalar", "autovec"}
+    assert all(r["validated"] is True for r in rows if r["path"] == "autovec")
+    assert all(r["fingerprint"]["machine"] == "x86_64" for r in rows)
+    assert set(Path("/tmp").glob("edgekit.*")) <= before  # remote temp dir removed

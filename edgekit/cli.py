@@ -441,12 +441,22 @@ def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
 @click.option("--native", default=None,
               help="Drive a native benchmark tool at this path on the device instead of the "
                    "agent (benchmark_litert_model[.py]).")
+@click.option("--kernels", is_flag=True,
+              help="Time the integer-only C kernels (kernels_arm/ek_bench) at an int-only "
+                   "artifact's shapes instead of the model; --device may also be qemu://CPU "
+                   "(an ARM correctness smoke test, never a speed).")
+@click.option("--kernel-paths", default=None,
+              help="With --kernels: only these paths, e.g. scalar,neon,neondot.")
+@click.option("--pin-cpu", type=int, default=None, help="With --kernels: pin ek_bench to a core.")
+@click.option("--ek-bench", "ek_bench", type=click.Path(path_type=Path), default=None,
+              help="With --kernels: this ek_bench binary instead of kernels_arm/build's.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results JSON.")
 @click.option("--json", "as_json", is_flag=True)
 def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup: int, runs: int,
           min_seconds: float, rounds: int, timeout: float, retries: int, compare: bool,
           identity: Path | None, known_hosts: Path | None, remote_tmp: str, device_python: str,
-          native: str | None, out: Path | None, as_json: bool) -> None:
+          native: str | None, kernels: bool, kernel_paths: str | None, pin_cpu: int | None,
+          ek_bench: Path | None, out: Path | None, as_json: bool) -> None:
     """Latency of artifacts on the host or a device, through the edgekit agent."""
     from edgekit.bench.collectors import BenchConfig, BenchFailed
     from edgekit.bench.run import run_bench, write_results
@@ -455,9 +465,16 @@ def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup:
                       rounds=rounds, timeout=timeout, retries=retries, python=device_python)
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
         step(f"benchmarking {len(artifacts)} artifact(s) on {device}")
-        rows = run_bench(list(artifacts), device=device, cfg=cfg, compare=compare,
-                         identity=identity, known_hosts=known_hosts, remote_tmp=remote_tmp,
-                         native=native)
+        if kernels:
+            from edgekit.bench.kernels import run_kernel_bench
+
+            rows = run_kernel_bench(list(artifacts), device, cfg, pin_cpu=pin_cpu,
+                                    kernel_paths=kernel_paths, ek_bench=ek_bench, identity=identity,
+                                    known_hosts=known_hosts, remote_tmp=remote_tmp)
+        else:
+            rows = run_bench(list(artifacts), device=device, cfg=cfg, compare=compare,
+                             identity=identity, known_hosts=known_hosts, remote_tmp=remote_tmp,
+                             native=native)
     if out:
         write_results(rows, out)
     if as_json:
@@ -468,7 +485,8 @@ def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup:
                 click.echo(f"{r['artifact']}: FAILED: {r['error']}")
                 continue
             flags = [f for f, ok in (("unstable", r["stable"]), ("implausible", r["plausible"]),
-                                     ("outputs wrong", r["validated"])) if ok is False]
+                                     ("outputs wrong", r["validated"])) if ok is False] \
+                + (["emulated: not a speed"] if r.get("emulated") else [])
             ratio = f"  ×{r['ratio_vs_first']:.2f}" if "ratio_vs_first" in r else ""
             click.echo(f"{r['artifact']}: median {_fmt(r['median_ms'], '.3f')} ms  "
                        f"p90 {_fmt(r['p90_ms'], '.3f')}  p99 {_fmt(r['p99_ms'], '.3f')}  "

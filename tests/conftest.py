@@ -29,6 +29,17 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return outcome.artifact.path
 
 
+@pytest.fixture(scope="session")
+def int_only_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An integer-only ONNX artifact of the trained Fashion-MNIST LeViT (its manifest lists the
+    kernel shapes `edgekit bench --kernels` times)."""
+    from edgekit.pipeline import ExportRequest, export_model
+
+    (o,) = export_model(ExportRequest(model="fmnist_levit", formats=("onnx",), quant="int-only",
+                                      out=tmp_path_factory.mktemp("int-only")))
+    return o.artifact.path
+
+
 REAL_MODELS = ("efficientformer_l1", "levit_128s")
 ALL_FORMATS = ("onnx", "tflite", "executorch", "coreml")
 

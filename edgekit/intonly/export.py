@@ -43,6 +43,7 @@ def export_onnx(model: Any, example: Any, calib: np.ndarray, options: ExportOpti
 
     from edgekit.intonly.convert import convert
     from edgekit.intonly.graph import float_violations, to_onnx
+    from edgekit.kernels.intops import kernel_shapes
 
     candidates = RANGE_CANDIDATES if holdout is not None and len(holdout) else (None,)
     reference = None
@@ -90,6 +91,9 @@ def export_onnx(model: Any, example: Any, calib: np.ndarray, options: ExportOpti
                  "integer_only": True,
                  # rebuild the same integer graph: convert(..., percentile=this)
                  "activation_percentile": percentile,
-                 "holdout_cosine": tried, "int_ops": dict(Counter(
+                 "holdout_cosine": tried,
+                 # what `edgekit bench --kernels` times: (kernel op, shape, ops using it)
+                 "kernel_shapes": kernel_shapes(graph, example.numpy()),
+                 "int_ops": dict(Counter(
                      type(op).__name__ for op in graph.ops).most_common()),
                  "ops": dict(Counter(n.op_type for n in proto.graph.node).most_common())})

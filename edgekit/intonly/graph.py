@@ -567,11 +567,13 @@ def run_reference(graph: IntGraph, x: np.ndarray, kernels: bool = False) -> np.n
     """The graph on x by the reference; kernels=True runs the ops the C kernels cover through
     them (edgekit.kernels, bit-exact with the reference and much faster)."""
     env: Env = {graph.input: np.asarray(x, dtype=np.float32)}
-    run = None
+    fast: Any = None
     if kernels:
-        from edgekit.kernels.intops import run
+        from edgekit.kernels import intops
+
+        fast = intops.run
     for op in graph.ops:
-        out = run(op, env) if run is not None else None
+        out = fast(op, env) if fast is not None else None
         env[op.output] = op.reference(env) if out is None else out
     return env[graph.output]
 

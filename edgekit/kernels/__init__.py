@@ -160,8 +160,8 @@ def _fn(op: str, path: str | None, argtypes: list[Any]) -> Any:
     return ctypes.CFUNCTYPE(None, *argtypes)(select(op, path).fn)
 
 
-S, I, P = ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p
-I32, I64 = ctypes.c_int32, ctypes.c_int64
+S, INT, P = ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p
+I32 = ctypes.c_int32
 
 
 def _addr(arr: np.ndarray) -> int:
@@ -183,7 +183,7 @@ def s8_gemm_requant(a: Any, w: Any, bias: Any, mult: Any, shift: int, relu: bool
     lead = a8.shape[:-1]
     m = int(np.prod(lead, dtype=np.int64))
     y = np.empty((m, n), dtype=np.int8)
-    _fn("s8_gemm_requant", path, [S, S, S, P, P, P, P, I, I32, P])(
+    _fn("s8_gemm_requant", path, [S, S, S, P, P, P, P, INT, I32, P])(
         m, k, n, _addr(a8), _addr(w8), _addr(b32), _addr(m32), _shift(shift),
         0 if relu else -128, _addr(y))
     return y.reshape(*lead, n)
@@ -210,7 +210,7 @@ def s8_dwconv3x3_requant(x: Any, w: Any, bias: Any, mult: Any, shift: int, strid
     if oh < 1 or ow < 1:
         raise UsageError(f"input {h}×{wd} is smaller than the 3×3 window")
     y = np.empty((c, oh, ow), dtype=np.int8)
-    _fn("s8_dwconv3x3_requant", path, [S, S, S, I, I, P, P, P, P, I, I32, P])(
+    _fn("s8_dwconv3x3_requant", path, [S, S, S, INT, INT, P, P, P, P, INT, I32, P])(
         c, h, wd, stride, pad, _addr(x8), _addr(w8), _addr(b32), _addr(m32), _shift(shift),
         0 if relu else -128, _addr(y))
     return y[None] if batched else y
@@ -227,7 +227,7 @@ def s8_shiftmax(x: Any, scale: float, n: int = 15, out_bits: int = 8, path: str 
     rows = x8.size // max(length, 1)
     y = np.empty(x8.shape, dtype=np.uint8)
     scratch = np.empty(max(length, 1), dtype=np.int32)
-    _fn("s8_shiftmax", path, [S, S, P, I32, I, I, P, P])(
+    _fn("s8_shiftmax", path, [S, S, P, I32, INT, INT, P, P])(
         rows, length, _addr(x8), shift_exp_x0(scale), n, out_bits, _addr(scratch), _addr(y))
     return y
 
@@ -239,10 +239,10 @@ def s8_shiftgelu(x: Any, scale: float, mult: int, shift: int, n: int = 15, sig_b
 
     x8 = _array(x, np.int8, "x")
     if not 1 <= sig_bits <= 8 or not 0 <= n <= 15:
-        raise UsageError(f"shiftgelu needs 1 <= sig_bits <= 8 and 0 <= n <= 15")
+        raise UsageError("shiftgelu needs 1 <= sig_bits <= 8 and 0 <= n <= 15")
     y = np.empty(x8.shape, dtype=np.int8)
     x0 = shift_exp_x0(scale * (GELU_ALPHA if alpha is None else alpha))
-    _fn("s8_shiftgelu", path, [S, P, I32, I, I, I32, I, P])(
+    _fn("s8_shiftgelu", path, [S, P, I32, INT, INT, I32, INT, P])(
         x8.size, _addr(x8), x0, n, sig_bits, _scalar32(mult, "mult"), _shift(shift), _addr(y))
     return y
 
@@ -257,7 +257,7 @@ def s8_ilayernorm(x: Any, gamma_mult: Any, beta: Any, shift: int, path: str | No
     g32 = _array(np.broadcast_to(gamma_mult, (c,)), np.int32, "gamma_mult", -(2**24), 2**24 - 1)
     b64 = _array(np.broadcast_to(beta, (c,)), np.int64, "beta", -(2**62), 2**62)
     y = np.empty(x8.shape, dtype=np.int8)
-    _fn("s8_ilayernorm", path, [S, S, P, P, P, I, P])(
+    _fn("s8_ilayernorm", path, [S, S, P, P, P, INT, P])(
         x8.size // max(c, 1), c, _addr(x8), _addr(g32), _addr(b64), _shift(shift), _addr(y))
     return y
 
@@ -277,7 +277,7 @@ def s8_avgpool_requant(x: Any, kernel: int, stride: int, pad: int, mult: Any, sh
         raise UsageError(f"bad pool: kernel {kernel}, stride {stride}, pad {pad} on {h}×{wd}")
     m32 = _array(np.asarray(mult).reshape(oh, ow), np.int32, "mult")
     y = np.empty((c, oh, ow), dtype=np.int8)
-    _fn("s8_avgpool_requant", path, [S, S, S, I, I, I, P, P, I, P])(
+    _fn("s8_avgpool_requant", path, [S, S, S, INT, INT, INT, P, P, INT, P])(
         c, h, wd, kernel, stride, pad, _addr(x8), _addr(m32), _shift(shift), _addr(y))
     return y[None] if batched else y
 
@@ -290,7 +290,7 @@ def s8_add_requant(a: Any, b: Any, mult_a: int, mult_b: int, shift: int,
         raise UsageError(f"add shapes differ: {a8.shape} vs {b8.shape}",
                          hint="broadcast in the caller; the kernel adds equal shapes")
     y = np.empty(a8.shape, dtype=np.int8)
-    _fn("s8_add_requant", path, [S, P, P, I32, I32, I, P])(
+    _fn("s8_add_requant", path, [S, P, P, I32, I32, INT, P])(
         a8.size, _addr(a8), _addr(b8), _scalar32(mult_a, "mult_a"), _scalar32(mult_b, "mult_b"),
         _shift(shift), _addr(y))
     return y
@@ -301,7 +301,7 @@ def s8_hardswish(x: Any, r3: int, r6: int, mult: int, shift: int, path: str | No
     """graph.Hardswish: t = clamp(x + r3, 0, r6); clamp(round(x·t · mult / 2^shift))."""
     x8 = _array(x, np.int8, "x")
     y = np.empty(x8.shape, dtype=np.int8)
-    _fn("s8_hardswish", path, [S, P, I32, I32, I32, I, P])(
+    _fn("s8_hardswish", path, [S, P, I32, I32, I32, INT, P])(
         x8.size, _addr(x8), _scalar32(r3, "r3"), _scalar32(r6, "r6"), _scalar32(mult, "mult"),
         _shift(shift), _addr(y))
     return y

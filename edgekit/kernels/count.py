@@ -28,6 +28,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # The fixed shapes (LeViT-128S stage 1: 14×14 = 196 tokens of width 128, 4 heads, MLP 2×;
 # depthwise/pool at the same 128×14×14). Elements: MACs for GEMM and depthwise, outputs else.
@@ -149,7 +150,8 @@ def mca_cycles(blocks: list[Block], cpu: str, mca: str) -> float | None:
         src.append(f"# LLVM-MCA-BEGIN b{i}\n{_mca_source(b.insns)}# LLVM-MCA-END b{i}\n")
     proc = subprocess.run([mca, "-mtriple=aarch64", f"-mcpu={cpu}",
                            "-mattr=+dotprod,+i8mm,+fullfp16", "-iterations=100",
-                           "-all-stats=false", "-instruction-info=false", "-resource-pressure=false"],
+                           "-all-stats=false", "-instruction-info=false",
+                           "-resource-pressure=false"],
                           input="".join(src), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"llvm-mca failed: {proc.stderr[-400:]}")
@@ -162,9 +164,9 @@ def mca_cycles(blocks: list[Block], cpu: str, mca: str) -> float | None:
 
 def count(bench: Path, qemu: str = "qemu-aarch64", nm: str = "aarch64-linux-gnu-nm",
           mca: str | None = "llvm-mca-14", shapes: dict[str, tuple[str, int]] | None = None
-          ) -> dict[str, dict[str, object]]:
-    """{op: {path: instructions per call, ..., "elements": N, "mca_cycles_per_element":
-    {cpu: {path: c}}}} at `shapes` (default COUNT_SHAPES)."""
+          ) -> dict[str, Any]:
+    """{op: {path: instructions per call}} for every kernel run, plus "shapes" ({op: {shape,
+    elements}}) and, with llvm-mca, "llvm_mca_cycles_per_element" ({op: {cpu: {path: c}}})."""
     shapes = shapes or COUNT_SHAPES
     syms = symbols(bench, nm)
     with tempfile.NamedTemporaryFile("w", suffix=".shapes", delete=False) as f:
@@ -175,7 +177,8 @@ def count(bench: Path, qemu: str = "qemu-aarch64", nm: str = "aarch64-linux-gnu-
         trace = run_logged([str(bench), shapes_file, "--once"], qemu)
     finally:
         os.unlink(shapes_file)
-    out: dict[str, dict[str, object]] = defaultdict(dict)
+    instructions: dict[str, dict[str, int]] = defaultdict(dict)
+    cycles: dict[str, dict[str, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
     for name, (lo, hi) in sorted(syms.items(), key=lambda kv: kv[1]):
         op, path = name[len("ek_"):].split("__", 1)
         if op not in shapes:
@@ -183,17 +186,17 @@ def count(bench: Path, qemu: str = "qemu-aarch64", nm: str = "aarch64-linux-gnu-
         blocks = trace.in_range(lo, hi)
         if not blocks:
             continue  # not run: this CPU lacks its ISA, or not compiled in
-        out[op][path] = sum(b.executions * len(b.insns) for b in blocks)
-        if mca:
-            per = out[op].setdefault("mca_cycles_per_element", {})
-            assert isinstance(per, dict)
-            for cpu in MCA_CPUS:
-                cycles = mca_cycles(blocks, cpu, mca)
-                per.setdefault(cpu, {})[path] = round(cycles / shapes[op][1], 3) if cycles else None
-    for op in out:
-        out[op]["elements"] = shapes[op][1]
-        out[op]["shape"] = shapes[op][0]
-    return dict(out)
+        instructions[op][path] = sum(b.executions * len(b.insns) for b in blocks)
+        for cpu in MCA_CPUS if mca else ():
+            total = mca_cycles(blocks, cpu, mca or "")
+            cycles[op][cpu][path] = round(total / shapes[op][1], 3) if total else None
+    out: dict[str, Any] = {op: dict(paths) for op, paths in instructions.items()}
+    out["shapes"] = {op: {"shape": shapes[op][0], "elements": shapes[op][1]}
+                     for op in instructions}
+    if mca:
+        out["llvm_mca_cycles_per_element"] = {op: {c: dict(p) for c, p in per.items()}
+                                              for op, per in cycles.items()}
+    return out
 
 
 def main() -> None:

@@ -181,8 +181,8 @@ def cases(seed: int = 0) -> Iterator[Case]:
         yield avgpool(rng, c, h, w, k, s, p, f"{h}x{w} k{k} s{s} p{p}")
     # residual add: realistic, ties, saturation, subtraction (negative multiplier)
     a, b = _s8(rng, 1000), _s8(rng, 1000)
-    yield add(a, b, *map(int, ig.channel_dyadic(np.array([0.6, 0.8]))[0]),
-              ig.channel_dyadic(np.array([0.6, 0.8]))[1], "realistic")
+    (ma, mb), shift = ig.channel_dyadic(np.array([0.6, 0.8]))
+    yield add(a, b, int(ma), int(mb), shift, "realistic")
     yield add(every_s8, every_s8[::-1].copy(), 1, 1, 1, "ties")
     yield add(every_s8, every_s8, 2**30, 2**30, 29, "saturation")
     yield add(a[:37], b[:37], 3 << 20, -(5 << 19), 22, "subtraction, odd count")

@@ -100,8 +100,11 @@ RUNNERS: dict[type, tuple[str, Callable[[Any, Env, str | None], np.ndarray | Non
 
 
 def kernel_op(op: ig.IntOp) -> str | None:
+    """The kernel op covering this IR op's kind and structure (convolutions: depthwise 3×3)."""
     entry = RUNNERS.get(type(op))
-    return entry[0] if entry else None
+    if entry is None or (isinstance(op, ig.Conv2d) and not _is_dw3x3(op)):
+        return None
+    return entry[0]
 
 
 def run(op: ig.IntOp, env: Env, path: str | None = None) -> np.ndarray | None:

@@ -54,7 +54,8 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
                          f"| | | | {r.get('error', '')[:120]} |")
             continue
         flags = [f for f, ok in (("unstable", r["stable"]), ("implausible", r["plausible"]))
-                 if ok is False] + (["native tool"] if r.get("native") else [])
+                 if ok is False] + (["native tool"] if r.get("native") else []) \
+            + (["emulated (qemu): not a speed"] if r.get("emulated") else [])
         ratio = f" (×{r['ratio_vs_first']:.2f})" if "ratio_vs_first" in r else ""
         outputs = {True: "ok", False: "WRONG", None: "not checked"}[r["validated"]]
         lines.append(
