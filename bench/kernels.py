@@ -118,9 +118,9 @@ def render(res: dict[str, Any]) -> str:
         "(`make count`), at LeViT-128S-like shapes; ratio = scalar ÷ path. Cycles per element: "
         "llvm-mca 14 over the same executed blocks (optimistic: L1 hits). Elements are MACs for "
         "the GEMM and depthwise conv, outputs otherwise.", "",
-        "| kernel | shape | scalar | autovec | NEON | NEON dotprod | A55 cyc/elem scalar → best "
-        "| A76 cyc/elem scalar → best |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        "| kernel | shape | scalar | autovec | NEON | NEON dotprod | NEON i8mm | A55 cyc/elem "
+        "scalar → best | A76 cyc/elem scalar → best |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for op, label in LABELS.items():
         r = arm[op]
         s = r["scalar"]
@@ -129,10 +129,10 @@ def render(res: dict[str, Any]) -> str:
         def cell(path: str, r: dict[str, Any] = r, s: int = s) -> str:
             return f"{r[path] / 1e6:.2f} M ({s / r[path]:.1f}×)" if path in r else "—"
 
-        best = "neondot" if "neondot" in r else "neon"
+        best = "neondot" if "neondot" in r else "neon"  # A55/A76 have dotprod, not i8mm
         mca = arm["llvm_mca_cycles_per_element"][op]
         lines.append(f"| {label} | `{shape}` | {s / 1e6:.2f} M | {cell('autovec')} | "
-                     f"{cell('neon')} | {cell('neondot')} | "
+                     f"{cell('neon')} | {cell('neondot')} | {cell('i8mm')} | "
                      + " | ".join(f"{mca[c]['scalar']:.2f} → {mca[c][best]:.2f}"
                                   for c in MCA_CPUS) + " |")
     hc, hm = res["host_instructions"], res["host_ms"]

@@ -143,7 +143,8 @@ def cases(seed: int = 0) -> Iterator[Case]:
     # GEMM: LeViT-like, odd sizes, ReLU, saturation both ways, exact ties (mult 1, shift 1:
     # every odd accumulator is a .5 tie, positive and negative)
     yield gemm(rng, 16, 128, 64, note="LeViT-like")
-    for m, k, n in [(1, 1, 1), (5, 19, 7), (3, 16, 5), (7, 33, 9), (4, 48, 4), (9, 200, 13)]:
+    for m, k, n in [(1, 1, 1), (5, 19, 7), (3, 16, 5), (7, 33, 9), (4, 48, 4), (9, 200, 13),
+                    (17, 72, 6), (2, 8200, 3)]:  # 8-row blocks + tail; k past i8mm's panel
         yield gemm(rng, m, k, n, note="odd sizes")
     yield gemm(rng, 6, 40, 10, relu=True, note="ReLU")
     yield gemm(rng, 5, 64, 6, mult=np.full(6, 1), shift=1, note="ties")

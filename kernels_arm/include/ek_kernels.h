@@ -5,7 +5,8 @@
  *   autovec  the same C with the compiler's vectorizer on (what -O3 gives for free)
  *   neon     hand-written Advanced SIMD, armv8-a baseline (aarch64 only)
  *   neondot  armv8.2-a dot product (SDOT), chosen at run time when HWCAP_ASIMDDP is set
- *   i8mm     armv8.6-a int8 matrix multiply (SMMLA), chosen when HWCAP2_I8MM is set
+ *   i8mm     armv8.6-a int8 matrix multiply (SMMLA), chosen when HWCAP2_I8MM is set (and
+ *            dotprod, which every i8mm core has: its fallback for k > 8192)
  *
  * Rounding everywhere is the reference's: round(v / 2^c) = (v + 2^(c-1)) >> c with an
  * arithmetic shift (round half up), then saturation to the output range.
@@ -90,6 +91,7 @@ enum { EK_ISA_NONE = 0, EK_ISA_NEON = 1, EK_ISA_DOT = 2, EK_ISA_I8MM = 4 };
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #define EK_NEON_KERNELS(X) \
   X(s8_gemm_requant, neon, EK_ISA_NEON) X(s8_gemm_requant, neondot, EK_ISA_NEON | EK_ISA_DOT) \
+  X(s8_gemm_requant, i8mm, EK_ISA_NEON | EK_ISA_DOT | EK_ISA_I8MM) \
   X(s8_dwconv3x3_requant, neon, EK_ISA_NEON) X(s8_shiftmax, neon, EK_ISA_NEON) \
   X(s8_shiftgelu, neon, EK_ISA_NEON) X(s8_ilayernorm, neon, EK_ISA_NEON) \
   X(s8_avgpool_requant, neon, EK_ISA_NEON) X(s8_add_requant, neon, EK_ISA_NEON) \

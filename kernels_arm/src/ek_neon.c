@@ -37,12 +37,20 @@ EK_INLINE int32x4_t reduce4(int32x4_t c0, int32x4_t c1, int32x4_t c2, int32x4_t 
 
 EK_INLINE void store_block_row(int8_t *dst, int32x4_t sums, const int32_t *bias,
                                const int32_t *mult, size_t nc, int64x2_t neg_shift, int8x8_t lo) {
-  int32_t b[4] = {0, 0, 0, 0}, mu[4] = {0, 0, 0, 0};
-  for (size_t q = 0; q < 4; q++) { /* a fixed-size copy: no call to memcpy */
-    b[q] = bias[q < nc ? q : 0];
-    mu[q] = mult[q < nc ? q : 0];
+  int32x4_t b, mu;
+  if (nc == 4) {
+    b = vld1q_s32(bias);
+    mu = vld1q_s32(mult);
+  } else { /* an edge block: do not read past the per-channel arrays */
+    int32_t bt[4], mt[4];
+    for (size_t q = 0; q < 4; q++) {
+      bt[q] = bias[q < nc ? q : 0];
+      mt[q] = mult[q < nc ? q : 0];
+    }
+    b = vld1q_s32(bt);
+    mu = vld1q_s32(mt);
   }
-  const int32x4_t r = requant_s32(vaddq_s32(sums, vld1q_s32(b)), vld1q_s32(mu), neg_shift);
+  const int32x4_t r = requant_s32(vaddq_s32(sums, b), mu, neg_shift);
   const int8x8_t q = vmax_s8(narrow_s32x8(r, r), lo);
   if (nc == 4) {
     vst1_lane_s32((int32_t *)(void *)dst, vreinterpret_s32_s8(q), 0);
@@ -122,6 +130,73 @@ void ek_s8_gemm_requant__neondot(size_t m, size_t k, size_t n, const int8_t *a,
                                  const int8_t *w, const int32_t *bias, const int32_t *mult,
                                  int shift, int32_t lo, int8_t *y) {
   EK_GEMM_BODY(EK_DOT16_DOT)
+}
+#pragma GCC pop_options
+
+/* armv8.6-a int8 matrix multiply: SMMLA multiplies a 2×8 by an 8×2 int8 block into a 2×2
+ * int32 block (32 products per instruction, twice SDOT's). 8×4 output blocks: the 4 weight
+ * columns are packed once per panel into column pairs interleaved every 8 k (no zips in the
+ * inner loop), the 8 input rows are paired with ZIP1/ZIP2. Chosen when HWCAP2_I8MM is set. */
+#define EK_I8MM_MAX_K 8192
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.6-a+i8mm")
+void ek_s8_gemm_requant__i8mm(size_t m, size_t k, size_t n, const int8_t *a, const int8_t *w,
+                              const int32_t *bias, const int32_t *mult, int shift, int32_t lo,
+                              int8_t *y) {
+  if (k > EK_I8MM_MAX_K) {
+    ek_s8_gemm_requant__neondot(m, k, n, a, w, bias, mult, shift, lo, y);
+    return;
+  }
+  const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  const int8x8_t lo8 = vdup_n_s8((int8_t)lo);
+  const size_t k16 = k & ~(size_t)15;
+  /* panel[0]: columns 0,1 as [w0[p..p+8), w1[p..p+8)] for p = 0, 8, …; panel[1]: columns 2,3 */
+  int8_t panel[2][2 * EK_I8MM_MAX_K] __attribute__((aligned(16)));
+  for (size_t j = 0; j < n; j += 4) {
+    const size_t nc = n - j < 4 ? n - j : 4;
+    const int8_t *wc[4];
+    for (size_t q = 0; q < 4; q++) wc[q] = w + (j + (q < nc ? q : nc - 1)) * k;
+    for (size_t p = 0; p < k16; p += 8) {
+      vst1q_s8(panel[0] + 2 * p, vcombine_s8(vld1_s8(wc[0] + p), vld1_s8(wc[1] + p)));
+      vst1q_s8(panel[1] + 2 * p, vcombine_s8(vld1_s8(wc[2] + p), vld1_s8(wc[3] + p)));
+    }
+    for (size_t i = 0; i < m; i += 8) {
+      const size_t mr = m - i < 8 ? m - i : 8;
+      const int8_t *ar[8];
+      for (size_t r = 0; r < 8; r++) ar[r] = a + (i + (r < mr ? r : mr - 1)) * k;
+      int32x4_t acc[4][2];
+      for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = vdupq_n_s32(0);
+      for (size_t p = 0; p < k16; p += 16) {
+        const int8x16_t w01a = vld1q_s8(panel[0] + 2 * p), w01b = vld1q_s8(panel[0] + 2 * p + 16);
+        const int8x16_t w23a = vld1q_s8(panel[1] + 2 * p), w23b = vld1q_s8(panel[1] + 2 * p + 16);
+        for (int r = 0; r < 4; r++) {
+          const int64x2_t r0 = vreinterpretq_s64_s8(vld1q_s8(ar[2 * r] + p));
+          const int64x2_t r1 = vreinterpretq_s64_s8(vld1q_s8(ar[2 * r + 1] + p));
+          const int8x16_t pa = vreinterpretq_s8_s64(vzip1q_s64(r0, r1)); /* k p..p+8 */
+          const int8x16_t pb = vreinterpretq_s8_s64(vzip2q_s64(r0, r1)); /* k p+8..p+16 */
+          acc[r][0] = vmmlaq_s32(vmmlaq_s32(acc[r][0], pa, w01a), pb, w01b);
+          acc[r][1] = vmmlaq_s32(vmmlaq_s32(acc[r][1], pa, w23a), pb, w23b);
+        }
+      }
+      for (int r = 0; r < 4; r++) {
+        /* acc[r][c] = [row 2r · col 2c, row 2r · col 2c+1, row 2r+1 · col 2c, row 2r+1 · col 2c+1] */
+        int32x4_t s0 = vcombine_s32(vget_low_s32(acc[r][0]), vget_low_s32(acc[r][1]));
+        int32x4_t s1 = vcombine_s32(vget_high_s32(acc[r][0]), vget_high_s32(acc[r][1]));
+        if (k16 < k) {
+          int32_t t[2][4] = {{0}};
+          for (int h = 0; h < 2; h++)
+            for (int q = 0; q < 4; q++)
+              for (size_t p = k16; p < k; p++) t[h][q] += (int32_t)ar[2 * r + h][p] * wc[q][p];
+          s0 = vaddq_s32(s0, vld1q_s32(t[0]));
+          s1 = vaddq_s32(s1, vld1q_s32(t[1]));
+        }
+        const size_t row = 2 * (size_t)r;
+        int8_t *yr = y + (i + row) * n + j;
+        if (row < mr) store_block_row(yr, s0, bias + j, mult + j, nc, neg_shift, lo8);
+        if (row + 1 < mr) store_block_row(yr + n, s1, bias + j, mult + j, nc, neg_shift, lo8);
+      }
+    }
+  }
 }
 #pragma GCC pop_options
 

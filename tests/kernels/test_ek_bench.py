@@ -64,12 +64,12 @@ def test_host_rows_follow_the_bench_schema(binaries, shapes):
 
 
 @pytest.mark.parametrize("cpu,paths", [("cortex-a53", {"scalar", "autovec", "neon"}),
-                                       ("max", {"scalar", "autovec", "neon", "neondot"})])
+                                       ("max", {"scalar", "autovec", "neon", "neondot", "i8mm"})])
 def test_arm_paths_agree_with_scalar_under_qemu(binaries, shapes, cpu, paths):
     rows = _rows(["qemu-aarch64", "-cpu", cpu, str(binaries["a64"]), str(shapes), *FAST])
     assert {r["path"] for r in rows} == paths
     gemm = {r["path"] for r in rows if r["op"] == "s8_gemm_requant"}
-    assert ("neondot" in gemm) == (cpu == "max")  # no dotprod on a53: not run, no SIGILL
+    assert ("neondot" in gemm) == ("i8mm" in gemm) == (cpu == "max")  # a53: not run, no SIGILL
     assert all(r["validated"] is True for r in rows if r["path"] != "scalar")
     assert all(r["fingerprint"]["machine"] == "aarch64" for r in rows)
 

@@ -65,8 +65,11 @@ def test_neon_paths_run_under_qemu_and_dispatch_follows_the_cpu(make_test):
     # Cortex-A53 lacks dotprod: the kernel is compiled in but not run, dispatch picks neon
     assert re.search(r"ek_s8_gemm_requant__neondot\s+not run", a53)
     assert "selected s8_gemm_requant: neon\n" in a53
-    assert all("selected s8_gemm_requant: neondot" in b for b in (a76, cpu_max))
-    assert re.search(r"ek_s8_gemm_requant__neondot\s+\d+ passed, 0 failed", a76)
+    assert "selected s8_gemm_requant: neondot" in a76  # dotprod, no i8mm
+    assert re.search(r"ek_s8_gemm_requant__i8mm\s+not run", a76)
+    assert "selected s8_gemm_requant: i8mm" in cpu_max
+    for path in ("neondot", "i8mm"):
+        assert re.search(rf"ek_s8_gemm_requant__{path}\s+\d+ passed, 0 failed", cpu_max)
 
 
 def test_dotprod_binary_on_cortex_a53_does_not_sigill(make_test):
