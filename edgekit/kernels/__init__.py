@@ -134,6 +134,18 @@ def _array(x: Any, dtype: type, what: str, lo: int | None = None, hi: int | None
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
+def _one_image(x: Any, what: str) -> tuple[np.ndarray, bool]:
+    """An int8 [c, h, w] image from [c, h, w] or [1, c, h, w]; whether it had the batch axis."""
+    x8 = _array(x, np.int8, "x")
+    if x8.ndim == 4:
+        if x8.shape[0] != 1:
+            raise UsageError(f"{what} runs one image at a time", hint="loop over the batch")
+        return x8[0], True
+    if x8.ndim != 3:
+        raise UsageError(f"{what} takes [c, h, w] or [1, c, h, w], got shape {x8.shape}")
+    return x8, False
+
+
 def _shift(shift: int) -> int:
     if not 0 <= int(shift) <= 62:
         raise UsageError(f"shift {shift} outside 0..62")
@@ -193,15 +205,9 @@ def s8_dwconv3x3_requant(x: Any, w: Any, bias: Any, mult: Any, shift: int, strid
                          pad: int = 1, relu: bool = False, path: str | None = None
                          ) -> np.ndarray:
     """graph.Conv2d with groups = channels and a 3×3 kernel; x [c, h, w] or [1, c, h, w]."""
-    x8 = _array(x, np.int8, "x")
-    batched = x8.ndim == 4
-    if batched:
-        if x8.shape[0] != 1:
-            raise UsageError("dwconv runs one image at a time", hint="loop over the batch")
-        x8 = x8[0]
-    if x8.ndim != 3 or stride not in (1, 2) or pad not in (0, 1):
-        raise UsageError(f"dwconv3x3 takes [c, h, w], stride 1|2, pad 0|1; got shape "
-                         f"{x8.shape}, stride {stride}, pad {pad}")
+    x8, batched = _one_image(x, "dwconv")
+    if stride not in (1, 2) or pad not in (0, 1):
+        raise UsageError(f"dwconv3x3 takes stride 1|2 and pad 0|1; got {stride}, {pad}")
     c, h, wd = x8.shape
     w8 = _array(np.asarray(w).reshape(c, 9), np.int8, "w")
     b32 = _array(np.broadcast_to(bias, (c,)), np.int32, "bias")
@@ -265,12 +271,7 @@ def s8_ilayernorm(x: Any, gamma_mult: Any, beta: Any, shift: int, path: str | No
 def s8_avgpool_requant(x: Any, kernel: int, stride: int, pad: int, mult: Any, shift: int,
                        path: str | None = None) -> np.ndarray:
     """graph.AvgPool (count_include_pad=False through per-position multipliers mult[oh, ow])."""
-    x8 = _array(x, np.int8, "x")
-    batched = x8.ndim == 4
-    if batched:
-        if x8.shape[0] != 1:
-            raise UsageError("avgpool runs one image at a time", hint="loop over the batch")
-        x8 = x8[0]
+    x8, batched = _one_image(x, "avgpool")
     c, h, wd = x8.shape
     oh, ow = (h + 2 * pad - kernel) // stride + 1, (wd + 2 * pad - kernel) // stride + 1
     if kernel < 1 or stride < 1 or pad < 0 or oh < 1 or ow < 1 or 2 * pad > kernel:

@@ -40,3 +40,10 @@ def test_bad_device_urls():
         collector_for("ssh://hostonly")
     with pytest.raises(UsageError):
         collector_for("ftp://x")
+
+
+def test_kernel_bench_without_a_device_is_a_clear_error(int_only_artifact):
+    from edgekit.bench.kernels import run_kernel_bench
+
+    with pytest.raises(DeviceError, match="'emulator-9999' is not attached"):
+        run_kernel_bench([int_only_artifact], "adb://emulator-9999", BenchConfig())
