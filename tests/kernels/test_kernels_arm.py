@@ -100,3 +100,16 @@ def test_scalar_reference_is_not_auto_vectorized(make_test):
     simd = re.compile(r"\bv\d+\.(16b|8h|4s|2d)\b")
     assert not any(simd.search(b) for n, b in bodies.items() if n.endswith("__scalar"))
     assert simd.search(bodies["ek_s8_gemm_requant__autovec"])  # the contrast: -O3 does vectorize
+
+
+def test_isa_mask_forces_a_fallback_on_a_capable_cpu(make_test):
+    """EK_ISA_MASK (documented in ek_kernels.h) masks CPU features: neon only on -cpu max."""
+    import os
+
+    proc = subprocess.run(["qemu-aarch64", "-cpu", "max", str(KERNELS / "build/a64/ek_test"),
+                           str(KERNELS / "build/golden.bin"), "masked"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "EK_ISA_MASK": "1"})
+    assert proc.returncode == 0, proc.stdout[-1000:]
+    assert "selected s8_gemm_requant: neon\n" in proc.stdout
+    assert re.search(r"ek_s8_gemm_requant__i8mm\s+not run", proc.stdout)
