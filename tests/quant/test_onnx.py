@@ -70,3 +70,27 @@ def test_auto_keeps_the_most_damaging_nodes_float_until_the_budget(fp32_onnx, tm
     names = {n.name for n in onnx.load(str(path)).graph.node}
     assert set(res.excluded_nodes) <= names
     assert np.isfinite(res.cosine_final)
+
+
+def test_reduce_range_only_where_u8s8_kernels_saturate(monkeypatch, tmp_path):
+    """7-bit weights only on x86 without VNNI (ORT's VPMADDUBSW path saturates); ARM is exact."""
+    import platform
+
+    from edgekit.quant import onnx as q
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert q.u8s8_saturates_here() is False
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    cpuinfo = tmp_path / "cpuinfo"
+    real_path = q.Path
+
+    def fake_path(p, *rest):
+        return cpuinfo if str(p) == "/proc/cpuinfo" else real_path(p, *rest)
+
+    monkeypatch.setattr(q, "Path", fake_path)
+    cpuinfo.write_text("flags : sse2 avx2 avx512f avx512_vnni\n")
+    assert q.u8s8_saturates_here() is False
+    cpuinfo.write_text("flags : sse2 avx2\n")
+    assert q.u8s8_saturates_here() is True
+    details = q.OrtQuantResult("fused", "percentile", reduce_range=True).details()
+    assert details["reduce_range"] is True and "7-bit" in details["weight_type"]
