@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from edgekit.errors import EdgekitError, ValidationFailed
+from edgekit.errors import EdgekitError, UsageError, ValidationFailed
 
 
 def _jsonable(obj: Any) -> Any:
@@ -467,6 +467,11 @@ def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup:
         step(f"benchmarking {len(artifacts)} artifact(s) on {device}")
         if kernels:
             from edgekit.bench.kernels import run_kernel_bench
+
+            if native or compare:
+                raise UsageError("--kernels times the C kernels with ek_bench; it does not "
+                                 f"combine with {'--native' if native else '--compare'}",
+                                 hint="drop one of the two options")
 
             rows = run_kernel_bench(list(artifacts), device, cfg, pin_cpu=pin_cpu,
                                     kernel_paths=kernel_paths, ek_bench=ek_bench, identity=identity,

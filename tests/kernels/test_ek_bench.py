@@ -114,3 +114,12 @@ def test_bench_kernels_refuses_artifacts_without_kernel_shapes(tiny_artifact):
     with pytest.raises(UsageError, match="no kernel shapes") as info:
         run_kernel_bench([tiny_artifact], "local", BenchConfig())
     assert "int-only" in (info.value.hint or "")
+
+
+def test_cli_kernels_refuses_native_and_compare(int_only_artifact):
+    from click.testing import CliRunner
+
+    from edgekit.cli import cli
+
+    res = CliRunner().invoke(cli, ["bench", str(int_only_artifact), "--kernels", "--compare"])
+    assert res.exit_code == 2 and "does not combine with --compare" in res.output
