@@ -140,7 +140,7 @@ def doctor(as_json: bool) -> None:
     if as_json:
         _emit_json(report)
         return
-    for section in ("exporters", "runtimes", "packages", "tools"):
+    for section in ("exporters", "runtimes", "packages", "tools", "kernels"):
         click.echo(f"{section}:")
         for row in report[section]:
             mark = "ok " if row["ok"] else "-- "

@@ -18,6 +18,7 @@ _PACKAGES = (("torch", "torch"), ("torchvision", "torch"), ("timm", "torch"),
 # Debian tools later stages use (ARM kernels, device tests, report rendering).
 _TOOLS = (("aarch64-linux-gnu-gcc", "apt-get install gcc-aarch64-linux-gnu"),
           ("qemu-aarch64", "apt-get install qemu-user"),
+          ("llvm-mca-14", "apt-get install llvm-14"),
           ("sshd", "apt-get install openssh-server"),
           ("adb", "apt-get install adb"),
           ("chromium", "apt-get install chromium"))
@@ -58,4 +59,20 @@ def diagnose() -> dict[str, list[dict[str, Any]]]:
                  "fix": f"pip install 'edgekit[{extra}]'"} for dist, extra in _PACKAGES]
     tools = [{"name": tool, "ok": shutil.which(tool) is not None, "version": None, "fix": fix}
              for tool, fix in _TOOLS]
-    return {"exporters": exporters, "runtimes": runtimes, "packages": packages, "tools": tools}
+    return {"exporters": exporters, "runtimes": runtimes, "packages": packages, "tools": tools,
+            "kernels": [_kernel_library()]}
+
+
+def _kernel_library() -> dict[str, Any]:
+    """The host build of kernels_arm/ (edgekit.kernels): built at install, never on first use."""
+    from edgekit import kernels
+    from edgekit.errors import EdgekitError
+
+    try:
+        info = kernels.build_info()
+        paths = sorted({k.path for k in kernels.kernels() if k.runs_here})
+        return {"name": "edgekit.kernels", "ok": True, "version": f"{info}; {', '.join(paths)}",
+                "fix": None}
+    except (EdgekitError, OSError) as exc:
+        return {"name": "edgekit.kernels", "ok": False, "version": None,
+                "fix": getattr(exc, "hint", None) or str(exc)}
