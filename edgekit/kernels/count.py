@@ -4,9 +4,12 @@ cycle estimates — no ARM hardware, no TCG plugins (Debian's qemu ships none).
 One run of `ek_bench --once` under `qemu-aarch64 -cpu max -d in_asm,exec,nochain` calls each
 kernel once at fixed LeViT-128S-like shapes. The log, read through a FIFO so nothing large hits
 the disk, gives every translated block's instructions (in_asm) and every execution of a block
-(exec; `nochain` makes qemu log each one). A kernel's count is Σ executions × block length over
-the blocks inside its symbol's address range (`nm -S`): start-up, argv and input set-up fall
-outside. Kernels inline their helpers and call nothing (no libc), so the range is the kernel.
+(exec; `nochain` makes qemu log each one). ek_bench executes a marker function before each
+call; a call's count is Σ executions × block length of the blocks inside the kernel symbols'
+address ranges (`nm -S`) up to the next mark — start-up, argv and input set-up fall outside, and
+a NEON kernel's scalar tail (a call into the scalar kernel) counts for the NEON call. Kernels
+inline their helpers and call no libc, so nothing escapes the ranges (a test disassembles them
+to check).
 
 llvm-mca then estimates cycles for Cortex-A55 and Cortex-A76: each block's steady-state cycles
 per iteration (its instructions from the same log) × its execution count, summed, divided by the
@@ -18,6 +21,7 @@ kernel's elements. Optimistic by construction (L1 hits, perfect branch predictio
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import re
@@ -25,7 +29,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,30 +56,53 @@ _BRANCH = re.compile(r"^(b|bl|b\.\w+|cbz|cbnz|tbz|tbnz)\s")
 class Block:
     pc: int
     insns: list[str]
-    executions: int = 0
+    executions: int = 0  # over the whole run
 
 
 @dataclass
 class Trace:
-    """Per-block executions of one qemu run (a block retranslated at the same pc keeps the
-    executions of each translation with that translation's length)."""
+    """Block executions of one qemu run. `segments[i]` counts, per block index, the executions
+    inside the kernel ranges after the i-th execution of the marker function (segment 0: before
+    any mark). A block retranslated at the same pc is a new block with its own length."""
     blocks: list[Block] = field(default_factory=list)
+    segments: list[Counter[int]] = field(default_factory=lambda: [Counter()])
 
     def in_range(self, lo: int, hi: int) -> list[Block]:
         return [b for b in self.blocks if lo <= b.pc < hi and b.executions]
 
 
-def parse_log(lines: object) -> Trace:
+class Ranges:
+    """Sorted, non-overlapping [lo, hi) address ranges with a fast membership test."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self._lo = [lo for lo, _ in sorted(ranges)]
+        self._hi = [hi for _, hi in sorted(ranges)]
+
+    def __contains__(self, pc: int) -> bool:
+        i = bisect.bisect_right(self._lo, pc) - 1
+        return i >= 0 and pc < self._hi[i]
+
+
+def parse_log(lines: Iterable[str], marker: tuple[int, int] | None = None,
+              kernels: Ranges | None = None) -> Trace:
+    """Parse `-d in_asm,exec,nochain` output. With `marker` and `kernels`, segment the kernel
+    block executions at each execution of the marker's block."""
     trace = Trace()
-    current: dict[int, Block] = {}
+    current: dict[int, int] = {}  # pc → index of its latest translation
+    in_kernels: dict[int, bool] = {}
     pending: list[str] | None = None
     pending_pc = 0
-    for line in lines:  # type: ignore[attr-defined]
+    for line in lines:
         if line.startswith("Trace "):
             pc = int(line.split("/", 2)[1], 16)
-            block = current.get(pc)
-            if block is not None:
-                block.executions += 1
+            index = current.get(pc)
+            if index is None:
+                continue
+            trace.blocks[index].executions += 1
+            if marker is not None and marker[0] <= pc < marker[1]:
+                trace.segments.append(Counter())
+            elif kernels is None or in_kernels[pc]:
+                trace.segments[-1][index] += 1
             continue
         if line.startswith("IN:"):
             pending, pending_pc = [], -1
@@ -86,28 +114,30 @@ def parse_log(lines: object) -> Trace:
                     pending_pc = int(m.group(1), 16)
                 pending.append(m.group(2).strip())
             elif not line.strip() and pending:
-                block = Block(pending_pc, pending)
-                current[pending_pc] = block
-                trace.blocks.append(block)
+                current[pending_pc] = len(trace.blocks)
+                in_kernels[pending_pc] = kernels is not None and pending_pc in kernels
+                trace.blocks.append(Block(pending_pc, pending))
                 pending = None
     return trace
 
 
 def symbols(binary: Path, nm: str = "aarch64-linux-gnu-nm") -> dict[str, tuple[int, int]]:
-    """ek_* kernel symbols → (start, end)."""
+    """Function symbols → (start, end)."""
     out = subprocess.run([nm, "-S", "--defined-only", str(binary)], capture_output=True,
                          text=True, check=True).stdout
     syms = {}
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) == 4 and parts[3].startswith("ek_") and "__" in parts[3]:
+        if len(parts) == 4 and parts[2] in "tT":
             start, size = int(parts[0], 16), int(parts[1], 16)
             syms[parts[3]] = (start, start + size)
     return syms
 
 
-def run_logged(cmd: list[str], qemu: str, cpu: str = "max") -> Trace:
-    """Run an aarch64 command under qemu with block logging into a FIFO; parse as it streams."""
+def run_logged(cmd: list[str], qemu: str, cpu: str = "max",
+               parse: Callable[[Iterable[str]], Trace] = parse_log) -> tuple[Trace, str]:
+    """Run an aarch64 command under qemu with block logging into a FIFO, parsed as it streams;
+    returns the trace and the command's stderr."""
     with tempfile.TemporaryDirectory() as tmp:
         fifo = Path(tmp) / "qemu.log"
         os.mkfifo(fifo)
@@ -115,7 +145,7 @@ def run_logged(cmd: list[str], qemu: str, cpu: str = "max") -> Trace:
 
         def reader() -> None:
             with open(fifo, errors="replace") as f:
-                result["trace"] = parse_log(f)
+                result["trace"] = parse(f)
 
         thread = threading.Thread(target=reader)
         thread.start()
@@ -126,7 +156,7 @@ def run_logged(cmd: list[str], qemu: str, cpu: str = "max") -> Trace:
         thread.join()
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed under {qemu}: {proc.stderr[-500:]}")
-        return result["trace"]
+        return result["trace"], proc.stderr
 
 
 def _mca_source(insns: list[str]) -> str:
@@ -140,13 +170,13 @@ def _mca_source(insns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def mca_cycles(blocks: list[Block], cpu: str, mca: str) -> float | None:
-    """Σ executions × steady-state cycles per iteration of each block (one llvm-mca run with a
-    region per block)."""
+def mca_cycles(blocks: list[tuple[Block, int]], cpu: str, mca: str) -> float | None:
+    """Σ executions × steady-state cycles per iteration of each (block, executions) (one
+    llvm-mca run with a region per block)."""
     if not blocks:
         return None
     src = []
-    for i, b in enumerate(blocks):
+    for i, (b, _) in enumerate(blocks):
         src.append(f"# LLVM-MCA-BEGIN b{i}\n{_mca_source(b.insns)}# LLVM-MCA-END b{i}\n")
     proc = subprocess.run([mca, "-mtriple=aarch64", f"-mcpu={cpu}",
                            "-mattr=+dotprod,+i8mm,+fullfp16", "-iterations=100",
@@ -159,36 +189,45 @@ def mca_cycles(blocks: list[Block], cpu: str, mca: str) -> float | None:
     iters = [int(x) for x in re.findall(r"Iterations:\s+(\d+)", proc.stdout)]
     if len(totals) != len(blocks):
         raise RuntimeError(f"llvm-mca returned {len(totals)} regions for {len(blocks)} blocks")
-    return sum(b.executions * t / it for b, t, it in zip(blocks, totals, iters, strict=True))
+    return sum(n * t / it for (_, n), t, it in zip(blocks, totals, iters, strict=True))
 
 
 def count(bench: Path, qemu: str = "qemu-aarch64", nm: str = "aarch64-linux-gnu-nm",
           mca: str | None = "llvm-mca-14", shapes: dict[str, tuple[str, int]] | None = None
           ) -> dict[str, Any]:
     """{op: {path: instructions per call}} for every kernel run, plus "shapes" ({op: {shape,
-    elements}}) and, with llvm-mca, "llvm_mca_cycles_per_element" ({op: {cpu: {path: c}}})."""
+    elements}}) and, with llvm-mca, "llvm_mca_cycles_per_element" ({op: {cpu: {path: c}}}).
+
+    A call's count is every instruction executed inside any kernel symbol between ek_bench's
+    mark before that call and the next one, so a NEON kernel's scalar tail (a call into the
+    scalar kernel) is charged to the NEON call."""
     shapes = shapes or COUNT_SHAPES
     syms = symbols(bench, nm)
+    if "ek_count_mark" not in syms:
+        raise RuntimeError(f"{bench} has no ek_count_mark: rebuild it (make -C kernels_arm bench)")
+    kernels = Ranges([r for name, r in syms.items()
+                      if name.startswith("ek_") and "__" in name])
     with tempfile.NamedTemporaryFile("w", suffix=".shapes", delete=False) as f:
         for op, (text, _) in shapes.items():
             f.write(f"{op} {text}\n")
         shapes_file = f.name
     try:
-        trace = run_logged([str(bench), shapes_file, "--once"], qemu)
+        trace, stderr = run_logged(
+            [str(bench), shapes_file, "--once"], qemu,
+            parse=lambda lines: parse_log(lines, syms["ek_count_mark"], kernels))
     finally:
         os.unlink(shapes_file)
+    calls = [line.split()[1] for line in stderr.splitlines() if line.startswith("ran ")]
+    if len(calls) != len(trace.segments) - 1:
+        raise RuntimeError(f"{len(calls)} kernel calls but {len(trace.segments) - 1} marks")
     instructions: dict[str, dict[str, int]] = defaultdict(dict)
     cycles: dict[str, dict[str, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
-    for name, (lo, hi) in sorted(syms.items(), key=lambda kv: kv[1]):
+    for name, segment in zip(calls, trace.segments[1:], strict=True):
         op, path = name[len("ek_"):].split("__", 1)
-        if op not in shapes:
-            continue
-        blocks = trace.in_range(lo, hi)
-        if not blocks:
-            continue  # not run: this CPU lacks its ISA, or not compiled in
-        instructions[op][path] = sum(b.executions * len(b.insns) for b in blocks)
+        executed = [(trace.blocks[i], n) for i, n in segment.items()]
+        instructions[op][path] = sum(len(b.insns) * n for b, n in executed)
         for cpu in MCA_CPUS if mca else ():
-            total = mca_cycles(blocks, cpu, mca or "")
+            total = mca_cycles(executed, cpu, mca or "")
             cycles[op][cpu][path] = round(total / shapes[op][1], 3) if total else None
     out: dict[str, Any] = {op: dict(paths) for op, paths in instructions.items()}
     out["shapes"] = {op: {"shape": shapes[op][0], "elements": shapes[op][1]}

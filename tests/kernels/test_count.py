@@ -62,3 +62,12 @@ def test_log_parser_counts_executions_times_block_length():
     blocks = trace.in_range(0x1000, 0x1010)
     assert sum(b.executions * len(b.insns) for b in blocks) == 2 * 2 + 1 * 1
     assert trace.in_range(0x2000, 0x3000) == []
+
+
+def test_a_fallback_call_is_charged_to_the_calling_kernel(bench):
+    """Shiftmax NEON hands scales it cannot divide exactly (|x0| < 2) to the scalar kernel: the
+    NEON call's count includes that work, and the scalar call's count does not."""
+    result = kc.count(bench, mca=None, shapes={"s8_shiftmax": ("rows=3 len=40 x0=-1", 120)})
+    sm = result["s8_shiftmax"]
+    assert sm["scalar"] > 1000
+    assert 0 <= sm["neon"] - sm["scalar"] < 40, sm  # the scalar work + the call

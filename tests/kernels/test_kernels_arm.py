@@ -113,3 +113,14 @@ def test_isa_mask_forces_a_fallback_on_a_capable_cpu(make_test):
     assert proc.returncode == 0, proc.stdout[-1000:]
     assert "selected s8_gemm_requant: neon\n" in proc.stdout
     assert re.search(r"ek_s8_gemm_requant__i8mm\s+not run", proc.stdout)
+
+
+def test_kernels_call_no_library_code(make_test):
+    """A kernel may tail-call another kernel (its fallback) but nothing else: memcpy/memset
+    would run outside the kernel's symbol, cost a call and escape the instruction counter."""
+    dis = _disassemble(KERNELS / "build/a64/ek_test")
+    bodies = re.findall(r"<(ek_\w+__\w+)>:\n(.*?)\n\n", dis, re.S)
+    assert len(bodies) >= 25
+    for name, body in bodies:
+        for target in re.findall(r"\b(?:bl|b)\s+[0-9a-f]+ <([\w.]+)(?:\+0x[0-9a-f]+)?>", body):
+            assert target == name or re.fullmatch(r"ek_\w+__\w+", target), (name, target)
