@@ -1,6 +1,6 @@
 """kernels_arm/: `make test` builds for the host and cross-builds for aarch64, then runs the
-golden-vector tests natively and under real qemu-aarch64 at four ISA levels; every level must
-report "N passed, 0 failed". A dotprod-carrying binary on a Cortex-A53 (no dotprod) must fall
+golden-vector tests natively and under real qemu-aarch64 at four ISA levels, plus sanitized
+builds (host ASan+UBSan, aarch64 UBSan); every level must report "N passed, 0 failed". A dotprod-carrying binary on a Cortex-A53 (no dotprod) must fall
 back to the armv8-a NEON path instead of dying with SIGILL."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 KERNELS = Path(__file__).resolve().parents[2] / "kernels_arm"
-LEVELS = ("host", "nosimd", "armv8-a", "dotprod", "i8mm")
+LEVELS = ("host", "nosimd", "armv8-a", "dotprod", "i8mm", "host-sanitized", "aarch64-ubsan")
 TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64", "aarch64-linux-gnu-nm", "make")
 
 
