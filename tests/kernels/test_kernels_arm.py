@@ -1,7 +1,8 @@
 """kernels_arm/: `make test` builds for the host and cross-builds for aarch64, then runs the
 golden-vector tests natively and under real qemu-aarch64 at four ISA levels, plus sanitized
-builds (host ASan+UBSan, aarch64 UBSan); every level must report "N passed, 0 failed". A dotprod-carrying binary on a Cortex-A53 (no dotprod) must fall
-back to the armv8-a NEON path instead of dying with SIGILL."""
+builds (host ASan+UBSan, aarch64 UBSan); every level must report "N passed, 0 failed". A
+dotprod-carrying binary on a Cortex-A53 (no dotprod) must fall back to the armv8-a NEON path
+instead of dying with SIGILL."""
 
 from __future__ import annotations
 
