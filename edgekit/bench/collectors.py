@@ -251,7 +251,7 @@ class SshCollector:
         return proc
 
     @contextlib.contextmanager
-    def _remote_dir(self, artifacts: list[Path], cfg: BenchConfig
+    def remote_dir_with(self, artifacts: list[Path], cfg: BenchConfig
                     ) -> Iterator[tuple[str, str | None]]:
         """A private remote temp dir holding the agent and artifacts as a0, a1, …; stale dirs
         of killed runs are removed by age first, this one on exit. Yields (dir, boot id)."""
@@ -286,7 +286,7 @@ class SshCollector:
                 pass  # unreachable now: removed by age on the next run
 
     def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
-        with self._remote_dir(artifacts, cfg) as (remote_dir, boot_before):
+        with self.remote_dir_with(artifacts, cfg) as (remote_dir, boot_before):
             return self._run_agent(artifacts, cfg, remote_dir, boot_before)
 
     def _run_agent(self, artifacts: list[Path], cfg: BenchConfig, remote_dir: str,
@@ -321,7 +321,7 @@ class SshCollector:
 
         driver = driver_for(tool)
         manifest = json.loads((art / "manifest.json").read_text())
-        with self._remote_dir([art], cfg) as (remote_dir, _):
+        with self.remote_dir_with([art], cfg) as (remote_dir, _):
             cmd = driver.command(tool, f"{remote_dir}/a0/{manifest['file']}", cfg, cfg.python)
             proc = subprocess.Popen(self._ssh() + [f"timeout -k 5 {int(cfg.timeout)} {cmd}"],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -393,9 +393,9 @@ class AdbCollector:
         if code != 0:
             raise DeviceError(f"cannot create {base} on {device}: {err.strip()}")
         try:
-            self._push(AGENT, f"{base}/agent.py")
+            self.push(AGENT, f"{base}/agent.py")
             for i, art in enumerate(artifacts):
-                self._push(art, f"{base}/a{i}")
+                self.push(art, f"{base}/a{i}")
             args = " ".join(shlex.quote(a) for a in cfg.agent_args(
                 [f"{base}/a{i}" for i in range(len(artifacts))]))
             code, out, err = self.shell(f"cd {base} && timeout {int(cfg.timeout)} "
@@ -405,7 +405,7 @@ class AdbCollector:
         finally:
             self.shell(f"rm -rf {base}", timeout=60)
 
-    def _push(self, src: Path, dst: str) -> None:
+    def push(self, src: Path, dst: str) -> None:
         proc = self._adb("push", str(src), dst, timeout=600)
         if proc.returncode != 0:
             raise DeviceError(f"adb push {src.name} failed: {proc.stderr.strip()[-200:]}",

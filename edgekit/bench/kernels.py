@@ -139,7 +139,7 @@ def measure_kernels(art: Artifact, device: str, cfg: BenchConfig, *, pin_cpu: in
             machine = collector.run("uname -m").stdout.decode()
             binary = ek_bench_for(machine, ek_bench)
             with _staged(binary, shapes) as tmp, \
-                    collector._remote_dir([Path(tmp)], cfg) as (remote_dir, _):
+                    collector.remote_dir_with([Path(tmp)], cfg) as (remote_dir, _):
                 where = shlex.quote(f"{remote_dir}/a0")
                 remote = (f"cd {where} && exec timeout -k 5 {int(cfg.timeout)} ./ek_bench "
                           f"shapes.txt {' '.join(shlex.quote(a) for a in args)}")
@@ -178,8 +178,8 @@ def _measure_adb(adb: AdbCollector, shapes: str, args: list[str], cfg: BenchConf
         raise DeviceError(f"cannot create {base} on adb://{serial}: {err.strip()}")
     try:
         with _staged(binary, shapes) as tmp:
-            adb._push(Path(tmp) / "ek_bench", f"{base}/ek_bench")
-            adb._push(Path(tmp) / "shapes.txt", f"{base}/shapes.txt")
+            adb.push(Path(tmp) / "ek_bench", f"{base}/ek_bench")
+            adb.push(Path(tmp) / "shapes.txt", f"{base}/shapes.txt")
         code, out, err = adb.shell(
             f"cd {base} && chmod 755 ek_bench && timeout {int(cfg.timeout)} ./ek_bench "
             f"shapes.txt {' '.join(shlex.quote(a) for a in args)}", timeout=cfg.timeout + 30)
