@@ -248,7 +248,7 @@ def _emit_shift_exp(b: GraphBuilder, x: str, scale: float, n: int) -> tuple[str,
     from onnx import TensorProto
 
     x = b.op("Sub", [b.op("Add", [x, b.shift_right(x, 1)]), b.shift_right(x, 4)], "log2e")
-    x0 = math.floor(-1.0 / scale)
+    x0 = ref.shift_exp_x0(scale)
     x = b.op("Max", [x, b.const(n * x0)], "clamp_n")
     q = b.op("Div", [b.op("Neg", [x]), b.const(-x0)], "q")  # both ≥ 0: trunc = floor
     r = b.op("Sub", [x, b.op("Mul", [q, b.const(x0)])], "r")

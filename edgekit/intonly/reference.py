@@ -68,6 +68,14 @@ def quantize(x: np.ndarray, scale: float, qmin: int = -128, qmax: int = 127) -> 
 
 # --- shift-exp (shared by Shiftmax and ShiftGELU) ----------------------------------------------
 
+def shift_exp_x0(scale: float) -> int:
+    """x0 = ⌊−1/scale⌋: the (negative) integer of −1.0 at `scale`, shift_exp's one parameter."""
+    x0 = math.floor(-1.0 / scale)
+    if x0 >= 0:
+        raise ValueError(f"scale {scale} too large for shift_exp (needs scale < 1)")
+    return x0
+
+
 def shift_exp(x: np.ndarray, scale: float, n: int = 15) -> tuple[np.ndarray, float]:
     """exp(x·scale) for x ≤ 0 as (int, scale·... ) ≈ 2^(x·scale·log2 e), I-ViT's ShiftExp.
 
@@ -79,9 +87,7 @@ def shift_exp(x: np.ndarray, scale: float, n: int = 15) -> tuple[np.ndarray, flo
     if (x > 0).any():
         raise ValueError("shift_exp expects x ≤ 0 (subtract the max first)")
     x = x + (x >> 1) - (x >> 4)
-    x0 = math.floor(-1.0 / scale)  # negative
-    if x0 >= 0:
-        raise ValueError(f"scale {scale} too large for shift_exp (needs scale < 1)")
+    x0 = shift_exp_x0(scale)
     x = np.maximum(x, n * x0)
     q = x // x0  # 0..n
     r = x - q * x0  # in (x0, 0]
@@ -122,7 +128,7 @@ def shift_gelu(x: np.ndarray, scale: float, n: int = 15, sig_bits: int = 8,
     x = _i64(x)
     sig_scale = scale * alpha
     e, _ = shift_exp(-np.abs(x), sig_scale, n)
-    x0 = math.floor(-1.0 / sig_scale)
+    x0 = shift_exp_x0(sig_scale)
     one = -x0 << n
     factor = INT32_MAX // (one + e)
     sig = (np.where(x >= 0, one, e) * factor) >> (32 - sig_bits)

@@ -159,12 +159,17 @@ def _scalar32(v: int, what: str) -> int:
 
 
 def shift_exp_x0(scale: float) -> int:
-    """The kernels' x0: the integer of −1.0 at `scale` (reference.shift_exp)."""
+    """The kernels' x0 (reference.shift_exp_x0), within the int32 lanes' range |x0| <= 2^15."""
+    from edgekit.intonly.reference import shift_exp_x0 as reference_x0
+
     if not (scale > 0 and math.isfinite(scale)):
         raise UsageError(f"scale must be positive and finite, got {scale}")
-    x0 = math.floor(-1.0 / scale)
-    if x0 >= 0 or x0 < -(2**15):
-        raise UsageError(f"scale {scale} outside shift_exp's range (2^-15 <= scale < 1)")
+    try:
+        x0 = reference_x0(scale)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if x0 < -(2**15):
+        raise UsageError(f"scale {scale} outside shift_exp's kernel range (scale >= 2^-15)")
     return x0
 
 

@@ -11,7 +11,6 @@ are not multiples of 16 (the NEON step), alongside LeViT-like shapes.
 from __future__ import annotations
 
 import argparse
-import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 
 from edgekit.intonly import graph as ig
 from edgekit.intonly import reference as ref
+from edgekit.kernels import shift_exp_x0
 
 MAGIC = b"EKGOLD01"
 DTYPE_CODES = {np.dtype(np.int8): 1, np.dtype(np.uint8): 2, np.dtype(np.int32): 3,
@@ -32,14 +32,6 @@ class Case:
     op: str
     arrays: dict[str, np.ndarray]  # kernel arguments (scalars as int64[1]) and the expected "y"
     note: str = ""
-
-
-def shift_exp_x0(scale: float) -> int:
-    """The kernels' x0 parameter: the integer of −1.0 at `scale` (reference.shift_exp)."""
-    x0 = math.floor(-1.0 / scale)
-    if x0 >= 0:
-        raise ValueError(f"scale {scale} too large for shift_exp (needs scale < 1)")
-    return x0
 
 
 def _ints(**scalars: int) -> dict[str, np.ndarray]:

@@ -18,11 +18,13 @@ from edgekit import kernels as ek
 from edgekit.intonly import graph as ig
 
 Env = dict[str, np.ndarray]
-INT32 = 2**31
 
 
 def _fits32(*values: Any) -> bool:
-    return all(np.abs(np.asarray(v, dtype=np.int64)).max(initial=0) < INT32 for v in values)
+    """Whether every value fits the kernels' int32 parameters (else the reference runs)."""
+    arrays = [np.asarray(v, dtype=np.int64) for v in values]
+    return all(ek.INT32[0] <= a.min(initial=0) and a.max(initial=0) <= ek.INT32[1]
+               for a in arrays)
 
 
 def _is_dw3x3(op: ig.Conv2d) -> bool:
