@@ -211,7 +211,7 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
            keep_float: str | None, int8_plan: str | None, int8_io: bool, finetune_steps: int,
            finetune_data: str | None, allow_mismatch: bool, as_json: bool) -> None:
     """Export MODEL (timm name or module:function) to device formats, validated."""
-    from edgekit.pipeline import ExportRequest, export_model, summarize
+    from edgekit.pipeline import ExportIncomplete, ExportRequest, export_model, summarize
     from edgekit.quant.config import QuantConfig
 
     quant_opts: dict[str, Any] = {k: v for k, v in {
@@ -226,13 +226,22 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
                         compute_precision=compute_precision,
                         deployment_target=deployment_target, quant_config=quant_config,
                         finetune_steps=finetune_steps, finetune_data=finetune_data)
+    incomplete: ExportIncomplete | None = None
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
-        outcomes = export_model(req, on_step=step)
+        try:
+            outcomes = export_model(req, on_step=step)
+        except ExportIncomplete as exc:  # the other formats were written: report them too
+            incomplete, outcomes = exc, exc.outcomes
     rows = [summarize(o) for o in outcomes]
+    failures = incomplete.failures if incomplete else {}
     if as_json:
+        rows += [{"format": fmt, "ok": False, "validated": False, "error": exc.to_dict()}
+                 for fmt, exc in failures.items()]
         _emit_json(rows if len(rows) > 1 else rows[0])
-    else:
+    elif rows:
         _print_summary(rows)
+    if incomplete is not None:
+        raise incomplete
     failed = [r for r in rows if not r["ok"]]
     if failed and not allow_mismatch:
         raise ValidationFailed(

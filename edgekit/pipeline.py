@@ -33,7 +33,7 @@ from edgekit.artifact import (
     sha256_path,
 )
 from edgekit.check import check_model
-from edgekit.errors import ExportError, UsageError
+from edgekit.errors import EdgekitError, ExportError, UsageError
 from edgekit.exporter import EXPORTERS, ExportOptions
 from edgekit.fsutil import atomic_directory, child_path, safe_component
 from edgekit.quant.config import QuantConfig
@@ -137,8 +137,6 @@ def _versions(extra: dict[str, str]) -> dict[str, str]:
 
 def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: None
                  ) -> list[ExportOutcome]:
-    import time
-
     import torch
 
     from edgekit.data import golden_inputs
@@ -169,109 +167,178 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
     passes = DeployPipeline(names).run(model, check, on_pass=lambda p: on_step(f"pass {p}"))
 
     flops = _count_flops(model, golden[: req.batch])
+    non_finite: list[dict[str, Any]] = []
+    if quant is not None:
+        non_finite = _check_finite(model, quant[1], on_step)
     quant_model, repq = model, None
     if quant is not None and quant[0].repq and req.quant == "int8":
         quant_model, repq = _repq(model, quant[1].samples, golden[: req.batch], on_step)
-    outcomes = []
+    outcomes: list[ExportOutcome] = []
+    failures: dict[str, EdgekitError] = {}
     for fmt in req.formats:
-        started = time.perf_counter()
-        exporter = EXPORTERS.get(fmt)()
-        runtime_name = DEFAULT_RUNTIME[fmt]
-        runtime_cls = RUNTIMES.get(runtime_name)
-        on_step(f"exporting {fmt}")
-        layout = req.layout if req.layout in LAYOUTS.get(fmt, ("nchw",)) else "nchw"
-        options = ExportOptions(opset=req.opset, layout=layout,
-                                compute_precision=req.compute_precision or (
-                                    "fp16" if req.quant == "int8" else req.quant),
-                                deployment_target=req.deployment_target)
-        on_step(f"checking {fmt} op support")
-        (support,) = check_model(model, golden[: req.batch], (fmt,))
-        with atomic_directory(finals[fmt]) as tmp:
-            # Every export flow gets a fresh copy: converters may mutate the module.
-            quant_details: dict[str, Any] = {}
-            golden_reference = None  # a fine-tuned model is validated against itself in fp32
-            to_export = copy.deepcopy(quant_model if req.quant == "int8" else model)
-            format_passes = DeployPipeline(FORMAT_PASSES.get(fmt, ()) if req.reparam else ()
-                                           ).run(to_export, check,
-                                                 on_pass=lambda p: on_step(f"pass {p}"))
-            if quant is not None and req.quant == "int8":
-                qconfig, calib, holdout = quant
-                target = QUANTIZERS.get(fmt)()
-                on_step(f"quantizing for {fmt} (int8)")
-                prepared = target.before_export(to_export, golden[: req.batch], calib, holdout,
-                                                qconfig, on_step)
-                to_export = prepared.module
-                options = dataclasses.replace(options, converter_kwargs=prepared.converter_kwargs)
-                quant_details = {"config": qconfig.to_dict(), "calibration": {
-                    "set": calib.name, "samples": len(calib), "holdout": len(holdout)},
-                    "repq_layernorm": repq,
-                    **prepared.details}
-            try:
-                if req.quant == "int-only":
-                    from edgekit.intonly.export import export_onnx
-
-                    assert quant is not None
-                    finetuned = None
-                    if req.finetune_steps:
-                        from edgekit.intonly.qat import finetune
-
-                        finetuned = finetune(to_export, golden[: req.batch], quant[1].samples,
-                                             req.finetune_steps, str(req.finetune_data),
-                                             source.data_config, seed=req.seed,
-                                             on_step=on_step)
-                        with torch.no_grad():
-                            tuned = to_export(golden)
-                        golden_reference = (tuned[0] if isinstance(tuned, (tuple, list))
-                                            else tuned).float().numpy()
-                    on_step("calibrating and translating to integer-only ops")
-                    result = export_onnx(to_export, golden[: req.batch], quant[1].samples,
-                                         options, tmp, holdout=quant[2])
-                    quant_details = {"calibration": {"set": quant[1].name,
-                                                     "samples": len(quant[1])},
-                                     "scheme": "int8 weights per channel, int8 activations "
-                                               "per tensor (absmax or percentile), int32 "
-                                               "accumulators, dyadic requantization, "
-                                               "shift-based non-linears",
-                                     "finetune": finetuned}
-                else:
-                    result = exporter.export(to_export, golden[: req.batch], options, tmp)
-            except ExportError as exc:
-                if support.unsupported:
-                    exc.message += (f"; ops without a {fmt} lowering: " + ", ".join(
-                        f"{op}×{n}" for op, n in support.unsupported.items()))
+        try:
+            outcomes.append(_export_format(
+                fmt, req, source, finals[fmt], golden, reference, check, model, quant_model,
+                quant, repq, non_finite, passes, flops, on_step))
+        except EdgekitError as exc:
+            if len(req.formats) == 1:
                 raise
-            if quant is not None and req.quant == "int8":
-                qconfig, calib, holdout = quant
-                quant_details.update(target.after_export(
-                    tmp / result.file, result.inputs[0].name, calib, holdout, req.batch,
-                    qconfig, on_step))
-            golden_in = golden.numpy()
-            if result.inputs[0].layout == "NHWC":
-                golden_in = np.ascontiguousarray(golden_in.transpose(0, 2, 3, 1))
-            save_golden(tmp / GOLDEN_NAME, {result.inputs[0].name: golden_in},
-                        {result.outputs[0].name: reference if golden_reference is None
-                         else golden_reference})
-            manifest = Manifest(
-                format=fmt, file=result.file, sha256=sha256_path(tmp / result.file),
-                size_bytes=_size(tmp / result.file), model=source.name,
-                weights=source.weights, quant=req.quant, inputs=result.inputs,
-                outputs=result.outputs, passes=(*passes, *format_passes),
-                versions=_versions({**result.versions, runtime_name: runtime_cls.version()}),
-                preprocessing=source.data_config,
-                exporter={"format": fmt, "batch": req.batch, "reparam": req.reparam,
-                          "spec": source.spec, **result.details,
-                          "support": support.to_dict(),
-                          **({"quantization": quant_details} if quant_details else {})},
-                created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), flops=flops)
-            (tmp / MANIFEST_NAME).write_text(manifest.to_json())
-            on_step(f"validating {fmt} in {runtime_name}")
-            report = validate_artifact(Artifact(tmp, manifest), runtime=runtime_name,
-                                       threads=req.threads)
-            manifest = manifest.with_validation(report)
-            (tmp / MANIFEST_NAME).write_text(manifest.to_json())
-        outcomes.append(ExportOutcome(Artifact(finals[fmt], manifest),
-                                      time.perf_counter() - started, [*passes, *format_passes]))
+            failures[fmt] = exc
+            on_step(f"{fmt} failed: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 - a converter bug must not lose other formats
+            if len(req.formats) == 1:
+                raise
+            failures[fmt] = ExportError(f"{fmt}: {type(exc).__name__}: {str(exc)[:300]}",
+                                        hint="run `edgekit export` for that format alone "
+                                             "with --debug for the traceback")
+            on_step(f"{fmt} failed: {type(exc).__name__}")
+    if failures:
+        raise ExportIncomplete(outcomes, failures)
     return outcomes
+
+
+def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golden: Any,
+                   reference: np.ndarray, check: Any, model: Any, quant_model: Any,
+                   quant: tuple[QuantConfig, Any, np.ndarray] | None,
+                   repq: dict[str, Any] | None, non_finite: list[dict[str, Any]],
+                   passes: list[PassRecord], flops: int | None,
+                   on_step: Callable[[str], None]) -> ExportOutcome:
+    """One format of an export request: quantize, convert, golden I/O, validate, commit."""
+    import time
+
+    import torch
+
+    started = time.perf_counter()
+    exporter = EXPORTERS.get(fmt)()
+    runtime_name = DEFAULT_RUNTIME[fmt]
+    runtime_cls = RUNTIMES.get(runtime_name)
+    on_step(f"exporting {fmt}")
+    layout = req.layout if req.layout in LAYOUTS.get(fmt, ("nchw",)) else "nchw"
+    options = ExportOptions(opset=req.opset, layout=layout,
+                            compute_precision=req.compute_precision or (
+                                "fp16" if req.quant == "int8" else req.quant),
+                            deployment_target=req.deployment_target)
+    on_step(f"checking {fmt} op support")
+    (support,) = check_model(model, golden[: req.batch], (fmt,))
+    with atomic_directory(final) as tmp:
+        # Every export flow gets a fresh copy: converters may mutate the module.
+        quant_details: dict[str, Any] = {}
+        golden_reference = None  # a fine-tuned model is validated against itself in fp32
+        to_export = copy.deepcopy(quant_model if req.quant == "int8" else model)
+        format_passes = DeployPipeline(FORMAT_PASSES.get(fmt, ()) if req.reparam else ()
+                                       ).run(to_export, check,
+                                             on_pass=lambda p: on_step(f"pass {p}"))
+        if quant is not None and req.quant == "int8":
+            qconfig, calib, holdout = quant
+            target = QUANTIZERS.get(fmt)()
+            on_step(f"quantizing for {fmt} (int8)")
+            prepared = target.before_export(to_export, golden[: req.batch], calib, holdout,
+                                            qconfig, on_step)
+            to_export = prepared.module
+            options = dataclasses.replace(options, converter_kwargs=prepared.converter_kwargs)
+            quant_details = {"config": qconfig.to_dict(), "calibration": {
+                "set": calib.name, "samples": len(calib), "holdout": len(holdout)},
+                "repq_layernorm": repq,
+                **({"non_finite_fp32": non_finite} if non_finite else {}),
+                **prepared.details}
+        try:
+            if req.quant == "int-only":
+                from edgekit.intonly.export import export_onnx
+
+                assert quant is not None
+                finetuned = None
+                if req.finetune_steps:
+                    from edgekit.intonly.qat import finetune
+
+                    finetuned = finetune(to_export, golden[: req.batch], quant[1].samples,
+                                         req.finetune_steps, str(req.finetune_data),
+                                         source.data_config, seed=req.seed,
+                                         on_step=on_step)
+                    with torch.no_grad():
+                        tuned = to_export(golden)
+                    golden_reference = (tuned[0] if isinstance(tuned, (tuple, list))
+                                        else tuned).float().numpy()
+                on_step("calibrating and translating to integer-only ops")
+                result = export_onnx(to_export, golden[: req.batch], quant[1].samples,
+                                     options, tmp, holdout=quant[2])
+                quant_details = {"calibration": {"set": quant[1].name,
+                                                 "samples": len(quant[1])},
+                                 "scheme": "int8 weights per channel, int8 activations "
+                                           "per tensor (absmax or percentile), int32 "
+                                           "accumulators, dyadic requantization, "
+                                           "shift-based non-linears",
+                                 "finetune": finetuned}
+            else:
+                result = exporter.export(to_export, golden[: req.batch], options, tmp)
+        except ExportError as exc:
+            if support.unsupported:
+                exc.message += (f"; ops without a {fmt} lowering: " + ", ".join(
+                    f"{op}×{n}" for op, n in support.unsupported.items()))
+            raise
+        if quant is not None and req.quant == "int8":
+            qconfig, calib, holdout = quant
+            quant_details.update(target.after_export(
+                tmp / result.file, result.inputs[0].name, calib, holdout, req.batch,
+                qconfig, on_step))
+        golden_in = golden.numpy()
+        if result.inputs[0].layout == "NHWC":
+            golden_in = np.ascontiguousarray(golden_in.transpose(0, 2, 3, 1))
+        save_golden(tmp / GOLDEN_NAME, {result.inputs[0].name: golden_in},
+                    {result.outputs[0].name: reference if golden_reference is None
+                     else golden_reference})
+        manifest = Manifest(
+            format=fmt, file=result.file, sha256=sha256_path(tmp / result.file),
+            size_bytes=_size(tmp / result.file), model=source.name,
+            weights=source.weights, quant=req.quant, inputs=result.inputs,
+            outputs=result.outputs, passes=(*passes, *format_passes),
+            versions=_versions({**result.versions, runtime_name: runtime_cls.version()}),
+            preprocessing=source.data_config,
+            exporter={"format": fmt, "batch": req.batch, "reparam": req.reparam,
+                      "spec": source.spec, **result.details,
+                      "support": support.to_dict(),
+                      **({"quantization": quant_details} if quant_details else {})},
+            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), flops=flops)
+        (tmp / MANIFEST_NAME).write_text(manifest.to_json())
+        on_step(f"validating {fmt} in {runtime_name}")
+        report = validate_artifact(Artifact(tmp, manifest), runtime=runtime_name,
+                                   threads=req.threads)
+        manifest = manifest.with_validation(report)
+        (tmp / MANIFEST_NAME).write_text(manifest.to_json())
+    return ExportOutcome(Artifact(final, manifest), time.perf_counter() - started,
+                         [*passes, *format_passes])
+
+
+class ExportIncomplete(ExportError):
+    """Some formats of a `--to a,b,c` export failed; the others were written and validated."""
+
+    def __init__(self, outcomes: list[ExportOutcome], failures: dict[str, EdgekitError]) -> None:
+        self.outcomes, self.failures = outcomes, failures
+        done = ", ".join(o.artifact.manifest.format for o in outcomes) or "none"
+        super().__init__("; ".join(f"{fmt} failed: {exc.render()}"
+                                   for fmt, exc in failures.items())
+                         + f" — written: {done}",
+                         hint="the written artifacts are complete and validated; fix or drop "
+                              "the failing format")
+
+
+def _check_finite(model: Any, calib: Any, on_step: Callable[[str], None]
+                  ) -> list[dict[str, Any]]:
+    """The fp32 model on the (finite, already checked) calibration data: NaN/Inf in its output
+    is an error naming the first tensor and module that produced it; NaN/Inf inside that does
+    not reach the output is returned (for the manifest; each quantizer keeps it float)."""
+    from edgekit.calibration import CalibrationError
+    from edgekit.quant.ranges import scan_non_finite
+
+    on_step("checking the fp32 model for NaN/Inf on the calibration data")
+    scan = scan_non_finite(model, calib.samples)
+    if scan.output_non_finite:
+        sample = calib.sources[scan.sample] if scan.sample is not None else "?"
+        raise CalibrationError(
+            f"the fp32 model itself produces NaN/Inf on calibration sample {scan.sample} "
+            f"({sample}), first at {scan.describe()}; the sample is finite",
+            hint="fix the model or its weights there (overflow, division by zero, log of 0); "
+                 "nothing was quantized")
+    return [f.to_dict() for f in scan.findings]
 
 
 def _calibration(config: QuantConfig, data_config: dict[str, Any], on_step: Callable[[str], None]

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgekit.errors import ExportError
 from edgekit.intonly import graph as ig
+from edgekit.quant.ranges import ZERO_ABS
 from edgekit.registry import Registry
 
 
@@ -42,7 +43,17 @@ class Ctx:
     gm: Any = None
 
     def scale(self, node: Any) -> float:
-        return max(self.ranges.get(node.name, 0.0), 1e-8) / 127.0
+        """absmax / 127 of the node's calibrated range. An all-zero tensor (a pruned branch, a
+        zero bias added) is exact at any scale: it takes its first integer input's, so the
+        requantization ratios around it stay in the dyadic range."""
+        bound = self.ranges.get(node.name, 0.0)
+        if bound > ZERO_ABS:
+            return bound / 127.0
+        for arg in node.all_input_nodes:
+            q = self.env.get(arg.name)
+            if isinstance(q, QT):
+                return q.scale
+        return 1.0 / 127.0
 
     def add(self, op: ig.IntOp) -> None:
         self.ops.append(op)
@@ -58,9 +69,12 @@ def _ratio(x: float) -> tuple[int, int]:
 
 
 def _weight_int(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-output-channel symmetric int8: (w_int, s_w)."""
+    """Per-output-channel symmetric int8: (w_int, s_w). An all-zero channel (pruned) is exact
+    at any scale: it takes the largest channel's (1/127 if all are zero), which keeps the
+    requantization ratios of the layer in one dyadic range."""
     flat = np.abs(w.reshape(w.shape[0], -1)).max(1)
-    s_w = np.maximum(flat, 1e-12) / 127.0
+    live = flat > ZERO_ABS
+    s_w = np.where(live, flat, flat.max() if live.any() else 1.0) / 127.0
     shape = (-1,) + (1,) * (w.ndim - 1)
     return np.clip(np.round(w / s_w.reshape(shape)), -127, 127).astype(np.int8), s_w
 
@@ -255,7 +269,10 @@ def _mul(ctx: Ctx, node: Any) -> QT:
     gamma = _np(other) if hasattr(other, "numel") else np.array(float(other))
     out = ctx.scale(node)
     ratios = np.abs(gamma) * q.scale / out
-    m, shift = ig.channel_dyadic(np.maximum(ratios, ratios.max() * 1e-9).reshape(-1))
+    if not np.any(gamma):  # a branch scaled to zero (LayerScale 0): the product is exactly 0
+        m, shift = np.zeros(gamma.size, np.int64), 0
+    else:
+        m, shift = ig.channel_dyadic(np.maximum(ratios, ratios.max() * 1e-9).reshape(-1))
     mult = np.where(gamma.reshape(-1) == 0, 0, m * np.sign(gamma.reshape(-1)))
     ctx.add(ig.MulConst(q.name, node.name, mult.reshape(gamma.shape).astype(np.int64), shift))
     return QT(node.name, out)
@@ -275,7 +292,10 @@ def _softmax(ctx: Ctx, node: Any) -> QT:
     x, dim = _args(ctx, node)[:2]
     if dim not in (-1, len(node.args[0].meta["val"].shape) - 1):
         raise ExportError("integer-only softmax must run over the last axis")
-    ctx.add(ig.Shiftmax(x.name, node.name, x.scale))
+    # shift-exp needs an input scale ≥ 2^-15. A finer one means |x| < 127·2^-15 < 0.004:
+    # reading the same integers at 2^-15 keeps every input inside ±0.004, so the
+    # probabilities move by < 0.8 % of 1/N, far below the output's 2^-8 rounding.
+    ctx.add(ig.Shiftmax(x.name, node.name, max(x.scale, 2.0**-15)))
     return QT(node.name, 2.0**-7, unsigned=True)
 
 
@@ -426,6 +446,7 @@ def calibrate_ranges(gm: Any, calib: np.ndarray, percentile: float | None = None
     from torch.fx import Interpreter
 
     seen: dict[str, list[np.ndarray]] = {}
+    non_finite: set[str] = set()
 
     class Recorder(Interpreter):  # type: ignore[misc]
         def run_node(self, n: Any) -> Any:
@@ -435,6 +456,8 @@ def calibrate_ranges(gm: Any, calib: np.ndarray, percentile: float | None = None
                 if isinstance(t, torch.Tensor) and t.is_floating_point():
                     key = n.name if len(items) == 1 else f"{n.name}_{i}"
                     a = t.detach().abs().flatten().numpy()
+                    if not np.isfinite(a).all():
+                        non_finite.add(key)
                     seen.setdefault(key, []).append(
                         np.array([a.max()]) if percentile is None else
                         np.array([np.percentile(a, percentile)]))
@@ -443,7 +466,22 @@ def calibrate_ranges(gm: Any, calib: np.ndarray, percentile: float | None = None
     with torch.no_grad():
         for i in range(len(calib)):
             Recorder(gm).run(torch.from_numpy(calib[i:i + 1]))
-    return {k: float(np.max(v)) for k, v in seen.items()}
+    ranges = {k: float(np.max(v)) for k, v in seen.items()}
+    bad = sorted(non_finite)
+    if bad:
+        nodes = {n.name: n for n in gm.graph.nodes}
+        where = [f"{k} ({_module_of(nodes[k]) if k in nodes else '?'})" for k in bad[:5]]
+        raise ExportError("integer-only: the model itself produces NaN/Inf on the calibration "
+                          "data at " + ", ".join(where) + " (the data is finite)",
+                          hint="an integer-only graph has no float fallback: fix the model "
+                               "(or its weights) there, or use --quant int8, which keeps such "
+                               "tensors float")
+    return ranges
+
+
+def _module_of(node: Any) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    return str(list(stack.values())[-1][0]) if stack else "<model>"
 
 
 def convert(model: Any, example: Any, calib: np.ndarray, percentile: float | None = None

@@ -21,6 +21,7 @@ import numpy as np
 from edgekit.calibration import CalibrationSet
 from edgekit.errors import ExportError, UsageError
 from edgekit.quant.config import QuantConfig
+from edgekit.quant.ranges import RangeFinding, array_range, classify_range, safe_range, summarize
 from edgekit.validate import logit_cosine
 
 ORT_OPS_OF_KIND = {
@@ -69,6 +70,8 @@ class OrtQuantResult:
     cosine_final: float | None = None
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
     reduce_range: bool = False  # 7-bit weights (see u8s8_saturates_here)
+    findings: list[RangeFinding] = field(default_factory=list)  # degenerate ranges
+    float_reasons: dict[str, str] = field(default_factory=dict)  # node -> why it is float
 
     def details(self) -> dict[str, Any]:
         plan = ORT_PLANS[self.plan]
@@ -82,7 +85,8 @@ class OrtQuantResult:
                 "calib_method": self.method, "sites": self.sites,
                 "float_sites": [*self.forced_nodes, *self.excluded_nodes],
                 "holdout_cosine_all_int8": self.cosine_all_int8,
-                "holdout_cosine": self.cosine_final, "sensitivity_top": self.sensitivity[:10]}
+                "holdout_cosine": self.cosine_final, "sensitivity_top": self.sensitivity[:10],
+                "float_reasons": self.float_reasons, "ranges": summarize(self.findings)}
 
 
 class _Reader:
@@ -181,6 +185,200 @@ def _nodes_of_kind(model: Any, kind: str) -> list[str]:
     return []
 
 
+# quantize_static's extra_options that configure its calibrator (same mapping as ORT's own).
+_CALIB_EXTRA_KEYS = (("CalibTensorRangeSymmetric", "symmetric"),
+                     ("CalibMovingAverage", "moving_average"),
+                     ("CalibMovingAverageConstant", "averaging_constant"),
+                     ("CalibMaxIntermediateOutputs", "max_intermediate_outputs"),
+                     ("CalibPercentile", "percentile"))
+
+
+def _module_of_tensors(model: Any) -> dict[str, str]:
+    """ONNX tensor name -> the torch module that produced it (the dynamo exporter's
+    `pkg.torch.onnx.name_scopes` metadata), where the exporter recorded it."""
+    import ast
+
+    out = {}
+    for node in model.graph.node:
+        scopes = next((p.value for p in node.metadata_props
+                       if p.key == "pkg.torch.onnx.name_scopes"), None)
+        if not scopes:
+            continue
+        try:
+            names = [n for n in ast.literal_eval(scopes)[:-1] if n]
+        except (ValueError, SyntaxError):
+            continue
+        for tensor in node.output:
+            out[tensor] = names[-1] if names else "<model>"
+    return out
+
+
+def _degenerate_aware_collector(calibrator: Any, findings: dict[str, RangeFinding],
+                                module_of: dict[str, str]) -> Any:
+    """ORT's HistogramCollector, except that tensors whose range is zero, constant,
+    near-constant or non-finite never reach np.histogram (which raises "Too many bins for data
+    range" on them): they get the exact min/max range of quant/ranges.py, or none at all
+    (non-finite: their nodes stay float)."""
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    class DegenerateAwareCollector(HistogramCollector):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(method=calibrator.method, symmetric=calibrator.symmetric,
+                             num_bins=calibrator.num_bins,
+                             num_quantized_bins=calibrator.num_quantized_bins,
+                             percentile=calibrator.percentile, scenario=calibrator.scenario)
+            self.minmax: dict[str, tuple[float, float]] = {}
+
+        def collect(self, name_to_arr: dict[str, Any]) -> None:
+            ordinary = {}
+            for name, arrays in name_to_arr.items():
+                parts = arrays if isinstance(arrays, list) else [arrays]
+                values = np.concatenate([np.asarray(a).ravel() for a in parts])
+                finding = findings.get(name)
+                if finding is not None and finding.kind == "non-finite":
+                    continue
+                low, high, finite = array_range(values)
+                if not finite:
+                    bad = values[~np.isfinite(values)]
+                    what = float("nan") if np.isnan(bad).any() else float(bad[0])
+                    findings[name] = RangeFinding(name, "non-finite", what, what,
+                                                  module_of.get(name))
+                    self.histogram_dict.pop(name, None)
+                    self.minmax.pop(name, None)
+                    continue
+                if name in self.minmax:
+                    old_low, old_high = self.minmax[name]
+                    low, high = min(low, old_low), max(high, old_high)
+                kind = classify_range(low, high)
+                if name in self.minmax or (kind is not None and name not in self.histogram_dict):
+                    self.minmax[name] = (low, high)
+                    if kind is not None:
+                        findings[name] = RangeFinding(name, kind, low, high, module_of.get(name))
+                    else:  # degenerate in an earlier batch only: min/max, recorded as such
+                        findings[name] = RangeFinding(name, "near-constant", low, high,
+                                                      module_of.get(name))
+                    continue
+                ordinary[name] = arrays
+            if ordinary:
+                super().collect(ordinary)
+
+        def compute_collection_result(self) -> dict[str, Any]:
+            result = dict(super().compute_collection_result()) if self.histogram_dict else {}
+            for name, (low, high) in self.minmax.items():
+                lo, hi = safe_range(low, high)
+                result[name] = (np.array(lo, np.float32), np.array(hi, np.float32),
+                                np.zeros(1, np.int64), np.array([lo, hi], np.float32))
+            return result
+
+    return DegenerateAwareCollector()
+
+
+def calibrate_tensor_ranges(model_path: Path, reader: Any, ops: list[str] | None, method: str,
+                            extra: dict[str, Any], work: Path, module_of: dict[str, str]
+                            ) -> tuple[Any, list[RangeFinding]]:
+    """ORT's own calibrator for `method` (what quantize_static would run), made safe for
+    degenerate tensors; returns (TensorsData for quantize_static's calibration cache, the
+    tensors that needed a rule of quant/ranges.py)."""
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod,
+        HistogramCalibrater,
+        TensorData,
+        TensorsData,
+        create_calibrator,
+    )
+
+    calib_extra = {key: extra[name] for name, key in _CALIB_EXTRA_KEYS if name in extra}
+    calibrator = create_calibrator(
+        model_path, ops, augmented_model_path=str(work / "augmented.onnx"),
+        calibrate_method=getattr(CalibrationMethod, _ORT_METHODS[method]),
+        extra_options=calib_extra)
+    findings: dict[str, RangeFinding] = {}
+    if isinstance(calibrator, HistogramCalibrater):
+        calibrator.collector = _degenerate_aware_collector(calibrator, findings, module_of)
+    calibrator.collect_data(reader)
+    computed = calibrator.compute_data()
+    ranges: dict[str, Any] = {}
+    for name, data in computed.items():
+        low, high = (float(np.min(data.range_value[0])), float(np.max(data.range_value[1])))
+        kind = classify_range(low, high)
+        if kind == "non-finite":  # min/max calibration saw an Inf
+            findings[name] = RangeFinding(name, kind, low, high, module_of.get(name))
+            continue
+        if kind is not None and name not in findings:
+            findings[name] = RangeFinding(name, kind, low, high, module_of.get(name))
+        if kind is not None:
+            lo, hi = safe_range(low, high)
+            data = TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
+        ranges[name] = data
+    del calibrator
+    return TensorsData(computed.calibration_method, ranges), list(findings.values())
+
+
+def _nodes_touching(model: Any, tensors: set[str]) -> list[str]:
+    return sorted({n.name for n in model.graph.node
+                   if tensors & {*n.input, *n.output}})
+
+
+def _neighbourhoods(model: Any, sites: list[str]) -> dict[str, list[str]]:
+    """Per site: itself and the sites that produce or consume its activations. ORT's QDQ
+    quantizer puts a Q/DQ pair on an edge when either end is quantized, so excluding one node
+    leaves its input and output edges int8; a tensor (one huge outlier channel) only leaves
+    int8 when both of its ends are excluded."""
+    site_set = set(sites)
+    nodes = {n.name: n for n in model.graph.node}
+    producer = {t: n.name for n in model.graph.node for t in n.output}
+    consumers: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n.name)
+
+    def up(tensor: str, depth: int = 4) -> set[str]:
+        p = producer.get(tensor)
+        if p is None or depth == 0:
+            return set()
+        if p in site_set:
+            return {p}
+        node = nodes[p]
+        return up(node.input[0], depth - 1) if node.op_type in _PASSTHROUGH else set()
+
+    def down(tensor: str, depth: int = 4) -> set[str]:
+        found: set[str] = set()
+        for c in consumers.get(tensor, []):
+            if c in site_set:
+                found.add(c)
+            elif nodes[c].op_type in _PASSTHROUGH and depth:
+                found |= down(nodes[c].output[0], depth - 1)
+        return found
+
+    out = {}
+    for name in sites:
+        n = nodes[name]
+        near = {name, *up(n.input[0])} if n.input else {name}
+        for t in n.output:
+            near |= down(t)
+        out[name] = sorted(near)
+    return out
+
+
+# Ops a Q/DQ pair passes through unchanged in ORT's QDQ graphs (for _neighbourhoods).
+_PASSTHROUGH = {"Relu", "Clip", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
+                "MaxPool"}
+
+
+def _node(model: Any, name: str) -> Any:
+    return next(n for n in model.graph.node if n.name == name)
+
+
+def _kind_reason(kind: str, config: QuantConfig) -> str:
+    from edgekit.quant.targets import ORT_SLOW_INT8
+
+    if kind in config.kept_kinds:
+        return f"--keep-float {kind}"
+    if kind == "dynamic_matmul":
+        return "MatMul of two activations: ORT has no fused int8 kernel for it (fused plan)"
+    return f"speed ({kind}): {ORT_SLOW_INT8.get(kind, 'kept float by the int8 plan')}"
+
+
 def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdout: np.ndarray,
                        batch: int, config: QuantConfig, plan: str = DEFAULT_ORT_PLAN,
                        on_step: Callable[[str], None] = lambda s: None,
@@ -190,6 +388,7 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     method = config.calib_method if config.calib_method != "auto" else "percentile"
@@ -220,8 +419,30 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
         pre_model = onnx.load(str(pre), load_external_data=False)
         if spec["const_b_only"]:
             kinds = (*kinds, "dynamic_matmul")
-        forced = sorted({n for kind in kinds for n in _nodes_of_kind(pre_model, kind)})
+        reasons = {n: _kind_reason(kind, config) for kind in kinds
+                   for n in _nodes_of_kind(pre_model, kind)}
+        reasons.update({n.name: _kind_reason(kind, config) for kind in kinds
+                        for n in pre_model.graph.node
+                        if n.op_type in ORT_OPS_OF_KIND.get(kind, ())})
+        on_step(f"calibrating on {len(calib)} samples ({method})")
         cache = tmp / "ranges.json"
+        try:
+            ranges, findings = calibrate_tensor_ranges(
+                pre, _Reader(input_name, calib.samples, batch), ops, method, extra, tmp,
+                _module_of_tensors(onnx.load(str(path), load_external_data=False)))
+        except Exception as exc:  # noqa: BLE001 - ORT raises many types
+            raise ExportError(f"ONNX Runtime calibration ({method}) failed: "
+                              f"{type(exc).__name__}: {str(exc)[:300]}",
+                              hint="try another --calib-method, or --keep-float with the "
+                                   "failing op kind") from exc
+        save_tensors_data(ranges, cache)
+        non_finite = {f.tensor for f in findings if f.kind == "non-finite"}
+        for name in _nodes_touching(pre_model, non_finite):
+            bad = sorted(non_finite & {*_node(pre_model, name).input,
+                                       *_node(pre_model, name).output})
+            reasons.setdefault(name, "non-finite calibration values (NaN/Inf) in "
+                               + ", ".join(bad))
+        forced = sorted(reasons)
         fp32 = ort.InferenceSession(str(pre), providers=["CPUExecutionProvider"])
         reference = [fp32.run(None, {input_name: holdout[i:i + batch]})[0]
                      for i in range(0, len(holdout) - batch + 1, batch)]
@@ -237,7 +458,7 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
                 calibrate_method=getattr(CalibrationMethod, _ORT_METHODS[method]),
                 extra_options=extra, calibration_cache_path=cache, reduce_range=reduce_range)
 
-        on_step(f"calibrating on {len(calib)} samples ({method}) and quantizing ({plan})")
+        on_step(f"quantizing ({plan})")
         full = tmp / "int8.onnx"
         try:
             quantize([], full)
@@ -245,7 +466,7 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
             raise ExportError(f"ONNX Runtime quantization failed: {type(exc).__name__}: "
                               f"{str(exc)[:300]}", hint="try --calib-method minmax, or "
                               "--keep-float with the failing op kind") from exc
-        result = OrtQuantResult(plan, method, reduce_range=reduce_range)
+        result = OrtQuantResult(plan, method, reduce_range=reduce_range, findings=findings)
         sites = [n.name for n in pre_model.graph.node
                  if (ops is None or n.op_type in ops) and n.name not in forced]
         result.sites = len(sites) + len(forced)
@@ -257,22 +478,32 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
                     f"(all-int8 cosine {result.cosine_all_int8:.4f} < {config.min_cosine})")
             gains = []
             probe = tmp / "probe.onnx"
+            around = _neighbourhoods(pre_model, sites)
             for name in sites:
-                quantize([name], probe)
+                quantize(around[name], probe)
                 c = _holdout_cosine(probe, input_name, holdout, batch, reference)
                 gains.append((c - result.cosine_all_int8, name))
             gains.sort(reverse=True)
-            result.sensitivity = [{"site": n, "cosine_gain": round(g, 6)} for g, n in gains]
-            for gain, name in gains[: max(1, len(sites) // 4)]:
-                if gain <= 0:
+            result.sensitivity = [{"site": n, "cosine_gain": round(g, 6),
+                                   "with": [m for m in around[n] if m != n]}
+                                  for g, n in gains]
+            budget = max(1, len(sites) // 4)
+            for gain, name in gains:  # the best neighbourhood is always allowed
+                if gain <= 0 or chosen and len(set(chosen) | set(around[name])) > budget:
                     break
-                chosen.append(name)
+                chosen = sorted(set(chosen) | set(around[name]))
                 quantize(chosen, full)
                 result.cosine_final = _holdout_cosine(full, input_name, holdout, batch,
                                                       reference)
                 if result.cosine_final >= config.min_cosine:
                     break
         result.excluded_nodes, result.forced_nodes = chosen, forced
+        why: dict[str, str] = {}
+        for d in result.sensitivity:  # best first: a node takes the reason of its best site
+            for n in (d["site"], *d["with"]):
+                why.setdefault(n, f"sensitivity: hold-out logit cosine +{d['cosine_gain']:.4g} "
+                                  f"with {d['site']} and its int8 neighbours float")
+        result.float_reasons = {**reasons, **{n: why[n] for n in chosen}}
         model = onnx.load(str(full))
         onnx.save(model, str(path))
     return result

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,10 @@ import numpy as np
 from edgekit.calibration import CalibrationSet
 from edgekit.errors import UsageError
 from edgekit.quant.config import QuantConfig
+from edgekit.quant.ranges import RangeFinding, classify_range, summarize
+
+# Smallest activation scale the PT2E targets' observers may pick (their `eps`).
+OBSERVER_EPS = 2**-12
 
 # aten targets per user-facing op kind (for --keep-float OPS and site naming).
 KIND_OF_TARGET = {
@@ -61,17 +66,50 @@ def _conv_groups(node: Any) -> int:
 def activation_observer(method: str, percentile: float, target: str, **kwargs: Any) -> Any:
     """Observer constructor for activations (one `with_args`: torchao reads the class name of
     the partial). `mse` is torch's HistogramObserver (it searches the clipping range that
-    minimises the L2 quantization error of the histogram)."""
+    minimises the L2 quantization error of the histogram). Every one of them observes only
+    the finite values and remembers having seen NaN/Inf (`non_finite_seen`), so that tensor
+    is kept float afterwards instead of getting an infinite (or silently clipped) range."""
     from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
 
     if method == "minmax":
-        return MinMaxObserver.with_args(**kwargs)
+        return _finite_observer_cls(MinMaxObserver).with_args(**kwargs)
     if method == "mse":
-        return HistogramObserver.with_args(**kwargs)
+        return _finite_observer_cls(HistogramObserver).with_args(**kwargs)
     if method == "percentile":
-        return _percentile_observer_cls().with_args(percentile=percentile, **kwargs)
+        return _finite_observer_cls(_percentile_observer_cls()).with_args(
+            percentile=percentile, **kwargs)
     raise UsageError(f"--calib-method {method} is not available for {target}",
                      hint="use minmax, percentile or mse (entropy/KL: --to onnx only)")
+
+
+_FINITE_CLASSES: dict[Any, Any] = {}
+
+
+def _finite_observer_cls(base: Any) -> Any:
+    """`base` observing only finite values; `non_finite_seen` says 'nan' / 'inf' / None."""
+    if base in _FINITE_CLASSES:
+        return _FINITE_CLASSES[base]
+    import torch
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        base.__init__(self, *args, **kwargs)
+        self.non_finite_seen = None
+
+    def forward(self: Any, x_orig: torch.Tensor) -> torch.Tensor:
+        x = x_orig.detach()
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            self.non_finite_seen = "nan" if bool(torch.isnan(x).any()) else "inf"
+            x = x[finite]
+            if x.numel() == 0:
+                return x_orig
+        base.forward(self, x)
+        return x_orig
+
+    cls = type(f"Finite{base.__name__.lstrip('_')}", (base,),
+               {"__init__": __init__, "forward": forward, "__module__": __name__})
+    _FINITE_CLASSES[base] = cls
+    return cls
 
 
 def _percentile_observer_cls() -> Any:
@@ -134,12 +172,15 @@ class Pt2eResult:
     cosine_all_int8: float | None = None
     cosine_final: float | None = None
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[RangeFinding] = field(default_factory=list)  # degenerate ranges
+    float_reasons: dict[str, str] = field(default_factory=dict)  # site -> why it is float
 
     def details(self) -> dict[str, Any]:
         return {"sites": self.sites, "float_sites": self.float_sites,
                 "holdout_cosine_all_int8": self.cosine_all_int8,
                 "holdout_cosine": self.cosine_final,
-                "sensitivity_top": self.sensitivity[:10]}
+                "sensitivity_top": self.sensitivity[:10],
+                "float_reasons": self.float_reasons, "ranges": summarize(self.findings)}
 
 
 def _is_observer(gm: Any, node: Any) -> bool:
@@ -168,6 +209,60 @@ def _float_sites(prepared: Any, names: set[str]) -> Any:
     gm.graph.eliminate_dead_code()
     gm.recompile()
     return gm
+
+
+def _module_path(node: Any) -> str | None:
+    stack = node.meta.get("nn_module_stack") if hasattr(node, "meta") else None
+    if not stack:
+        return None
+    path = list(stack.values())[-1][0]
+    return str(path) or "<model>"
+
+
+def sanitize_observers(prepared: Any, eps: float) -> tuple[list[RangeFinding], set[str]]:
+    """After calibration: every per-tensor observer whose range is degenerate is made safe in
+    place (quant/ranges.py). Zero ranges are already exact (0 is the zero point); a constant
+    c ≠ 0 gets a per-observer eps ≤ |c|/255 so that c is an exact level instead of being
+    rounded to the quantizer's minimum scale; a non-finite range (NaN/Inf seen, or a min/max
+    observer that ran to ±Inf) cannot be quantized: the compute nodes on both sides of it are
+    returned, to be kept float like any other float site."""
+    import torch
+
+    findings: list[RangeFinding] = []
+    floated: set[str] = set()
+    for node in list(prepared.graph.nodes):
+        if not _is_observer(prepared, node):
+            continue
+        obs = prepared.get_submodule(node.target)
+        low_t, high_t = getattr(obs, "min_val", None), getattr(obs, "max_val", None)
+        if not isinstance(low_t, torch.Tensor) or not isinstance(high_t, torch.Tensor) \
+                or low_t.numel() != 1:
+            continue  # per-channel weights, fixed-qparams (softmax) or never observed
+        low, high = float(low_t), float(high_t)
+        if low == float("inf") and high == float("-inf"):
+            continue  # never observed (not on the calibration path)
+        seen = getattr(obs, "non_finite_seen", None)
+        kind = "non-finite" if seen else classify_range(low, high)
+        if kind is None:
+            continue
+        src = node.args[0]
+        name = getattr(src, "name", str(node.target))
+        op = str(getattr(src, "target", "")) if getattr(src, "op", "") == "call_function" \
+            else None
+        if kind == "non-finite":
+            what = float(seen) if isinstance(seen, str) else (
+                low if not math.isfinite(low) else high)
+            findings.append(RangeFinding(name, kind, what, what, _module_path(src), op))
+            floated |= {u.name for u in node.users if not _is_observer(prepared, u)}
+            if getattr(src, "op", "") == "call_function":
+                floated.add(name)
+            continue
+        findings.append(RangeFinding(name, kind, low, high, _module_path(src), op))
+        if kind == "constant":
+            level = max(abs(low), abs(high)) / 255.0
+            if 0 < level < eps and hasattr(obs, "eps"):
+                obs.eps = torch.tensor([level * (1 - 2**-20)], dtype=torch.float32)
+    return findings, floated
 
 
 def _sites(prepared: Any) -> list[str]:
@@ -232,7 +327,8 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
                   on_step: Callable[[str], None] = lambda s: None, fold_quantize: bool = True,
                   method: str = "mse",
                   prepare_graph: Callable[[Any], object] = lambda gm: None,
-                  float_kinds: tuple[str, ...] = ()) -> Pt2eResult:
+                  float_kinds: tuple[str, ...] = (), observer_eps: float = OBSERVER_EPS
+                  ) -> Pt2eResult:
     """Calibrate `model` with the target's quantizer; returns the converted module.
     `prepare_graph` may annotate the exported graph for the quantizer before prepare_pt2e;
     sites of `float_kinds` (and the user's `--keep-float` kinds) stay float."""
@@ -242,6 +338,7 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
 
     quantizer = make_quantizer(method)
     kinds = set(config.kept_kinds) | set(float_kinds)
+    speed_kinds = set(float_kinds) - set(config.kept_kinds)
     batch = int(example.shape[0])
     with torch.no_grad():
         graph = torch.export.export(copy.deepcopy(model), (example,), strict=False).module()
@@ -255,9 +352,24 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
         reference = [_first(model(x)).numpy() for x in hold]
     # `--keep-float OPS`: those sites read and write float (observers removed after
     # calibration, so shared-range annotations of their neighbours stay consistent).
-    forced = {n.name for n in prepared.graph.nodes if node_kind(n) in kinds}
+    findings, non_finite = sanitize_observers(prepared, eps=observer_eps)
+    reasons = {}
+    for n in prepared.graph.nodes:
+        kind = node_kind(n)
+        if kind in kinds:
+            reasons[n.name] = (f"speed ({kind}): kept float by --int8-plan fast"
+                               if kind in speed_kinds else f"--keep-float {kind}")
+    bad = {f.tensor for f in findings if f.kind == "non-finite"}
+    for n in prepared.graph.nodes:
+        if n.name in non_finite:
+            touched = sorted(bad & ({n.name} | {a.name for a in n.all_input_nodes}
+                                    | {a.args[0].name for a in n.all_input_nodes
+                                       if _is_observer(prepared, a)}))
+            reasons.setdefault(n.name, "non-finite calibration values (NaN/Inf) in "
+                               + ", ".join(touched or sorted(bad)))
+    forced = set(reasons)
     sites = [s for s in _sites(prepared) if s not in forced]
-    result = Pt2eResult(module=None, sites=len(sites) + len(forced))
+    result = Pt2eResult(module=None, sites=len(sites) + len(forced), findings=findings)
 
     def converted(float_names: set[str]) -> Any:
         float_names = float_names | forced
@@ -269,6 +381,7 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
     result.cosine_final = result.cosine_all_int8
     result.module = full
     result.float_sites = sorted(forced)
+    result.float_reasons = dict(reasons)
     if config.keep_float != "auto" or result.cosine_all_int8 is None \
             or result.cosine_all_int8 >= config.min_cosine:
         return result
@@ -292,6 +405,9 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
         if cos >= config.min_cosine:
             break
     result.float_sites = sorted(chosen | forced)
+    gain_of = {d["site"]: d["cosine_gain"] for d in result.sensitivity}
+    result.float_reasons = {**reasons, **{
+        n: f"sensitivity: hold-out logit cosine +{gain_of[n]:.4g} in float" for n in chosen}}
     return result
 
 

@@ -77,11 +77,16 @@ class _Pt2eTarget:
         raise NotImplementedError(f"{type(self).__name__} must name its PT2E quantizer")
 
     def make_quantizer(self, method: str, config: QuantConfig) -> Any:
-        from edgekit.quant.pt2e import activation_observer, with_activation_observer
+        from edgekit.quant.pt2e import (
+            OBSERVER_EPS,
+            activation_observer,
+            with_activation_observer,
+        )
 
         quantizer_cls, get_config = self.quantizer_parts()
         qconfig = get_config(is_per_channel=config.per_channel)
-        observer = activation_observer(method, config.percentile, self.format, eps=2**-12)
+        observer = activation_observer(method, config.percentile, self.format,
+                                       eps=OBSERVER_EPS)
         return quantizer_cls().set_global(with_activation_observer(qconfig, observer))
 
     def converter_kwargs(self, quantizer: Any, config: QuantConfig) -> dict[str, Any]:
