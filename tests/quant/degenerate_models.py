@@ -35,8 +35,9 @@ class _Stem(nn.Module):
 
 class _Net(nn.Module):
     """stem → residual body (the degenerate part) → flatten → head. The head reads every
-    position (no global pool) and the stem's features reach it past the body, so the logits of these random weights depend on the input instead of
-    being dominated by the biases, and a cosine or top-1 check against fp32 means something."""
+    position (no global pool) and the stem's features reach it past the body, so the logits
+    of these random weights depend on the input instead of being dominated by the biases,
+    and a cosine or top-1 check against fp32 means something."""
 
     def __init__(self, body: nn.Module) -> None:
         super().__init__()

@@ -1,9 +1,9 @@
 """int8 on degenerate tensors: zero / constant / near-constant / non-finite ranges, on every
 target × every calibration method it offers (registry-driven), plus the rules themselves.
 
-`make test` runs the matrix on `all_degenerate` (every pattern in one model, so each target ×
-method is one export) and every pattern alone on ONNX Runtime, whose histogram calibration is
-what crashed; `make test-all` runs each pattern alone on every target × method.
+`make test` runs the matrix on `all_degenerate` (every degenerate pattern in one model, so each
+target × method is one export) and the softmax that crashed ONNX Runtime's histogram alone;
+`make test-all` runs each pattern alone on every target × method.
 """
 
 from __future__ import annotations
@@ -86,14 +86,14 @@ def test_every_target_and_method_survives_every_degenerate_pattern(method, weigh
         _check(o, method)
         q = o.artifact.manifest.exporter["quantization"]
         kinds = {f["kind"] for f in q["ranges"]["findings"]}
-        # the pruned conv / zero γ branch (zero) and the 1/N softmax (near-constant) are seen
-        # wherever the target calibrates those tensors
+        # ORT calibrates the pruned conv's zero output and the 1/N softmax rows (the tensor
+        # that crashed its histogram); which tensors a PT2E quantizer observes is its own
+        # annotation, and fusions (conv+add) may leave none of the degenerate ones observed.
         if o.artifact.manifest.format == "onnx":
             assert {"zero", "near-constant"} <= kinds, kinds
-        else:
-            assert kinds & {"zero", "constant", "near-constant"}, kinds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(degenerate_models.BODIES))
 def test_onnx_histogram_calibration_survives_each_pattern(name, weights, tmp_path):
     for method in QUANTIZERS.get("onnx").methods:

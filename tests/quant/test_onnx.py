@@ -66,7 +66,11 @@ def test_auto_keeps_the_most_damaging_nodes_float_until_the_budget(fp32_onnx, tm
     gains = [s["cosine_gain"] for s in res.sensitivity]
     assert gains == sorted(gains, reverse=True)
     assert res.excluded_nodes and res.cosine_final > res.cosine_all_int8
-    assert len(res.excluded_nodes) <= max(1, (res.sites - len(res.forced_nodes)) // 4)
+    best = res.sensitivity[0]  # a site is tried in float with its quantized neighbours
+    assert best["site"] in res.excluded_nodes and set(best["with"]) <= set(res.excluded_nodes)
+    assert len(res.excluded_nodes) <= max(1 + len(best["with"]),
+                                          (res.sites - len(res.forced_nodes)) // 4)
+    assert set(res.float_reasons) >= set(res.excluded_nodes)
     names = {n.name for n in onnx.load(str(path)).graph.node}
     assert set(res.excluded_nodes) <= names
     assert np.isfinite(res.cosine_final)
