@@ -135,76 +135,82 @@ class NonFiniteScan:
 
 def scan_non_finite(model: Any, samples: np.ndarray, batch: int = 8,
                     limit: int = 5) -> NonFiniteScan:
-    """Run the fp32 model over the calibration samples with a hook on every module; only if
-    some module output is NaN/Inf, name the first aten tensors that are (torch.export graph,
-    with their module path). Cheap when everything is finite (one forward pass per batch)."""
+    """Run the fp32 model over the calibration samples watching every aten op's output (a
+    TorchDispatchMode) and which module is running (forward hooks): the first tensors with
+    NaN/Inf are named `op#k` (the k-th call of that op) with their module path, whether they
+    come from a module or from functional code inside a forward."""
     import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
 
-    flagged = {"any": False}
+    from edgekit.check import op_name
 
-    def record(module: Any, args: Any, out: Any) -> None:
-        items = out if isinstance(out, (tuple, list)) else (out,)
-        if any(isinstance(t, torch.Tensor) and t.is_floating_point()
-               and not bool(torch.isfinite(t).all()) for t in items):
-            flagged["any"] = True
+    stack: list[str] = []
+    found: list[RangeFinding] = []
+    calls: dict[str, int] = {}
 
-    def bad(x: np.ndarray) -> tuple[bool, bool]:
-        """(some module output non-finite, model output non-finite) for input x."""
-        flagged["any"] = False
-        out = model(torch.from_numpy(x))
+    class Watch(TorchDispatchMode):  # type: ignore[misc]
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
+                               kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            name = op_name(func)
+            calls[name] = calls.get(name, 0) + 1
+            if len(found) < limit:
+                for t in tree_flatten(out)[0]:
+                    if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(
+                            torch.isfinite(t).all()):
+                        what = "nan" if bool(torch.isnan(t).any()) else (
+                            "inf" if bool((t == float("inf")).any()) else "-inf")
+                        found.append(RangeFinding(f"{name}#{calls[name]}", "non-finite",
+                                                  float(what), float(what),
+                                                  stack[-1] if stack else "<model>", name))
+                        break
+            return out
+
+    def enter(name: str) -> Any:
+        def hook(module: Any, args: Any) -> None:
+            stack.append(name)
+        return hook
+
+    def leave(module: Any, args: Any, out: Any) -> None:
+        stack.pop()
+
+    handles = []
+    for mod_name, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(enter(mod_name or "<model>")))
+        handles.append(module.register_forward_hook(leave))
+
+    def run(x: np.ndarray) -> bool:
+        """Whether the model output is non-finite for x (found collects the tensors)."""
+        calls.clear()
+        with Watch():
+            out = model(torch.from_numpy(x))
         out = out[0] if isinstance(out, (tuple, list)) else out
-        return flagged["any"], not bool(torch.isfinite(out).all())
+        return not bool(torch.isfinite(out).all())
 
-    handles = [m.register_forward_hook(record) for m in model.modules()]
     first: int | None = None
     output_bad = False
     try:
         with torch.no_grad():
             for i in range(0, len(samples), batch):
-                inner, outer = bad(samples[i:i + batch])
-                output_bad |= outer
-                if (inner or outer) and first is None:
-                    first = next(j for j in range(i, min(i + batch, len(samples)))
-                                 if any(bad(samples[j:j + 1])))
+                output_bad |= run(samples[i:i + batch])
+                if found and first is None:
+                    for j in range(i, min(i + batch, len(samples))):
+                        found.clear()
+                        run(samples[j:j + 1])
+                        if found:
+                            first = j
+                            break
+                    break  # the first sample names the tensors; the rest need not run
     finally:
         for h in handles:
             h.remove()
     if first is None:
-        return NonFiniteScan((), False)
-    return NonFiniteScan(tuple(_name_non_finite(model, samples[first:first + 1], limit)),
-                         output_bad, first)
-
-
-def _name_non_finite(model: Any, x: np.ndarray, limit: int) -> list[RangeFinding]:
-    """The first `limit` aten tensors with NaN/Inf for input `x`, with their modules."""
-    import torch
-    from torch.fx import Interpreter
-
-    from edgekit.check import op_name
-
-    try:
-        gm = torch.export.export(model, (torch.from_numpy(x),), strict=False).module()
-    except Exception:  # noqa: BLE001 - naming is best effort; the scan already found it
-        return []
-    found: list[RangeFinding] = []
-
-    class Finder(Interpreter):  # type: ignore[misc]
-        def run_node(self, n: Any) -> Any:
-            out = super().run_node(n)
-            if len(found) < limit and n.op == "call_function":
-                items = out if isinstance(out, (tuple, list)) else (out,)
-                for t in items:
-                    if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(
-                            torch.isfinite(t).all()):
-                        what = "nan" if bool(torch.isnan(t).any()) else (
-                            "inf" if bool((t == float("inf")).any()) else "-inf")
-                        stack = n.meta.get("nn_module_stack") or {}
-                        module = str(list(stack.values())[-1][0]) if stack else "<model>"
-                        found.append(RangeFinding(n.name, "non-finite", float(what),
-                                                  float(what), module, op_name(n.target)))
-                        break
-            return out
-
-    with torch.no_grad():
-        Finder(gm).run(torch.from_numpy(x))
-    return found
+        return NonFiniteScan((), output_bad)
+    if not output_bad:  # the first bad batch decided the tensors; check the output on all
+        with torch.no_grad():
+            for i in range(first - first % batch, len(samples), batch):
+                out = model(torch.from_numpy(samples[i:i + batch]))
+                out = out[0] if isinstance(out, (tuple, list)) else out
+                output_bad |= not bool(torch.isfinite(out).all())
+    return NonFiniteScan(tuple(found), output_bad, first)
