@@ -23,7 +23,7 @@ import numpy as np
 
 from edgekit.errors import ExportError
 from edgekit.intonly import graph as ig
-from edgekit.quant.ranges import ZERO_ABS
+from edgekit.quant.ranges import ZERO_ABS, module_path
 from edgekit.registry import Registry
 
 
@@ -295,8 +295,23 @@ def _softmax(ctx: Ctx, node: Any) -> QT:
     # shift-exp needs an input scale ≥ 2^-15. A finer one means |x| < 127·2^-15 < 0.004:
     # reading the same integers at 2^-15 keeps every input inside ±0.004, so the
     # probabilities move by < 0.8 % of 1/N, far below the output's 2^-8 rounding.
-    ctx.add(ig.Shiftmax(x.name, node.name, max(x.scale, 2.0**-15)))
+    scale, n = shiftmax_precision(max(x.scale, 2.0**-15), int(node.args[0].meta["val"].shape[-1]))
+    ctx.add(ig.Shiftmax(x.name, node.name, scale, n))
     return QT(node.name, 2.0**-7, unsigned=True)
+
+
+def shiftmax_precision(scale: float, length: int, n: int = 15) -> tuple[float, int]:
+    """(input scale, exp bits n) for which a row's Σ exp fits int32. exp(0) is −x0·2^n, so a
+    row of `length` equal scores sums to length·(−x0)·2^n; past 2^31 − 1 the sum saturates
+    and the probabilities no longer sum to 1 (at scale 2^-15, n = 15 a uniform 64-token row
+    summed to 32, not 1). n is lowered first (exp keeps ≥ 2^14 levels for x = 0), the scale
+    only if n = 0 is not enough."""
+    while length * -ig.ref.shift_exp_x0(scale) << n > ig.ref.INT32_MAX:
+        if n > 0:
+            n -= 1
+        else:
+            scale *= 2.0
+    return scale, n
 
 
 def _layout(ctx: Ctx, node: Any, **kw: Any) -> QT:
@@ -470,18 +485,13 @@ def calibrate_ranges(gm: Any, calib: np.ndarray, percentile: float | None = None
     bad = sorted(non_finite)
     if bad:
         nodes = {n.name: n for n in gm.graph.nodes}
-        where = [f"{k} ({_module_of(nodes[k]) if k in nodes else '?'})" for k in bad[:5]]
+        where = [f"{k} ({module_path(nodes[k]) if k in nodes else '?'})" for k in bad[:5]]
         raise ExportError("integer-only: the model itself produces NaN/Inf on the calibration "
                           "data at " + ", ".join(where) + " (the data is finite)",
                           hint="an integer-only graph has no float fallback: fix the model "
                                "(or its weights) there, or use --quant int8, which keeps such "
                                "tensors float")
     return ranges
-
-
-def _module_of(node: Any) -> str:
-    stack = node.meta.get("nn_module_stack") or {}
-    return str(list(stack.values())[-1][0]) if stack else "<model>"
 
 
 def convert(model: Any, example: Any, calib: np.ndarray, percentile: float | None = None

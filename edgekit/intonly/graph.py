@@ -283,8 +283,9 @@ class Shiftmax(IntOp):
         total = b.op("Min", [b.op("ReduceSum", [exp, b.const(np.array([-1]))], "sum",
                                   keepdims=1), b.const(ref.INT32_MAX)], "sat")
         factor = b.op("Div", [b.const(ref.INT32_MAX), total], "factor")
-        out = b.op("Div", [b.op("Mul", [exp, factor]), b.const(1 << (32 - self.out_bits))],
-                   "norm")
+        half = b.const(np.array(1 << (31 - self.out_bits), dtype=np.int64))
+        out = b.op("Div", [b.op("Add", [b.op("Mul", [exp, factor]), half], "rounded"),
+                           b.const(1 << (32 - self.out_bits))], "norm")
         return b.op("Cast", [out], "to_uint8", to=TensorProto.UINT8)
 
 

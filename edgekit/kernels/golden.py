@@ -20,6 +20,7 @@ import numpy as np
 
 from edgekit.intonly import graph as ig
 from edgekit.intonly import reference as ref
+from edgekit.intonly.convert import shiftmax_precision
 from edgekit.kernels import shift_exp_x0
 
 MAGIC = b"EKGOLD01"
@@ -69,11 +70,11 @@ def dwconv(rng: np.random.Generator, c: int, h: int, w_in: int, stride: int, pad
         note)
 
 
-def shiftmax(x: np.ndarray, scale: float, note: str = "") -> Case:
+def shiftmax(x: np.ndarray, scale: float, note: str = "", n: int = 15) -> Case:
     rows, length = x.shape
-    y = ig.Shiftmax("x", "y", scale).reference({"x": x})
+    y = ig.Shiftmax("x", "y", scale, n).reference({"x": x})
     return Case("s8_shiftmax", {
-        **_ints(rows=rows, len=length, x0=shift_exp_x0(scale), n=15, out_bits=8),
+        **_ints(rows=rows, len=length, x0=shift_exp_x0(scale), n=n, out_bits=8),
         "x": x.astype(np.int8), "y": y.astype(np.uint8)}, note)
 
 
@@ -155,6 +156,13 @@ def cases(seed: int = 0) -> Iterator[Case]:
     yield shiftmax(np.tile([-128, 127], (2, 17))[:, :33], 0.1, "extremes, odd length")
     for length, scale in [(1, 0.1), (15, 0.02), (16, 0.3), (17, 0.004), (100, 0.9)]:
         yield shiftmax(_s8(rng, 3, length), scale, f"len {length}, scale {scale}")
+    # fine scales: fewer exp bits so a row's sum fits int32 (convert.shiftmax_precision)
+    for length, scale in [(64, 2.0**-15), (196, 2.0**-12), (49, 0.001)]:
+        scale, n = shiftmax_precision(scale, length)
+        yield shiftmax(_s8(rng, 2, length) // 64, scale, f"len {length}, scale {scale:.3g}, "
+                       f"n {n}", n=n)
+        yield shiftmax(np.zeros((1, length), dtype=np.int64), scale, "uniform row, fine scale",
+                       n=n)
     # ShiftGELU / SiLU: every int8 value, several scales and output ratios
     for scale, ratio, alpha in [(0.05, 0.9, ref.GELU_ALPHA), (0.02, 0.3, ref.GELU_ALPHA),
                                 (0.1, 2.5, ref.GELU_ALPHA), (0.05, 0.9, 1.0), (0.3, 0.1, 1.0),

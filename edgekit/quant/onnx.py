@@ -10,6 +10,7 @@ leaves the rest float. `bench/int8_speed.py` measures the alternatives.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from edgekit.calibration import CalibrationSet
 from edgekit.errors import ExportError, UsageError
 from edgekit.quant.config import QuantConfig
 from edgekit.quant.ranges import RangeFinding, array_range, classify_range, safe_range, summarize
+from edgekit.quant.sensitivity import choose_float_sites
 from edgekit.validate import logit_cosine
 
 ORT_OPS_OF_KIND = {
@@ -473,37 +475,27 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
         result.cosine_all_int8 = _holdout_cosine(full, input_name, holdout, batch, reference)
         result.cosine_final = result.cosine_all_int8
         chosen: list[str] = []
+        why: dict[str, str] = {}
         if config.keep_float == "auto" and result.cosine_all_int8 < config.min_cosine:
             on_step(f"sensitivity analysis over {len(sites)} nodes "
                     f"(all-int8 cosine {result.cosine_all_int8:.4f} < {config.min_cosine})")
-            gains = []
             probe = tmp / "probe.onnx"
-            around = _neighbourhoods(pre_model, sites)
-            for name in sites:
-                quantize(around[name], probe)
-                c = _holdout_cosine(probe, input_name, holdout, batch, reference)
-                gains.append((c - result.cosine_all_int8, name))
-            gains.sort(reverse=True)
-            result.sensitivity = [{"site": n, "cosine_gain": round(g, 6),
-                                   "with": [m for m in around[n] if m != n]}
-                                  for g, n in gains]
-            budget = max(1, len(sites) // 4)
-            for gain, name in gains:  # the best neighbourhood is always allowed
-                if gain <= 0 or chosen and len(set(chosen) | set(around[name])) > budget:
-                    break
-                chosen = sorted(set(chosen) | set(around[name]))
-                quantize(chosen, full)
-                result.cosine_final = _holdout_cosine(full, input_name, holdout, batch,
-                                                      reference)
-                if result.cosine_final >= config.min_cosine:
-                    break
+
+            def cosine_with(exclude: list[str]) -> float:
+                quantize(exclude, probe)
+                return _holdout_cosine(probe, input_name, holdout, batch, reference)
+
+            def keep(names: list[str], cos: float) -> None:
+                shutil.copyfile(probe, full)  # the accepted set's model, already quantized
+
+            choice = choose_float_sites(
+                sites, _neighbourhoods(pre_model, sites), cosine_with,
+                result.cosine_all_int8, config.min_cosine, on_chosen=keep)
+            result.sensitivity, chosen, why = choice.sensitivity, choice.chosen, choice.reasons
+            if choice.cosine is not None:
+                result.cosine_final = choice.cosine
         result.excluded_nodes, result.forced_nodes = chosen, forced
-        why: dict[str, str] = {}
-        for d in result.sensitivity:  # best first: a node takes the reason of its best site
-            for n in (d["site"], *d["with"]):
-                why.setdefault(n, f"sensitivity: hold-out logit cosine +{d['cosine_gain']:.4g} "
-                                  f"with {d['site']} and its int8 neighbours float")
-        result.float_reasons = {**reasons, **{n: why[n] for n in chosen}}
+        result.float_reasons = {**reasons, **why}
         model = onnx.load(str(full))
         onnx.save(model, str(path))
     return result

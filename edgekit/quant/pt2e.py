@@ -5,15 +5,18 @@ convert_pt2e ─► the target's exporter
 
 The target quantizer decides *what* is quantized (its kernels); this module decides the
 activation observer (`--calib-method`), which op kinds stay float (`--keep-float OPS`), and, for
-`--keep-float auto`, which individual sites stay float: every site's observers are removed in
-turn from the one calibrated graph (no re-calibration) and the sites whose float-ness buys the
-most logit cosine are kept float, greedily, until the budget holds.
+`--keep-float auto`, which individual sites stay float: every site is floated in turn with its
+quantized neighbours (sensitivity.py) in the one calibrated graph (no re-calibration), and the
+neighbourhoods whose float-ness buys the most logit cosine are kept float, greedily, until the
+budget holds. A float site computes in float; its activation edges stay int8 where the other
+end is still a quantized site (`_float_sites`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +27,8 @@ import numpy as np
 from edgekit.calibration import CalibrationSet
 from edgekit.errors import UsageError
 from edgekit.quant.config import QuantConfig
-from edgekit.quant.ranges import RangeFinding, classify_range, summarize
+from edgekit.quant.ranges import RangeFinding, classify_range, module_path, summarize
+from edgekit.quant.sensitivity import choose_float_sites
 
 # Smallest activation scale the PT2E targets' observers may pick (their `eps`).
 OBSERVER_EPS = 2**-12
@@ -189,34 +193,151 @@ def _is_observer(gm: Any, node: Any) -> bool:
     from torchao.quantization.pt2e.observer import ObserverBase
 
     return node.op == "call_module" and isinstance(
-        gm.get_submodule(node.target), (ObserverBase, TorchObserver, FakeQuantizeBase))
+        gm.get_submodule(node.target),
+        (ObserverBase, TorchObserver, FakeQuantizeBase, _simulated_quant_cls()))
+
+
+@functools.cache
+def _simulated_quant_cls() -> Any:
+    import torch
+
+    class SimulatedQuant(torch.nn.Module):
+        """Stands in for a calibrated observer: quantize → dequantize with its qparams, the
+        arithmetic of convert_pt2e's q/dq pairs (quantized_decomposed: round(x · 1/scale)
+        + zp, clamped), so the sensitivity ranking can try a float set by editing a graph
+        over shared modules instead of copying and converting the model per candidate."""
+
+        def __init__(self, observer: Any) -> None:
+            super().__init__()
+            self.enabled = getattr(observer, "dtype", torch.float32) in (
+                torch.int8, torch.uint8, torch.int16, torch.int32)
+            self.per_channel = False
+            if not self.enabled:
+                return
+            scale, zero_point = observer.calculate_qparams()
+            self.quant_min, self.quant_max = int(observer.quant_min), int(observer.quant_max)
+            self.per_channel = scale.numel() > 1 or observer.qscheme in (
+                torch.per_channel_affine, torch.per_channel_symmetric)
+            self.axis = int(getattr(observer, "ch_axis", 0))
+            self.register_buffer("inv_scale", 1.0 / scale.float())
+            self.register_buffer("scale", scale.float())
+            self.register_buffer("zero_point", zero_point.float())
+
+        def forward(self, x: Any) -> Any:
+            if not self.enabled or not x.is_floating_point():
+                return x
+            inv: Any = self.inv_scale
+            scale: Any = self.scale
+            zp: Any = self.zero_point
+            if self.per_channel:
+                shape = [1] * x.dim()
+                shape[self.axis] = -1
+                inv, scale, zp = inv.view(shape), scale.view(shape), zp.view(shape)
+            q = torch.clamp(torch.round(x * inv) + zp, self.quant_min, self.quant_max)
+            return (q - zp) * scale
+
+    return SimulatedQuant
 
 
 def _float_sites(prepared: Any, names: set[str]) -> Any:
-    """Copy of a calibrated prepared graph where the named sites read and write float: the
-    observers on their inputs are bypassed and their output observers removed."""
+    """Copy of a calibrated prepared graph where the named sites compute in float (their
+    weights unquantized). An activation edge leaves int8 only when neither end needs it: an
+    edge to or from a quantized site stays int8, since that site's kernel reads and writes int8
+    (XNNPACK cannot run a conv with int8 weights and a float output, and ExecuTorch then
+    fails with "Missing out variants: dequantize_per_channel"). Floating both ends of an edge
+    (`_neighbourhoods`) floats the edge."""
     gm = copy.deepcopy(prepared)
+    _edit_float_sites(gm, names)
+    return gm
+
+
+def _edit_float_sites(gm: Any, names: set[str]) -> None:
+    """`_float_sites` in place on `gm`'s graph."""
+    quantized = set(_sites(gm)) - set(names)
     for node in list(gm.graph.nodes):
         if node.name not in names:
             continue
         for arg in list(node.all_input_nodes):
-            if _is_observer(gm, arg):
+            if _is_observer(gm, arg) and arg.args[0].name not in quantized:
                 node.replace_input_with(arg, arg.args[0])
-        for user in list(node.users):
-            if _is_observer(gm, user):
-                user.replace_all_uses_with(node)
-                gm.graph.erase_node(user)
+        for obs in list(node.users):
+            if not _is_observer(gm, obs):
+                continue
+            for user in list(obs.users):
+                if user.name not in quantized:
+                    user.replace_input_with(obs, node)
+            if not obs.users:
+                gm.graph.erase_node(obs)
     gm.graph.eliminate_dead_code()
     gm.recompile()
-    return gm
 
 
-def _module_path(node: Any) -> str | None:
-    stack = node.meta.get("nn_module_stack") if hasattr(node, "meta") else None
-    if not stack:
-        return None
-    path = list(stack.values())[-1][0]
-    return str(path) or "<model>"
+def _simulator(prepared: Any) -> Callable[[set[str]], Any]:
+    """float set -> a module computing what `convert_pt2e(_float_sites(prepared, set))`
+    computes, in q/dq simulation: one copy of the model with every observer frozen into a
+    _SimulatedQuant, and per call only a new graph over those shared modules."""
+    import torch
+
+    root = copy.deepcopy(prepared)
+    sim_cls = _simulated_quant_cls()
+    for node in root.graph.nodes:
+        if _is_observer(root, node):
+            parent, _, leaf = node.target.rpartition(".")
+            owner = root.get_submodule(parent) if parent else root
+            setattr(owner, leaf, sim_cls(root.get_submodule(node.target)))
+
+    def build(names: set[str]) -> Any:
+        gm = torch.fx.GraphModule(root, copy.deepcopy(root.graph))
+        _edit_float_sites(gm, names)
+        return gm
+
+    return build
+
+
+# aten ops an observer passes through unchanged (shared ranges), for `_neighbourhoods`.
+_PASSTHROUGH = {"relu", "relu_", "hardtanh", "hardtanh_", "clamp", "view", "reshape",
+                "_unsafe_view", "permute", "transpose", "flatten", "squeeze", "unsqueeze",
+                "max_pool2d", "clone", "contiguous", "dropout", "t"}
+
+
+def _neighbourhoods(prepared: Any, sites: list[str]) -> dict[str, list[str]]:
+    """Per site: itself and the sites that produce or consume its activations, through
+    observers and the ops in _PASSTHROUGH (see sensitivity.py for why)."""
+    from edgekit.check import op_name
+
+    site_set = set(sites)
+
+    def passes(node: Any) -> bool:
+        return _is_observer(prepared, node) or (
+            node.op == "call_function" and op_name(node.target) in _PASSTHROUGH)
+
+    def up(node: Any, depth: int = 8) -> set[str]:
+        if node.name in site_set:
+            return {node.name}
+        if depth == 0 or not passes(node) or not node.args or not hasattr(node.args[0], "op"):
+            return set()
+        return up(node.args[0], depth - 1)
+
+    def down(node: Any, depth: int = 8) -> set[str]:
+        found: set[str] = set()
+        for user in node.users:
+            if user.name in site_set:
+                found.add(user.name)
+            elif depth and passes(user):
+                found |= down(user, depth - 1)
+        return found
+
+    nodes = {n.name: n for n in prepared.graph.nodes}
+    out = {}
+    for name in sites:
+        node = nodes[name]
+        near = {name} | down(node)
+        for arg in node.all_input_nodes:
+            if arg.op != "get_attr" and not (
+                    _is_observer(prepared, arg) and arg.args[0].op == "get_attr"):
+                near |= up(arg)
+        out[name] = sorted(near)
+    return out
 
 
 def sanitize_observers(prepared: Any, eps: float) -> tuple[list[RangeFinding], set[str]]:
@@ -252,12 +373,12 @@ def sanitize_observers(prepared: Any, eps: float) -> tuple[list[RangeFinding], s
         if kind == "non-finite":
             what = float(seen) if isinstance(seen, str) else (
                 low if not math.isfinite(low) else high)
-            findings.append(RangeFinding(name, kind, what, what, _module_path(src), op))
+            findings.append(RangeFinding(name, kind, what, what, module_path(src), op))
             floated |= {u.name for u in node.users if not _is_observer(prepared, u)}
             if getattr(src, "op", "") == "call_function":
                 floated.add(name)
             continue
-        findings.append(RangeFinding(name, kind, low, high, _module_path(src), op))
+        findings.append(RangeFinding(name, kind, low, high, module_path(src), op))
         if kind == "constant":
             level = max(abs(low), abs(high)) / 255.0
             if 0 < level < eps and hasattr(obs, "eps"):
@@ -387,27 +508,24 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
         return result
     on_step(f"sensitivity analysis over {len(sites)} sites "
             f"(all-int8 cosine {result.cosine_all_int8:.4f} < {config.min_cosine})")
-    gains = []
-    for name in sites:
-        c = _mean_cosine(converted({name}), hold, reference)
-        gains.append((c - result.cosine_all_int8, name))
-    gains.sort(reverse=True)
-    result.sensitivity = [{"site": n, "cosine_gain": round(g, 6)} for g, n in gains]
-    chosen: set[str] = set()
-    budget = max(1, len(sites) // 4)  # never keep more than a quarter of the sites float
-    for gain, name in gains[:budget]:
-        if gain <= 0:
-            break
-        chosen.add(name)
-        candidate = converted(chosen)
-        cos = _mean_cosine(candidate, hold, reference)
-        result.module, result.cosine_final = candidate, cos
-        if cos >= config.min_cosine:
-            break
-    result.float_sites = sorted(chosen | forced)
-    gain_of = {d["site"]: d["cosine_gain"] for d in result.sensitivity}
-    result.float_reasons = {**reasons, **{
-        n: f"sensitivity: hold-out logit cosine +{gain_of[n]:.4g} in float" for n in chosen}}
+    candidates: dict[tuple[str, ...], Any] = {}
+
+    def cosine_with(names: list[str]) -> float:
+        candidates.clear()  # keep only the latest model: a converted copy per site is memory
+        module = candidates[tuple(names)] = converted(set(names))
+        return _mean_cosine(module, hold, reference)
+
+    def accept(names: list[str], cos: float) -> None:
+        result.module, result.cosine_final = candidates[tuple(names)], cos
+
+    simulate = _simulator(prepared)
+    choice = choose_float_sites(
+        sites, _neighbourhoods(prepared, sites), cosine_with, result.cosine_all_int8,
+        config.min_cosine, on_chosen=accept,
+        rank_with=lambda names: _mean_cosine(simulate(set(names) | forced), hold, reference))
+    result.sensitivity = choice.sensitivity
+    result.float_sites = sorted(set(choice.chosen) | forced)
+    result.float_reasons = {**reasons, **choice.reasons}
     return result
 
 

@@ -108,6 +108,15 @@ def finding_for(tensor: str, values: np.ndarray, module: str | None = None,
     return RangeFinding(tensor, kind, low, high, module, op) if kind else None
 
 
+def module_path(node: Any) -> str:
+    """The module a torch.export / FX node came from (`stage.blocks.3.attn`), `<model>` for
+    the top level: how findings and errors name where a tensor is."""
+    stack = node.meta.get("nn_module_stack") if hasattr(node, "meta") else None
+    if not stack:
+        return "<model>"
+    return str(list(stack.values())[-1][0]) or "<model>"
+
+
 def summarize(findings: list[RangeFinding]) -> dict[str, Any]:
     """Manifest form: counts per kind and every finding (non-finite ones first)."""
     ordered = sorted(findings, key=lambda f: (f.kind != "non-finite", f.kind, f.tensor))

@@ -375,17 +375,19 @@ void ek_s8_shiftmax__neon(size_t rows, size_t len, const int8_t *x, int32_t x0, 
     const int32_t factor = (int32_t)(EK_INT32_MAX / total);
     const int32x4_t fv = vdupq_n_s32(factor);
     for (size_t j = 0; j < len16; j += 16) {
-      /* exp · factor <= 2^31 - 1 (exp <= total), so 32-bit products are exact */
-      const uint32x4_t o0 = vreinterpretq_u32_s32(vshlq_s32(vmulq_s32(vld1q_s32(scratch + j), fv), out_shift));
-      const uint32x4_t o1 = vreinterpretq_u32_s32(vshlq_s32(vmulq_s32(vld1q_s32(scratch + j + 4), fv), out_shift));
-      const uint32x4_t o2 = vreinterpretq_u32_s32(vshlq_s32(vmulq_s32(vld1q_s32(scratch + j + 8), fv), out_shift));
-      const uint32x4_t o3 = vreinterpretq_u32_s32(vshlq_s32(vmulq_s32(vld1q_s32(scratch + j + 12), fv), out_shift));
+      /* exp · factor <= 2^31 - 1 (exp <= total), so 32-bit products are exact; vrshl rounds
+       * half up with the carry kept (no overflow near 2^31), as reference.shiftmax */
+      const uint32x4_t o0 = vreinterpretq_u32_s32(vrshlq_s32(vmulq_s32(vld1q_s32(scratch + j), fv), out_shift));
+      const uint32x4_t o1 = vreinterpretq_u32_s32(vrshlq_s32(vmulq_s32(vld1q_s32(scratch + j + 4), fv), out_shift));
+      const uint32x4_t o2 = vreinterpretq_u32_s32(vrshlq_s32(vmulq_s32(vld1q_s32(scratch + j + 8), fv), out_shift));
+      const uint32x4_t o3 = vreinterpretq_u32_s32(vrshlq_s32(vmulq_s32(vld1q_s32(scratch + j + 12), fv), out_shift));
       const uint16x8_t h0 = vcombine_u16(vmovn_u32(o0), vmovn_u32(o1));
       const uint16x8_t h1 = vcombine_u16(vmovn_u32(o2), vmovn_u32(o3));
       vst1q_u8(out + j, vcombine_u8(vmovn_u16(h0), vmovn_u16(h1)));
     }
     for (size_t j = len16; j < len; j++)
-      out[j] = (uint8_t)(((int64_t)scratch[j] * factor) >> (32 - out_bits));
+      out[j] = (uint8_t)(((int64_t)scratch[j] * factor + ((int64_t)1 << (31 - out_bits)))
+                         >> (32 - out_bits));
   }
 }
 

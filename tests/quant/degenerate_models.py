@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 CFG = {"input_size": (3, 32, 32), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-       "crop_pct": 1.0, "interpolation": "bilinear", "num_classes": 4}
-CLASSES = 4  # few classes: wide top-1 margins, so top-1 agreement tests int8, not ties
+       "crop_pct": 1.0, "interpolation": "bilinear", "num_classes": 10}
+# 10 classes: a 4-way random head had one sample with logit norm 0.07, where the worst-sample
+# cosine measures noise rather than int8; 10-way norms stay away from 0.
+CLASSES = 10
 DIM = 32
 
 
@@ -184,13 +186,12 @@ class AllDegenerate(nn.Module):
     """Every degenerate body above in sequence: one model that carries each pattern through
     every target × calibration method in `make test` (each alone: `make test-all`). Each
     sits on a residual, so the input still reaches the logits through the random blocks.
-    The outlier channel is not degenerate (it is an accuracy problem, not a range one) and
-    has its own test."""
+    The outlier channel is an accuracy problem rather than a range one: the sensitivity
+    analysis has to find it among all the other sites and float both ends of its edge."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(body() for name, body in BODIES.items()
-                                    if name != "outlier_channel")
+        self.blocks = nn.ModuleList(body() for body in BODIES.values())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
