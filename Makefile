@@ -4,10 +4,16 @@ PY := $(VENV)/bin/python
 MODEL ?= efficientformer_l1
 OUT ?= artifacts
 
-.PHONY: setup run test test-all lint bench count train-fmnist clean
+.PHONY: setup arm-device run test test-all lint bench count train-fmnist clean
 
 setup:
 	@bash scripts/bootstrap.sh
+	@bash scripts/arm_device.sh
+
+# The emulated ARM device (aarch64 CPython + the runtimes' aarch64 builds under qemu): qemu://CPU
+arm-device:
+	@bash scripts/bootstrap.sh
+	@bash scripts/arm_device.sh
 
 run: setup
 	$(VENV)/bin/edgekit export $(MODEL) --to onnx --out $(OUT)

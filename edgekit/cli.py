@@ -140,7 +140,7 @@ def doctor(as_json: bool) -> None:
     if as_json:
         _emit_json(report)
         return
-    for section in ("exporters", "runtimes", "packages", "tools", "kernels"):
+    for section in ("exporters", "runtimes", "packages", "tools", "kernels", "arm-device"):
         click.echo(f"{section}:")
         for row in report[section]:
             mark = "ok " if row["ok"] else "-- "
@@ -324,15 +324,30 @@ def check(model: str, to: str, weights: Path | None, no_reparam: bool, as_json: 
 @cli.command()
 @click.argument("artifact_dir", type=click.Path(path_type=Path))
 @click.option("--threads", type=int, default=None)
+@click.option("--device", default="host", show_default=True,
+              help="host, or qemu://CPU: the aarch64 build of the runtime on the emulated ARM "
+                   "device (`make arm-device`)")
+@click.option("--timeout", type=float, default=1800, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def validate(artifact_dir: Path, threads: int | None, as_json: bool) -> None:
-    """Re-run the golden check of an artifact in its runtime."""
+def validate(artifact_dir: Path, threads: int | None, device: str, timeout: float,
+             as_json: bool) -> None:
+    """Re-run the golden check of an artifact in its runtime (here or on a device)."""
     from edgekit.artifact import Artifact
     from edgekit.validate import validate_artifact
 
     artifact = Artifact.open(artifact_dir)
     with contextlib.redirect_stdout(sys.stderr):
-        report = validate_artifact(artifact, threads=threads)
+        if device in ("host", "local"):
+            report = validate_artifact(artifact, threads=threads)
+        elif device.startswith("qemu://"):
+            from edgekit.qemu import QemuDevice
+            from edgekit.qemu.run import validate_on
+
+            report = validate_on(QemuDevice.from_url(device), artifact, timeout=timeout)
+        else:
+            raise UsageError(f"validate runs on the host or qemu://CPU, not '{device}'",
+                             hint="for ssh/adb devices `edgekit bench --device` checks the "
+                                  "outputs on the device")
     if as_json:
         _emit_json({"artifact": str(artifact_dir), **report.__dict__})
     else:
@@ -431,7 +446,8 @@ def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
 @cli.command()
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--device", default="local", show_default=True,
-              help="local, ssh://user@host[:port] or adb://SERIAL")
+              help="local, ssh://user@host[:port], adb://SERIAL or qemu://CPU (the emulated "
+                   "ARM device: instructions per inference, not time)")
 @click.option("--threads", type=int, default=None)
 @click.option("--warmup", type=int, default=10, show_default=True)
 @click.option("--runs", type=int, default=50, show_default=True)
@@ -502,6 +518,14 @@ def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup:
                                      ("outputs wrong", r["validated"])) if ok is False] \
                 + (["emulated: not a speed"] if r.get("emulated") else [])
             ratio = f"  ×{r['ratio_vs_first']:.2f}" if "ratio_vs_first" in r else ""
+            if r.get("instructions_per_inference") is not None:
+                click.echo(f"{r['artifact']}: {r['instructions_per_inference'] / 1e6:.2f} M "
+                           f"instructions per inference on {r['device']} ({r['runtime']} "
+                           f"{r['runtime_version']}, 1 thread, {r['count_runs']} counted runs)"
+                           f"{ratio}  outputs {'ok' if r['validated'] else 'WRONG'} "
+                           f"(cosine {r['validation_cosine']:.5f})  [emulated: qemu wall time "
+                           "is not a speed]")
+                continue
             click.echo(f"{r['artifact']}: median {_fmt(r['median_ms'], '.3f')} ms  "
                        f"p90 {_fmt(r['p90_ms'], '.3f')}  p99 {_fmt(r['p99_ms'], '.3f')}  "
                        f"cv {_fmt(r['cv'], '.1%')}  n={r['iterations']}  "
@@ -514,6 +538,46 @@ def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup:
         raise BenchFailed(f"{len(failed)} of {len(rows)} benchmark(s) failed: "
                           f"{failed[0]['error']}", hint="see the failure records"
                           + (f" in {out}" if out else " (--out FILE keeps them)"))
+
+
+@cli.command("run")
+@click.argument("artifact_dir", type=click.Path(path_type=Path))
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+              help="an image (preprocessed as the manifest says) or a .npy array")
+@click.option("--device", default="local", show_default=True, help="local or qemu://CPU")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="write the first output here (.npy)")
+@click.option("--timeout", type=float, default=1800, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def run_cmd(artifact_dir: Path, input_path: Path, device: str, out: Path | None,
+            timeout: float, as_json: bool) -> None:
+    """Run one input through an artifact on a device and write its output."""
+    import numpy as np
+
+    from edgekit.artifact import Artifact
+    from edgekit.run_one import load_input, run_artifact
+
+    artifact = Artifact.open(artifact_dir)
+    x = load_input(artifact, input_path)
+    with contextlib.redirect_stdout(sys.stderr):
+        res = run_artifact(artifact, x, device, timeout=timeout)
+    first = res["outputs"][0]
+    if out:
+        tmp = out.with_name(f".{out.name}.tmp.npy")
+        np.save(tmp, first)
+        tmp.replace(out)
+    top = np.argsort(first.reshape(len(first), -1), axis=1)[:, ::-1][:, :5]
+    if as_json:
+        _emit_json({"artifact": str(artifact_dir), "device": res["device"],
+                    "runtime": res["runtime"], "machine": res["machine"],
+                    "emulated": res["emulated"], "output_shapes": [list(o.shape) for o in
+                                                                   res["outputs"]],
+                    "top5": top.tolist(), "out": str(out) if out else None,
+                    "output": first.tolist() if first.size <= 10_000 else None})
+    else:
+        click.echo(f"{artifact_dir} on {res['device']} ({res['runtime']}, {res['machine']}): "
+                   f"output {tuple(first.shape)}, top-5 {top[0].tolist()}"
+                   + (f"; written to {out}" if out else ""))
 
 
 @cli.command()

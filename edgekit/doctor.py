@@ -60,7 +60,30 @@ def diagnose() -> dict[str, list[dict[str, Any]]]:
     tools = [{"name": tool, "ok": shutil.which(tool) is not None, "version": None, "fix": fix}
              for tool, fix in _TOOLS]
     return {"exporters": exporters, "runtimes": runtimes, "packages": packages, "tools": tools,
-            "kernels": [_kernel_library()]}
+            "kernels": [_kernel_library()], "arm-device": _arm_device()}
+
+
+def _arm_device() -> list[dict[str, Any]]:
+    """The emulated ARM device (edgekit/qemu): its CPU models and the runtimes on it."""
+    from edgekit.qemu import BUILD_HINT, CPUS, DeviceNotBuilt, QemuDevice
+
+    dev = QemuDevice.from_url(f"qemu://{CPUS[1]}")
+    try:
+        dev.check()
+    except DeviceNotBuilt as exc:
+        return [{"name": "qemu://CPU", "ok": False, "version": None,
+                 "fix": exc.hint or BUILD_HINT, "error": exc.message}]
+    info = dev.info()
+    rows = [{"name": f"qemu://{cpu}", "ok": (dev.root / f"cpu-{cpu}" / "proc" / "cpuinfo"
+                                              ).exists(), "version": "aarch64 (emulated)",
+             "fix": BUILD_HINT} for cpu in CPUS]
+    rows.append({"name": "python", "ok": True, "version": info.get("python"), "fix": None})
+    for dist, version in info.get("runtimes", {}).items():
+        rows.append({"name": dist, "ok": version is not None, "version": version,
+                     "fix": info.get("errors", {}).get(dist, BUILD_HINT)})
+    rows.append({"name": "insncount.so", "ok": dev.plugin.exists(), "version": None,
+                 "fix": BUILD_HINT})
+    return rows
 
 
 def _kernel_library() -> dict[str, Any]:

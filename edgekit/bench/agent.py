@@ -268,6 +268,32 @@ class Target:
         return out
 
 
+def write_outputs(art_dir, threads, out_path, inputs_path=None):
+    """The artifact's outputs on its golden inputs (or a given batch), batch by batch, as
+    out.K arrays stacked over the inputs: what `edgekit validate|run --device` compare."""
+    import numpy as np
+
+    tg = Target(art_dir, threads)
+    x_all = tg.x_all if inputs_path is None else np.load(inputs_path, allow_pickle=False)
+    want = tuple(tg.manifest["inputs"][0]["shape"][1:])
+    if tuple(x_all.shape[1:]) != want:
+        raise SystemExit(f"input shape {tuple(x_all.shape)} does not fit the artifact's "
+                         f"(N, {', '.join(map(str, want))})")
+    outs = []
+    for start in range(0, len(x_all), tg.batch):
+        chunk = np.ascontiguousarray(x_all[start:start + tg.batch], dtype=np.float32)
+        if len(chunk) < tg.batch:  # pad the last batch; the padding's outputs are dropped
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], tg.batch - len(chunk), 0)])
+        got = [np.asarray(o) for o in tg.session.run(chunk)]
+        outs.append([o[: min(tg.batch, len(x_all) - start)] for o in got])
+    arrays = {f"out.{k}": np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))}
+    tmp = out_path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, out_path)
+    print(json.dumps({"runtime": tg.runtime, "runtime_version": tg.session.version,
+                      "inputs": int(len(x_all)), "machine": platform.machine()}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--artifact", action="append", required=True)
@@ -281,7 +307,24 @@ def main():
     ap.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/edgekit"))
     ap.add_argument("--watch-stdin", action="store_true",
                     help="exit when stdin closes (the ssh/adb connection dropped)")
+    ap.add_argument("--count-runs", type=int, default=None,
+                    help="instruction counting (under qemu with a counter plugin): load the "
+                         "one artifact, run once to warm up, then N more times, and exit; the "
+                         "caller differences the counts of two N")
+    ap.add_argument("--outputs", default=None,
+                    help="write the outputs (out.0, out.1, ...) of the one artifact on its "
+                         "golden inputs, or on --inputs, to this .npz and exit")
+    ap.add_argument("--inputs", default=None, help="with --outputs: a .npy batch to run")
     args = ap.parse_args()
+    if args.outputs is not None:
+        write_outputs(args.artifact[0], args.threads, args.outputs, args.inputs)
+        return
+    if args.count_runs is not None:
+        tg = Target(args.artifact[0], args.threads)  # includes the one warm-up run
+        tg.timed(args.count_runs)
+        print(json.dumps({"runtime": tg.runtime, "runtime_version": tg.session.version,
+                          "runs": args.count_runs}))
+        return
     if args.watch_stdin:
         def watch():
             while sys.stdin.buffer.read(1024):

@@ -412,6 +412,47 @@ class AdbCollector:
                               hint="check space in /data/local/tmp")
 
 
+@dataclass
+class QemuCollector:
+    """qemu://CPU: the emulated ARM device (edgekit/qemu). Each artifact is validated on the
+    aarch64 build of its runtime and costed in guest instructions per inference; qemu's wall
+    time is not a speed, so the timing fields stay empty and the row says `emulated`."""
+
+    url: str
+    name: str = "qemu"
+
+    def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
+        from edgekit.artifact import Artifact
+        from edgekit.qemu import QemuDevice
+        from edgekit.qemu.run import FORMAT_RUNTIME, count_instructions, validate_on
+
+        dev = QemuDevice.from_url(self.url)
+        rows = []
+        for path in artifacts:
+            art = Artifact.open(path)
+            try:
+                report = validate_on(dev, art, timeout=cfg.timeout)
+                count = count_instructions(dev, art, runs=max(1, min(cfg.runs, 5)),
+                                           timeout=cfg.timeout)
+            except DeviceError as exc:
+                raise BenchFailed(exc.message, hint=exc.hint) from None
+            m = art.manifest
+            rows.append({
+                "artifact": str(path), "model": m.model, "format": m.format, "quant": m.quant,
+                "runtime": FORMAT_RUNTIME[m.format], "runtime_version": count["runtime_version"],
+                "device": dev.url, "status": "ok", "emulated": True, "cpu": dev.cpu,
+                "machine": "aarch64", **count,
+                "median_ms": None, "p90_ms": None, "p99_ms": None, "min_ms": None,
+                "max_ms": None, "cv": None, "iterations": count["count_runs"],
+                "samples_ms": [], "init_ms": None, "first_ms": None, "peak_rss_mb": None,
+                "stable": None, "plausible": None, "validated": bool(report.validated),
+                "validation_cosine": report.cosine, "validation": report.__dict__,
+                "size_bytes": m.size_bytes, "input_shape": list(m.inputs[0].shape),
+                "fingerprint": {"artifact_sha256": m.sha256, "device": dev.info()},
+            })
+        return rows
+
+
 def collector_for(device: str, *, identity: Path | None = None,
                   known_hosts: Path | None = None, remote_tmp: str = "/tmp") -> Any:
     if device in ("", "local"):
@@ -424,5 +465,9 @@ def collector_for(device: str, *, identity: Path | None = None,
                             known_hosts=known_hosts, remote_tmp=remote_tmp)
     if url.scheme == "adb":
         return AdbCollector(url.netloc or None)
+    if url.scheme == "qemu":
+        from edgekit.qemu import QemuDevice
+
+        return QemuCollector(QemuDevice.from_url(device).url)
     raise UsageError(f"unknown device '{device}'",
-                     hint="use local, ssh://user@host[:port] or adb://SERIAL")
+                     hint="use local, ssh://user@host[:port], adb://SERIAL or qemu://CPU")

@@ -55,10 +55,13 @@ def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = Be
         r.setdefault("fingerprint", {})["edgekit_version"] = edgekit.__version__
         r["time"] = stamp
     if compare and rows and rows[0].get("status") == "ok":
-        first = rows[0]["median_ms"]
+        # under emulation the ratio is of instructions, never of qemu's wall time
+        key = "instructions_per_inference" if rows[0].get("emulated") else "median_ms"
+        first = rows[0][key]
         for r in rows:
-            if r.get("status") == "ok":
-                r["ratio_vs_first"] = r["median_ms"] / first
+            if r.get("status") == "ok" and r.get(key) is not None:
+                r["ratio_vs_first"] = r[key] / first
+                r["ratio_of"] = key
     return rows
 
 

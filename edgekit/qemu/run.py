@@ -1,0 +1,134 @@
+"""Running artifacts on the emulated ARM device: outputs (validate, run) and instruction counts.
+
+Every run is the device agent (edgekit/bench/agent.py) under qemu-aarch64 with the device's
+Python, so an output or a count comes from the aarch64 build of the artifact's runtime. The
+guest is a child process with a timeout; a guest that dies of a signal (SIGSEGV, SIGILL in an
+unsupported instruction) or hangs becomes a DeviceError naming the CPU and the runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifact import Artifact
+from edgekit.bench.collectors import AGENT, DeviceError
+from edgekit.qemu import QemuDevice
+from edgekit.validate import ValidationReport, compare
+
+FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "ai-edge-litert",
+                  "executorch": "executorch"}
+
+
+@dataclass(frozen=True)
+class GuestRun:
+    outputs: list[np.ndarray]
+    runtime_version: str
+    machine: str
+
+
+def _guest(dev: QemuDevice, artifact: Artifact, args: list[str], timeout: float,
+           count_to: Path | None = None) -> str:
+    """Run the agent on the device; stdout's last line (its JSON) or a DeviceError."""
+    dev.check()
+    runtime = FORMAT_RUNTIME.get(artifact.manifest.format, artifact.manifest.format)
+    if dev.info().get("runtimes", {}).get(runtime) is None:
+        why = dev.info().get("errors", {}).get(runtime, "not installed")
+        raise DeviceError(f"{runtime} is not available on {dev.url} ({why})",
+                          hint="rebuild the device with `make arm-device`; the other "
+                               "runtimes still run")
+    cmd = dev.command(str(AGENT), "--artifact", str(artifact.path.resolve()), "--threads", "1",
+                      *args, count_to=count_to)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env=dev.env(threads=1), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise DeviceError(f"{runtime} on {dev.url} hung: killed after {timeout:.0f} s "
+                          f"({artifact.manifest.file})",
+                          hint="qemu runs 100-500x slower than the host: raise --timeout "
+                               "for large models") from None
+    if proc.returncode < 0:
+        sig = signal.Signals(-proc.returncode).name
+        raise DeviceError(f"{runtime} crashed on {dev.url} with {sig} running "
+                          f"{artifact.manifest.file} (the aarch64 build of the runtime, "
+                          "emulated)", hint="a SIGILL means an instruction this CPU model "
+                          "lacks; try another qemu://CPU, and report the runtime bug with "
+                          "the artifact")
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else \
+            f"exit code {proc.returncode}"
+        raise DeviceError(f"{runtime} failed on {dev.url}: {tail[:400]}",
+                          hint="the artifact's runtime on the device refused it; "
+                               "`edgekit doctor` lists the versions on the device")
+    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
+    if not lines:
+        raise DeviceError(f"the agent on {dev.url} printed no result",
+                          hint="rerun with --debug")
+    return lines[-1]
+
+
+def run_outputs(dev: QemuDevice, artifact: Artifact, inputs: np.ndarray | None = None,
+                timeout: float = 1800.0) -> GuestRun:
+    """The artifact's outputs on the device, on its golden inputs or on `inputs`."""
+    with tempfile.TemporaryDirectory(prefix="edgekit-qemu-") as tmp:
+        out = Path(tmp) / "outputs.npz"
+        args = ["--outputs", str(out)]
+        if inputs is not None:
+            np.save(Path(tmp) / "inputs.npy", np.ascontiguousarray(inputs, dtype=np.float32))
+            args += ["--inputs", str(Path(tmp) / "inputs.npy")]
+        info = json.loads(_guest(dev, artifact, args, timeout))
+        with np.load(out, allow_pickle=False) as data:
+            outputs = [data[f"out.{k}"] for k in range(len(data.files))]
+    return GuestRun(outputs, info["runtime_version"], info["machine"])
+
+
+def validate_on(dev: QemuDevice, artifact: Artifact, timeout: float = 1800.0
+                ) -> ValidationReport:
+    """The golden check, with the outputs of the runtime's aarch64 build on `dev`."""
+    _, reference = artifact.load_golden()
+    run = run_outputs(dev, artifact, timeout=timeout)
+    got = dict(zip(reference, run.outputs, strict=False))
+    return compare(reference, got, quant=artifact.manifest.quant,
+                   runtime=f"{run.runtime_version} on {dev.url} ({run.machine}, emulated)")
+
+
+# Start-up varies by about ±2 M guest instructions run to run; the counted inferences must
+# outweigh that by far for the difference to mean ±1 %.
+STARTUP_NOISE = 2_000_000
+MIN_COUNTED = 400_000_000
+
+
+def count_instructions(dev: QemuDevice, artifact: Artifact, runs: int = 3,
+                       timeout: float = 3600.0) -> dict[str, Any]:
+    """Guest instructions per inference: (count with N inferences − count with none) / N,
+    both after the same load and warm-up run, one runtime thread. N starts at `runs` and grows
+    until the N inferences are ≥ MIN_COUNTED instructions (200× the start-up noise), so a
+    tiny model is counted over hundreds of runs and a large one over a few."""
+    if runs < 1:
+        raise ValueError("runs must be ≥ 1")
+    with tempfile.TemporaryDirectory(prefix="edgekit-count-") as tmp:
+        def count(n: int) -> tuple[int, dict[str, Any]]:
+            path = Path(tmp) / f"count-{n}.txt"
+            info = json.loads(_guest(dev, artifact, ["--count-runs", str(n)], timeout,
+                                     count_to=path))
+            fields = dict(line.split(": ") for line in path.read_text().splitlines())
+            return int(fields["insns"]), info
+
+        base, info = count(0)
+        n = runs
+        while True:
+            total, info = count(n)
+            per = (total - base) / n
+            if total - base >= MIN_COUNTED or per <= 0 or n >= 10_000:
+                break
+            n = min(10_000, max(2 * n, int(MIN_COUNTED / per) + 1))
+    return {"instructions_per_inference": per, "instructions_startup": base,
+            "count_runs": n, "count_noise": STARTUP_NOISE / n, "cpu": dev.cpu,
+            "runtime_version": info["runtime_version"], "threads": 1}

@@ -1,0 +1,93 @@
+"""`edgekit run`: one input through an artifact on a device, and its output written out.
+
+The input is an image (preprocessed with the manifest's own eval transform: resize, crop,
+normalise) or a .npy array (N, C, H, W) fed as is. The device is the host (`local`: the x86
+runtime in a child process), or `qemu://CPU` (the aarch64 runtime under emulation), or
+`ssh://user@host[:port]` (the agent on the board). The output is what that runtime computed,
+for the moment a device disagrees with the host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifact import Artifact
+from edgekit.errors import UsageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+def load_input(artifact: Artifact, path: Path) -> np.ndarray:
+    """The batch to run: an image through the manifest's preprocessing, or a .npy as is."""
+    want = tuple(artifact.manifest.inputs[0].shape[1:])
+    if not path.exists():
+        raise UsageError(f"input {path} does not exist", hint="pass an image or a .npy file")
+    if path.suffix.lower() == ".npy":
+        try:
+            x = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"{path} is not a readable .npy array ({exc})",
+                             hint="save it with numpy.save") from None
+        if x.ndim == len(want):
+            x = x[None]
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        from PIL import Image, UnidentifiedImageError
+
+        from edgekit.data import eval_transform
+
+        pre = artifact.manifest.preprocessing
+        if not pre:
+            raise UsageError("the artifact's manifest has no preprocessing to apply to an image",
+                             path=artifact.path, hint="pass a preprocessed .npy instead")
+        try:
+            with Image.open(path) as im:
+                x = eval_transform(pre)(im.convert("RGB")).numpy()[None]
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UsageError(f"{path} is not a readable image ({exc})",
+                             hint="pass a JPEG/PNG or a .npy array") from None
+    else:
+        raise UsageError(f"unknown input kind '{path.suffix}'",
+                         hint="pass an image (.jpg, .png, ...) or a .npy array")
+    if tuple(x.shape[1:]) != want:
+        raise UsageError(f"input shape {tuple(x.shape)} does not fit the artifact's input "
+                         f"(N, {', '.join(map(str, want))})", path=path,
+                         hint="resize it, or pass an image and let the manifest's "
+                              "preprocessing do it")
+    if not np.isfinite(x).all():
+        raise UsageError("the input has NaN/Inf values", path=path)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def run_artifact(artifact: Artifact, x: np.ndarray, device: str = "local",
+                 timeout: float = 1800.0) -> dict[str, Any]:
+    """{outputs: [array...], runtime, device}: the artifact's outputs on `device`."""
+    if device.startswith("qemu://"):
+        from edgekit.qemu import QemuDevice
+        from edgekit.qemu.run import run_outputs
+
+        dev = QemuDevice.from_url(device)
+        run = run_outputs(dev, artifact, x, timeout=timeout)
+        return {"outputs": run.outputs, "runtime": run.runtime_version, "device": dev.url,
+                "machine": run.machine, "emulated": True}
+    if device in ("local", "host"):
+        from edgekit.isolation import run_isolated
+        from edgekit.validate import DEFAULT_RUNTIME, run_golden
+
+        fmt = artifact.manifest.format
+        runtime = DEFAULT_RUNTIME.get(fmt)
+        if runtime is None:
+            raise UsageError(f"no runtime runs {fmt} here", hint="see `edgekit doctor`")
+        batch = max(1, int(artifact.manifest.inputs[0].shape[0]))
+        name = artifact.manifest.inputs[0].name
+        n = len(x)
+        padded = np.concatenate([x, np.repeat(x[-1:], -n % batch, 0)]) if n % batch else x
+        got = run_isolated(run_golden, fmt, runtime, str(artifact.model_path), {name: padded},
+                           batch, None, what=f"{runtime} running {artifact.manifest.file}",
+                           path=str(artifact.model_path), timeout=timeout)
+        return {"outputs": [np.asarray(v)[:n] for v in got.values()], "runtime": runtime,
+                "device": "local", "machine": "x86_64", "emulated": False}
+    raise UsageError(f"`edgekit run` runs on local or qemu://CPU in this version, not "
+                     f"'{device}'", hint="on an ssh/adb board, `edgekit bench --device` "
+                     "checks its outputs against the golden ones")
