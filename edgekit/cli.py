@@ -202,6 +202,9 @@ def _split_formats(value: str) -> tuple[str, ...]:
                    "conversion (needs --data).")
 @click.option("--data", "finetune_data", default=None, type=click.Choice(["fmnist"]),
               help="Training data for --finetune-steps (the model's own task).")
+@click.option("--validate-on", "validate_on", default="host", show_default=True,
+              help="Where to validate: host, and/or qemu://CPU (the aarch64 runtime on the "
+                   "emulated ARM device), comma-separated, e.g. host,qemu://cortex-a76.")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even if validation fails.")
 @click.option("--json", "as_json", is_flag=True)
 def export(model: str, to: str, quant: str, weights: Path | None, out: Path, opset: int | None,
@@ -209,7 +212,8 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
            layout: str, compute_precision: str | None, deployment_target: str,
            calib: str | None, calib_n: int | None, calib_method: str | None,
            keep_float: str | None, int8_plan: str | None, int8_io: bool, finetune_steps: int,
-           finetune_data: str | None, allow_mismatch: bool, as_json: bool) -> None:
+           finetune_data: str | None, validate_on: str, allow_mismatch: bool,
+           as_json: bool) -> None:
     """Export MODEL (timm name or module:function) to device formats, validated."""
     from edgekit.pipeline import ExportIncomplete, ExportRequest, export_model, summarize
     from edgekit.quant.config import QuantConfig
@@ -225,7 +229,8 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
                         seed=seed, n_golden=n_golden, threads=threads, layout=layout,
                         compute_precision=compute_precision,
                         deployment_target=deployment_target, quant_config=quant_config,
-                        finetune_steps=finetune_steps, finetune_data=finetune_data)
+                        finetune_steps=finetune_steps, finetune_data=finetune_data,
+                        validate_on=_devices_to_validate_on(validate_on))
     incomplete: ExportIncomplete | None = None
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
         try:
@@ -250,6 +255,22 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
             path=failed[0]["artifact"], hint="inspect it, or pass --allow-mismatch to accept")
 
 
+def _devices_to_validate_on(value: str) -> tuple[str, ...]:
+    """`host,qemu://cortex-a76` -> the devices beyond the host (the host always validates)."""
+    from edgekit.qemu import QemuDevice
+
+    devices = []
+    for item in (v.strip() for v in value.split(",") if v.strip()):
+        if item in ("host", "local"):
+            continue
+        if not item.startswith("qemu://"):
+            raise UsageError(f"--validate-on takes host and qemu://CPU, not '{item}'",
+                             hint="for a real board, `edgekit bench --device ssh://…` checks "
+                                  "the outputs there")
+        devices.append(QemuDevice.from_url(item).url)
+    return tuple(devices)
+
+
 def _fmt(value: Any, spec: str) -> str:
     return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
 
@@ -270,6 +291,9 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
         if r["validated"] is not True:
             click.echo(f"    {r['validated'] if r['ok'] else 'NOT VALIDATED'}"
                        f"{': ' + r['reason'] if r['reason'] else ''}")
+        for url, d in r.get("device_validation", {}).items():
+            click.echo(f"    on {url}: {'validated' if d['validated'] is True else 'MISMATCH'}"
+                       f", cosine {_fmt(d['cosine'], '.7f')} ({d['runtime']})")
         if r.get("not_delegated"):
             left = ", ".join(f"{k}×{v}" for k, v in list(r["not_delegated"].items())[:6])
             click.echo(f"    not delegated: {left}")

@@ -14,7 +14,7 @@ import dataclasses
 import datetime as _dt
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,8 @@ class ExportRequest:
     quant_config: QuantConfig | None = None  # --quant int8: calibration and quantizer choices
     finetune_steps: int = 0  # --quant int-only: QAT steps before the conversion (intonly/qat.py)
     finetune_data: str | None = None
+    # Where to validate beyond the host: qemu://CPU runs the runtimes' aarch64 builds.
+    validate_on: tuple[str, ...] = ()
 
 
 @dataclass
@@ -304,8 +306,36 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
                                    threads=req.threads)
         manifest = manifest.with_validation(report)
         (tmp / MANIFEST_NAME).write_text(manifest.to_json())
+        if req.validate_on and fmt in _DEVICE_VALIDATABLE:
+            manifest = _validate_on_devices(tmp, manifest, req.validate_on, on_step)
+            (tmp / MANIFEST_NAME).write_text(manifest.to_json())
     return ExportOutcome(Artifact(final, manifest), time.perf_counter() - started,
                          [*passes, *format_passes])
+
+
+_DEVICE_VALIDATABLE = {"onnx", "tflite", "executorch"}
+
+
+def _validate_on_devices(tmp: Path, manifest: Manifest, devices: tuple[str, ...],
+                         on_step: Callable[[str], None]) -> Manifest:
+    """The golden check again on each device (`qemu://CPU`), recorded per device in the
+    manifest's `device_validation`; the artifact is validated only if every device agrees."""
+    from edgekit.qemu import QemuDevice
+    from edgekit.qemu.run import validate_on
+
+    results: dict[str, Any] = {}
+    for url in devices:
+        dev = QemuDevice.from_url(url)
+        on_step(f"validating {manifest.format} on {dev.url} (aarch64 runtime, emulated)")
+        results[dev.url] = validate_on(dev, Artifact(tmp, manifest)).__dict__
+    failed = [u for u, r in results.items() if r["validated"] is not True]
+    manifest = replace(manifest, exporter={**manifest.exporter, "device_validation": results})
+    if failed and manifest.validation is not None and manifest.validation.validated is True:
+        first = results[failed[0]]
+        manifest = manifest.with_validation(replace(
+            manifest.validation, validated=False,
+            reason=f"on {failed[0]}: {first['reason']} (host: validated)"))
+    return manifest
 
 
 class ExportIncomplete(ExportError):
@@ -419,6 +449,9 @@ def summarize(outcome: ExportOutcome) -> dict[str, Any]:
         "cosine": v.cosine if v else None, "max_rel": v.max_rel if v else None,
         "top1_agreement": v.top1_agreement if v else None,
         "sqnr_db": v.sqnr_db if v else None, "reason": v.reason if v else "",
+        "device_validation": {url: {"validated": r["validated"], "cosine": r["cosine"],
+                                    "runtime": r["runtime"]}
+                              for url, r in m.exporter.get("device_validation", {}).items()},
     }
 
 

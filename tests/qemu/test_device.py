@@ -192,3 +192,17 @@ def test_run_refuses_an_input_of_the_wrong_shape(tiny_artifact, tmp_path):
     result = CliRunner().invoke(cli, ["run", str(tiny_artifact), "--input",
                                       str(tmp_path / "bad.npy")])
     assert result.exit_code != 0 and "does not fit the artifact's input" in result.output
+
+
+def test_export_validates_on_the_host_and_on_arm(device, tmp_path):
+    from tests.conftest import TINY
+
+    result = CliRunner().invoke(cli, ["export", TINY, "--to", "onnx", "--out", str(tmp_path),
+                                      "--validate-on", "host,qemu://cortex-a53", "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    arm = row["device_validation"]["qemu://cortex-a53"]
+    assert row["validated"] is True and arm["validated"] is True, row
+    assert "aarch64" in arm["runtime"] and arm["cosine"] > 0.99999
+    manifest = json.loads((Path(row["artifact"]) / "manifest.json").read_text())
+    assert manifest["exporter"]["device_validation"]["qemu://cortex-a53"]["n_inputs"] == 8
