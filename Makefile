@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 MODEL ?= efficientformer_l1
 OUT ?= artifacts
 
-.PHONY: setup arm-device run test test-all lint bench count train-fmnist clean
+.PHONY: setup arm-device run test test-all lint bench bench-arm count train-fmnist clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -19,7 +19,7 @@ run: setup
 	$(VENV)/bin/edgekit export $(MODEL) --to onnx --out $(OUT)
 
 test: setup lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-all: setup
 	$(PY) -m pytest -q -m "not device and not macos"
@@ -37,6 +37,10 @@ bench: setup
 	cd bench && ../$(PY) int8_speed.py --update-readme
 	cd bench && ../$(PY) int_only.py --update-readme
 	cd bench && ../$(PY) kernels.py --update-readme
+
+# The ARM numerics matrix and cost table on the emulated ARM device (hours: every family)
+bench-arm: setup
+	cd bench && ../$(PY) arm_device.py --update-readme
 
 # Instructions per call of every ARM kernel path, from qemu-aarch64's logs (one JSON line)
 count: setup

@@ -77,6 +77,14 @@ if ! stamp_ok cpus "$key"; then
     for d in etc lib usr; do ln -sfn ../sysroot/$d "$o/$d"; done
     qemu-aarch64 -cpu "$(cpu_arg "$c")" \
       -L "$DEV/sysroot" "$DEV/sysroot/usr/bin/python3.11" "$root/edgekit/qemu/mk_cpuinfo.py" "$c" > "$o/proc/cpuinfo"
+    # the MIDR ExecuTorch's and XNNPACK's cpuinfo read from sysfs, per emulated core
+    m=$(qemu-aarch64 -cpu "$(cpu_arg "$c")" -L "$DEV/sysroot" "$DEV/sysroot/usr/bin/python3.11" \
+        "$root/edgekit/qemu/mk_cpuinfo.py" "$c" --midr)
+    n=$(grep -c '^processor' "$o/proc/cpuinfo")
+    for ((i = 0; i < n; i++)); do
+      mkdir -p "$o/sys/devices/system/cpu/cpu$i/regs/identification"
+      echo "$m" > "$o/sys/devices/system/cpu/cpu$i/regs/identification/midr_el1"
+    done
   done
   stamp cpus "$key"
 fi

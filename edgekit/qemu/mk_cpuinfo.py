@@ -1,5 +1,5 @@
 """Runs UNDER qemu-aarch64 -cpu MODEL (the device's own Python): prints an aarch64
-/proc/cpuinfo for MODEL. qemu 7.2 user-mode passes the host's x86 /proc/cpuinfo through,
+/proc/cpuinfo for MODEL (with --midr: its MIDR_EL1 for sysfs). qemu 7.2 user-mode passes the host's x86 /proc/cpuinfo through,
 which makes pytorch/cpuinfo (inside onnxruntime and XNNPACK) segfault or pick wrong kernels;
 a file at SYSROOT/proc/cpuinfo wins under `-L SYSROOT`. Features come from the emulated
 AT_HWCAP/AT_HWCAP2 (/proc/self/auxv), the MIDR from qemu 7.2's values for that core.
@@ -21,8 +21,17 @@ HWCAP2 = ("dcpodp sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint sv
           "smef64f64 smei8i32 smef16f32 smeb16f32 smef32f32 smefa64 wfxt ebf16 sveebf16").split()
 
 
+def midr(model: str) -> str:
+    """MIDR_EL1 as Linux shows it in /sys/devices/system/cpu/cpuN/regs/identification/."""
+    imp, var, part, rev = MIDR[model]
+    return f"0x{imp << 24 | var << 20 | 0xF << 16 | part << 4 | rev:016x}"
+
+
 def main() -> None:
     model = sys.argv[1].split(",")[0]
+    if sys.argv[2:] == ["--midr"]:
+        print(midr(model))
+        return
     with open("/proc/self/auxv", "rb") as f:
         values = dict(struct.iter_unpack("<QQ", f.read()))
     hw, hw2 = values.get(16, 0), values.get(26, 0)

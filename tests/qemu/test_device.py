@@ -94,11 +94,9 @@ def test_bench_on_qemu_reports_instructions_never_a_speed(device, int8_artifacts
     assert row["instructions_per_inference"] > 1e5 and row["validated"] is True
     # counted over enough runs that start-up noise (±2 M) is < 1 % of the counted total
     assert row["count_noise"] < 0.01 * row["instructions_per_inference"]
-
-
-def test_counts_are_deterministic_within_one_percent(device, int8_artifacts):
-    art = Artifact.open(int8_artifacts["tflite"])
-    a, b = (count_instructions(device, art)["instructions_per_inference"] for _ in range(2))
+    # determinism: the same artifact counted again on the same CPU model agrees within 1 %
+    again = count_instructions(device, Artifact.open(int8_artifacts["onnx"]))
+    a, b = row["instructions_per_inference"], again["instructions_per_inference"]
     assert abs(a - b) <= 0.01 * a, (a, b)
 
 
