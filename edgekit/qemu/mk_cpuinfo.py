@@ -1,9 +1,11 @@
 """Runs UNDER qemu-aarch64 -cpu MODEL (the device's own Python): prints an aarch64
-/proc/cpuinfo for MODEL (with --midr: its MIDR_EL1 for sysfs). qemu 7.2 user-mode passes the
-host's x86 /proc/cpuinfo through, which makes pytorch/cpuinfo (inside onnxruntime and
-XNNPACK) segfault or pick wrong kernels; a file at SYSROOT/proc/cpuinfo wins under `-L SYSROOT`. Features come from the emulated
-AT_HWCAP/AT_HWCAP2 (/proc/self/auxv), the MIDR from qemu 7.2's values for that core.
-Standard library only: it runs before any wheel is installed."""
+/proc/cpuinfo for MODEL (with --midr: its MIDR_EL1 for sysfs).
+
+qemu 7.2 user-mode passes the host's x86 /proc/cpuinfo through, which makes pytorch/cpuinfo
+(inside onnxruntime and XNNPACK) segfault or pick wrong kernels; a file at
+SYSROOT/proc/cpuinfo wins under `-L SYSROOT`. Features come from the emulated AT_HWCAP and
+AT_HWCAP2 (/proc/self/auxv), the MIDR from qemu 7.2's values for that core. Standard library
+only: it runs before any wheel is installed."""
 
 import os
 import struct
