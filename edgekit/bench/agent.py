@@ -12,6 +12,7 @@ Usage: agent.py --artifact DIR [--artifact DIR ...] [--threads N] [--warmup N] [
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -103,14 +104,14 @@ class ExecuTorchSession:
 
         if threads:
             torch.set_num_threads(threads)
-            try:  # the XNNPACK delegate has its own pool, sized to the cores by default
+            # the XNNPACK delegate has its own pool, sized to the cores by default (older
+            # runtimes lack the call: torch's setting is all there is)
+            with contextlib.suppress(ImportError):
                 from executorch.extension.pybindings.portable_lib import (
                     _unsafe_reset_threadpool,
                 )
 
                 _unsafe_reset_threadpool(threads)
-            except ImportError:  # older runtimes: torch's setting is all there is
-                pass
         self.torch = torch
         self.method = Runtime.get().load_program(path).load_method("forward")
         self.version = "executorch " + md.version("executorch")

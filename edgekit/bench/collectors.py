@@ -424,7 +424,7 @@ class QemuCollector:
     def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
         from edgekit.artifact import Artifact
         from edgekit.qemu import QemuDevice
-        from edgekit.qemu.run import FORMAT_RUNTIME, count_instructions, validate_on
+        from edgekit.qemu.run import count_instructions, validate_on
 
         dev = QemuDevice.from_url(self.url)
         rows = []
@@ -439,9 +439,8 @@ class QemuCollector:
             m = art.manifest
             rows.append({
                 "artifact": str(path), "model": m.model, "format": m.format, "quant": m.quant,
-                "runtime": FORMAT_RUNTIME[m.format], "runtime_version": count["runtime_version"],
-                "device": dev.url, "status": "ok", "emulated": True, "cpu": dev.cpu,
-                "machine": "aarch64", **count,
+                "device": dev.url, "status": "ok", "emulated": True, "machine": "aarch64",
+                **count,  # runtime as the agent names it everywhere, version, cpu, counts
                 "median_ms": None, "p90_ms": None, "p99_ms": None, "min_ms": None,
                 "max_ms": None, "cv": None, "iterations": count["count_runs"],
                 "samples_ms": [], "init_ms": None, "first_ms": None, "peak_rss_mb": None,

@@ -23,8 +23,8 @@ from edgekit.bench.collectors import AGENT, DeviceError
 from edgekit.qemu import QemuDevice
 from edgekit.validate import ValidationReport, compare
 
-FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "ai-edge-litert",
-                  "executorch": "executorch"}
+# format -> the runtime's distribution name on the device (device.json's keys)
+DEVICE_DIST = {"onnx": "onnxruntime", "tflite": "ai-edge-litert", "executorch": "executorch"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def _guest(dev: QemuDevice, artifact: Artifact, args: list[str], timeout: float,
            count_to: Path | None = None) -> str:
     """Run the agent on the device; stdout's last line (its JSON) or a DeviceError."""
     dev.check()
-    runtime = FORMAT_RUNTIME.get(artifact.manifest.format, artifact.manifest.format)
+    runtime = DEVICE_DIST.get(artifact.manifest.format, artifact.manifest.format)
     if dev.info().get("runtimes", {}).get(runtime) is None:
         why = dev.info().get("errors", {}).get(runtime, "not installed")
         raise DeviceError(f"{runtime} is not available on {dev.url} ({why})",
@@ -131,4 +131,5 @@ def count_instructions(dev: QemuDevice, artifact: Artifact, runs: int = 3,
             n = min(10_000, max(2 * n, int(MIN_COUNTED / per) + 1))
     return {"instructions_per_inference": per, "instructions_startup": base,
             "count_runs": n, "count_noise": STARTUP_NOISE / n, "cpu": dev.cpu,
-            "runtime_version": info["runtime_version"], "threads": 1}
+            "runtime": info["runtime"], "runtime_version": info["runtime_version"],
+            "threads": 1}
