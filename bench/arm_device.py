@@ -103,10 +103,10 @@ def numerics(families: list[str], work: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def cost(work: Path) -> list[dict[str, Any]]:
+def cost(work: Path, models: list[str]) -> list[dict[str, Any]]:
     path = RESULTS / "arm_cost.json"
     rows = _load(path)
-    for model, reparam in COST_MODELS:
+    for model, reparam in [(m, r) for m, r in COST_MODELS if m in models]:
         for quant in QUANTS:
             exported, err = export(model, quant, work / f"cost-{reparam}", reparam=reparam)
             for fmt in FORMATS:
@@ -178,11 +178,23 @@ def main() -> None:
     ap.add_argument("--numerics", action="store_true")
     ap.add_argument("--cost", action="store_true")
     ap.add_argument("--families", default=",".join(FAMILIES.list()))
+    ap.add_argument("--models", default=",".join(dict.fromkeys(m for m, _ in COST_MODELS)),
+                    help="the cost table's models to (re)count")
+    ap.add_argument("--tables-only", action="store_true",
+                    help="render the tables from bench/results/arm_*.json without running")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgekit-arm-bench"))
     ap.add_argument("--update-readme", action="store_true")
     args = ap.parse_args()
     if not (args.numerics or args.cost):
         args.numerics = args.cost = True
+    if args.tables_only:
+        tables = {"arm-numerics": numerics_table(_load(RESULTS / "arm_numerics.json")),
+                  "arm-cost": cost_table(_load(RESULTS / "arm_cost.json"))}
+        for section, table in tables.items():
+            print(table)
+            if args.update_readme:
+                replace_section(section, table)
+        return
     for cpu in (*NUMERICS_CPUS, *COST_CPUS):
         QemuDevice.from_url(f"qemu://{cpu}").check()
     if args.numerics:
@@ -191,7 +203,7 @@ def main() -> None:
         if args.update_readme:
             replace_section("arm-numerics", numerics_table(rows))
     if args.cost:
-        rows = cost(args.work)
+        rows = cost(args.work, args.models.split(","))
         print(cost_table(rows))
         if args.update_readme:
             replace_section("arm-cost", cost_table(rows))
