@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgekit.bench.collectors import BenchConfig, BenchFailed, DeviceError, SshCollector
@@ -179,3 +180,37 @@ def test_bench_kernels_over_ssh_pushes_ek_bench_and_cleans_up(ssh_device, int_on
     assert all(r["validated"] is True for r in rows if r["path"] == "autovec")
     assert all(r["fingerprint"]["machine"] == "x86_64" for r in rows)
     assert set(Path("/tmp").glob("edgekit.*")) <= before  # remote temp dir removed
+
+
+def test_run_over_ssh_writes_the_boards_output(ssh_device, tiny_artifact, tmp_path):
+    from edgekit.artifact import Artifact
+    from edgekit.run_one import run_artifact
+
+    art = Artifact.open(tiny_artifact)
+    x = next(iter(art.load_golden()[0].values()))[:3]
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "y.npy"
+    before = set(Path("/tmp").glob("edgekit.*"))
+    res = subprocess.run([sys.executable, "-m", "edgekit.cli", "run", str(tiny_artifact),
+                          "--input", str(tmp_path / "x.npy"), *ssh_device.cli_args(),
+                          "--python", PY, "--out", str(out), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    meta = json.loads(res.stdout)
+    assert meta["device"] == f"ssh://{ssh_device.user}@127.0.0.1:{ssh_device.port}"
+    assert meta["emulated"] is False and meta["output_shapes"][0][0] == 3
+    # the loopback board runs the same x86 runtime build as the host: the same numbers
+    host = run_artifact(art, x, "local")["outputs"][0]
+    np.testing.assert_array_equal(np.load(out), host)
+    assert set(Path("/tmp").glob("edgekit.*")) == before  # remote temp dir removed
+
+
+def test_run_over_ssh_names_a_runtime_missing_on_the_board(ssh_device, tiny_artifact, tmp_path):
+    from edgekit.artifact import Artifact
+    from edgekit.run_one import run_artifact
+
+    art = Artifact.open(tiny_artifact)
+    x = next(iter(art.load_golden()[0].values()))[:1]
+    with pytest.raises(DeviceError, match="could not run the artifact"):
+        run_artifact(art, x, ssh_device.url, identity=ssh_device.identity,
+                     known_hosts=ssh_device.known_hosts, python="/usr/bin/python3", timeout=120)

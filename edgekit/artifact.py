@@ -57,6 +57,8 @@ class ValidationReport:
     runtime: str
     thresholds: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    # Samples whose top-1 was judged: the rest are near-ties of the reference (see validate.py).
+    top1_judged: int = 0
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,14 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgekit.errors import EdgekitError, UsageError, ValidationFailed
+
+if TYPE_CHECKING:
+    from edgekit.artifact import ValidationReport
 
 
 def _jsonable(obj: Any) -> Any:
@@ -377,11 +380,21 @@ def validate(artifact_dir: Path, threads: int | None, device: str, timeout: floa
     else:
         click.echo(f"{artifact_dir}: {'validated' if report.validated else 'MISMATCH'} in "
                    f"{report.runtime}: cosine {report.cosine:.7f}, max-rel {report.max_rel:.2e}, "
-                   f"top-1 agreement {report.top1_agreement:.0%}, SQNR {report.sqnr_db:.1f} dB "
+                   f"{_top1_text(report)}, SQNR {report.sqnr_db:.1f} dB "
                    f"over {report.n_inputs} inputs")
     if not report.validated:
         raise ValidationFailed(report.reason, path=artifact_dir,
                                hint="re-export; check the runtime version in `edgekit doctor`")
+
+
+def _top1_text(report: ValidationReport) -> str:
+    """Top-1 agreement with how many samples it was judged on (near-ties are not)."""
+    if math.isnan(report.top1_agreement):
+        return f"top-1 not judged (all {report.n_inputs} samples are near-ties)"
+    if report.top1_judged == 0:
+        return "top-1 agreement n/a"
+    return (f"top-1 agreement {report.top1_agreement:.0%} over {report.top1_judged}/"
+            f"{report.n_inputs} decisive samples")
 
 
 @cli.command()
@@ -568,12 +581,19 @@ def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup:
 @click.argument("artifact_dir", type=click.Path(path_type=Path))
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="an image (preprocessed as the manifest says) or a .npy array")
-@click.option("--device", default="local", show_default=True, help="local or qemu://CPU")
+@click.option("--device", default="local", show_default=True,
+              help="local, ssh://user@host[:port], adb://SERIAL or qemu://CPU")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="write the first output here (.npy)")
+@click.option("--identity", type=click.Path(path_type=Path), default=None, help="ssh key")
+@click.option("--known-hosts", type=click.Path(path_type=Path), default=None,
+              help="ssh known_hosts holding the device's host key (never added to)")
+@click.option("--python", "device_python", default="python3", show_default=True,
+              help="the interpreter on an ssh/adb device")
 @click.option("--timeout", type=float, default=1800, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def run_cmd(artifact_dir: Path, input_path: Path, device: str, out: Path | None,
+            identity: Path | None, known_hosts: Path | None, device_python: str,
             timeout: float, as_json: bool) -> None:
     """Run one input through an artifact on a device and write its output."""
     import numpy as np
@@ -584,7 +604,8 @@ def run_cmd(artifact_dir: Path, input_path: Path, device: str, out: Path | None,
     artifact = Artifact.open(artifact_dir)
     x = load_input(artifact, input_path)
     with contextlib.redirect_stdout(sys.stderr):
-        res = run_artifact(artifact, x, device, timeout=timeout)
+        res = run_artifact(artifact, x, device, timeout=timeout, identity=identity,
+                           known_hosts=known_hosts, python=device_python)
     first = res["outputs"][0]
     if out:
         tmp = out.with_name(f".{out.name}.tmp.npy")

@@ -3,8 +3,8 @@
 The input is an image (preprocessed with the manifest's own eval transform: resize, crop,
 normalise) or a .npy array (N, C, H, W) fed as is. The device is the host (`local`: the x86
 runtime in a child process), or `qemu://CPU` (the aarch64 runtime under emulation), or
-`ssh://user@host[:port]` (the agent on the board). The output is what that runtime computed,
-for the moment a device disagrees with the host."""
+`ssh://user@host[:port]` or `adb://SERIAL` (the agent on the board or phone). The output is
+what that runtime computed, for the moment a device disagrees with the host."""
 
 from __future__ import annotations
 
@@ -61,33 +61,21 @@ def load_input(artifact: Artifact, path: Path) -> np.ndarray:
 
 
 def run_artifact(artifact: Artifact, x: np.ndarray, device: str = "local",
-                 timeout: float = 1800.0) -> dict[str, Any]:
-    """{outputs: [array...], runtime, device}: the artifact's outputs on `device`."""
-    if device.startswith("qemu://"):
-        from edgekit.qemu import QemuDevice
-        from edgekit.qemu.run import run_outputs
+                 timeout: float = 1800.0, *, identity: Path | None = None,
+                 known_hosts: Path | None = None, python: str = "python3") -> dict[str, Any]:
+    """{outputs: [array...], runtime, device, machine, emulated}: the artifact's outputs on
+    `device`, through the same collector `edgekit bench` uses there."""
+    from edgekit.bench.collectors import BenchConfig, collector_for
 
-        dev = QemuDevice.from_url(device)
-        run = run_outputs(dev, artifact, x, timeout=timeout)
-        return {"outputs": run.outputs, "runtime": run.runtime_version, "device": dev.url,
-                "machine": run.machine, "emulated": True}
-    if device in ("local", "host"):
-        from edgekit.isolation import run_isolated
-        from edgekit.validate import DEFAULT_RUNTIME, run_golden
+    collector = collector_for(device, identity=identity, known_hosts=known_hosts)
+    result: dict[str, Any] = collector.outputs(artifact.path, x,
+                                               BenchConfig(timeout=timeout, python=python))
+    want = len(artifact.manifest.outputs)
+    if len(result["outputs"]) != want or any(len(o) != len(x) for o in result["outputs"]):
+        from edgekit.bench.collectors import DeviceError
 
-        fmt = artifact.manifest.format
-        runtime = DEFAULT_RUNTIME.get(fmt)
-        if runtime is None:
-            raise UsageError(f"no runtime runs {fmt} here", hint="see `edgekit doctor`")
-        batch = max(1, int(artifact.manifest.inputs[0].shape[0]))
-        name = artifact.manifest.inputs[0].name
-        n = len(x)
-        padded = np.concatenate([x, np.repeat(x[-1:], -n % batch, 0)]) if n % batch else x
-        got = run_isolated(run_golden, fmt, runtime, str(artifact.model_path), {name: padded},
-                           batch, None, what=f"{runtime} running {artifact.manifest.file}",
-                           path=str(artifact.model_path), timeout=timeout)
-        return {"outputs": [np.asarray(v)[:n] for v in got.values()], "runtime": runtime,
-                "device": "local", "machine": "x86_64", "emulated": False}
-    raise UsageError(f"`edgekit run` runs on local or qemu://CPU in this version, not "
-                     f"'{device}'", hint="on an ssh/adb board, `edgekit bench --device` "
-                     "checks its outputs against the golden ones")
+        raise DeviceError(f"{result['device']} returned {len(result['outputs'])} outputs of "
+                          f"{[len(o) for o in result['outputs']]} rows for {want} outputs of "
+                          f"{len(x)} rows", hint="the device's runtime disagrees with the "
+                          "manifest: rerun with `edgekit bench --device` to see its check")
+    return result

@@ -47,3 +47,26 @@ def test_shape_mismatch_and_missing_output_fail():
     ref = _ref()
     assert not compare(ref, {"logits": ref["logits"][:2]}, quant="fp32", runtime="rt").validated
     assert not compare(ref, {}, quant="fp32", runtime="rt").validated
+
+
+def test_near_ties_are_not_judged_but_decisive_flips_fail():
+    # 1000 Gaussian logits: row 0 leads by 3 spreads (decisive), row 1 by 0.01 (a near-tie).
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal((2, 1000))
+    ref[0, 7] = ref[0].max() + 3.0
+    ref[1, 9] = ref[1].max() + 0.01
+    got = ref.copy()
+    got[1, 9] -= 0.05  # flips the near-tie only: cosine stays ~1
+    r = compare({"logits": ref}, {"logits": got}, quant="int8", runtime="rt")
+    assert r.validated and r.top1_agreement == 1.0 and r.top1_judged == 1
+    got[0, 7] -= 6.0  # now the decisive sample flips too
+    r = compare({"logits": ref}, {"logits": got}, quant="int8", runtime="rt")
+    assert not r.validated and r.top1_agreement == 0.0 and "decisive" in r.reason
+
+
+def test_all_near_ties_leave_top1_unjudged_and_cosine_decides():
+    ref = np.array([[1.0, 1.0 + 1e-4, 0.0, -1.0]])
+    got = np.array([[1.0 + 1e-4, 1.0, 0.0, -1.0]])
+    r = compare({"logits": ref}, {"logits": got}, quant="int8", runtime="rt")
+    assert math.isnan(r.top1_agreement) and r.top1_judged == 0 and r.validated
+    assert not compare({"logits": ref}, {"logits": -got}, quant="int8", runtime="rt").validated

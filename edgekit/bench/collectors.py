@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -100,6 +101,10 @@ class Collector(Protocol):
 
     def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]: ...
 
+    def outputs(self, art: Path, x: Any, cfg: BenchConfig) -> dict[str, Any]:
+        """{outputs, runtime, device, machine, emulated} of one batch `x` (`edgekit run`)."""
+        ...
+
 
 def _stream(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str, str, bool]:
     """Collect stdout/stderr until exit or timeout (then kill). Returns (out, err, timed_out)."""
@@ -150,6 +155,29 @@ def _finish(device: str, out: str, err: str, code: int | None, timed_out: bool,
 class LocalCollector:
     name = "local"
 
+    def outputs(self, art: Path, x: Any, cfg: BenchConfig) -> dict[str, Any]:
+        """`edgekit run` on the host: the x86 runtime, in an isolated child process."""
+        import numpy as np
+
+        from edgekit.artifact import Artifact
+        from edgekit.isolation import run_isolated
+        from edgekit.validate import DEFAULT_RUNTIME, run_golden
+
+        artifact = Artifact.open(art)
+        fmt = artifact.manifest.format
+        runtime = DEFAULT_RUNTIME.get(fmt)
+        if runtime is None:
+            raise UsageError(f"no runtime runs {fmt} here", hint="see `edgekit doctor`")
+        batch = max(1, int(artifact.manifest.inputs[0].shape[0]))
+        name = artifact.manifest.inputs[0].name
+        n = len(x)
+        padded = np.concatenate([x, np.repeat(x[-1:], -n % batch, 0)]) if n % batch else x
+        got = run_isolated(run_golden, fmt, runtime, str(artifact.model_path), {name: padded},
+                           batch, cfg.threads, what=f"{runtime} running {artifact.manifest.file}",
+                           path=str(artifact.model_path), timeout=cfg.timeout)
+        return {"outputs": [np.asarray(v)[:n] for v in got.values()], "runtime": runtime,
+                "device": "local", "machine": platform.machine(), "emulated": False}
+
     def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
         cmd = [sys.executable, str(AGENT), *cfg.agent_args([str(a.resolve()) for a in artifacts])]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -194,13 +222,66 @@ def run_native_local(tool: str, art: Path, cfg: BenchConfig) -> dict[str, Any]:
     return _native_row("local", art, tool, out, err, proc.returncode, timed_out)
 
 
-def _tar_payload(artifacts: list[Path]) -> bytes:
+def _tar_payload(artifacts: list[Path], extra: dict[str, bytes] | None = None) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         tar.add(AGENT, arcname="agent.py")
         for i, art in enumerate(artifacts):
             tar.add(art, arcname=f"a{i}")
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+# `edgekit run` on a device: the agent's --outputs mode, its npz read back without pickle.
+MAX_OUTPUTS_BYTES = 1 << 30
+
+
+def npy_bytes(x: Any) -> bytes:
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def read_outputs_npz(data: bytes, device: str) -> list[Any]:
+    """The outputs (out.0, out.1, ...) a device sent back; a malformed file is a DeviceError."""
+    import zipfile
+
+    import numpy as np
+
+    if len(data) > MAX_OUTPUTS_BYTES:
+        raise DeviceError(f"{device} sent back {len(data)} bytes of outputs (limit "
+                          f"{MAX_OUTPUTS_BYTES})", hint="run fewer inputs at once")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            names = [f"out.{k}" for k in range(len(npz.files))]
+            if sorted(names) != sorted(npz.files):
+                raise ValueError(f"unexpected arrays {npz.files}")
+            return [np.asarray(npz[n]) for n in names]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise DeviceError(f"the outputs {device} sent back are not a valid .npz ({exc})",
+                          hint="rerun; check the device's disk is not full") from None
+
+
+def _outputs_info(out: str, err: str, code: int, device: str) -> dict[str, Any]:
+    """The agent's --outputs JSON line, or a DeviceError with the device's own message."""
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if code != 0 or not lines:
+        tail = (err.strip().splitlines() or [f"exit code {code}"])[-1]
+        raise DeviceError(f"the agent on {device} could not run the artifact: {tail[:400]}",
+                          hint="`edgekit bench --device` on the same device lists its "
+                               "runtimes; the artifact's runtime must be installed there")
+    info: dict[str, Any] = json.loads(lines[-1])
+    return info
+
+
+def _outputs_row(outputs: list[Any], info: dict[str, Any], device: str) -> dict[str, Any]:
+    return {"outputs": outputs, "runtime": f"{info['runtime']} {info['runtime_version']}",
+            "device": device, "machine": info["machine"], "emulated": False}
 
 
 @dataclass
@@ -251,8 +332,9 @@ class SshCollector:
         return proc
 
     @contextlib.contextmanager
-    def remote_dir_with(self, artifacts: list[Path], cfg: BenchConfig
-                    ) -> Iterator[tuple[str, str | None]]:
+    def remote_dir_with(self, artifacts: list[Path], cfg: BenchConfig,
+                        extra: dict[str, bytes] | None = None
+                        ) -> Iterator[tuple[str, str | None]]:
         """A private remote temp dir holding the agent and artifacts as a0, a1, …; stale dirs
         of killed runs are removed by age first, this one on exit. Yields (dir, boot id)."""
         base = shlex.quote(self.remote_tmp)
@@ -268,7 +350,7 @@ class SshCollector:
         remote_dir, boot_before = lines[0], (lines[1] if len(lines) > 1 else None)
         rdir = shlex.quote(remote_dir)
         try:
-            pushed = self.run(f"tar -xf - -C {rdir}", stdin=_tar_payload(artifacts),
+            pushed = self.run(f"tar -xf - -C {rdir}", stdin=_tar_payload(artifacts, extra),
                               timeout=max(60.0, cfg.timeout / 4))
             if pushed.returncode != 0:
                 err = pushed.stderr.decode(errors="replace")
@@ -315,6 +397,22 @@ class SshCollector:
         for r in results:
             r["local_dir"] = str(artifacts[int(r["artifact"].rsplit("/a", 1)[1])])
         return results
+
+    def outputs(self, art: Path, x: Any, cfg: BenchConfig) -> dict[str, Any]:
+        """`edgekit run`: the artifact's outputs on `x`, computed on the board."""
+        with self.remote_dir_with([art], cfg, {"inputs.npy": npy_bytes(x)}) as (remote_dir, _):
+            rdir = shlex.quote(remote_dir)
+            proc = self.run(f"cd {rdir} && timeout -k 5 {int(cfg.timeout)} "
+                            f"{shlex.quote(cfg.python)} agent.py --artifact a0 --outputs "
+                            f"out.npz --inputs inputs.npy", timeout=cfg.timeout + 30)
+            info = _outputs_info(proc.stdout.decode(errors="replace"),
+                                 proc.stderr.decode(errors="replace"), proc.returncode,
+                                 self.device)
+            got = self.run(f"cat {rdir}/out.npz", timeout=max(60.0, cfg.timeout / 4))
+            if got.returncode != 0:
+                raise DeviceError(f"reading the outputs back from {self.device} failed",
+                                  hint="check the remote temp dir")
+            return _outputs_row(read_outputs_npz(got.stdout, self.device), info, self.device)
 
     def measure_native(self, tool: str, art: Path, cfg: BenchConfig) -> dict[str, Any]:
         from edgekit.bench.native import driver_for
@@ -405,6 +503,36 @@ class AdbCollector:
         finally:
             self.shell(f"rm -rf {base}", timeout=60)
 
+    def outputs(self, art: Path, x: Any, cfg: BenchConfig) -> dict[str, Any]:
+        """`edgekit run`: the artifact's outputs on `x`, computed on the phone."""
+        import tempfile
+
+        device = f"adb://{self.resolve()}"
+        base = f"/data/local/tmp/edgekit.{os.getpid()}.{int(time.time())}"
+        code, _, err = self.shell(f"mkdir -p {base}")
+        if code != 0:
+            raise DeviceError(f"cannot create {base} on {device}: {err.strip()}")
+        with tempfile.TemporaryDirectory(prefix="edgekit-adb-") as tmp:
+            try:
+                (Path(tmp) / "inputs.npy").write_bytes(npy_bytes(x))
+                self.push(AGENT, f"{base}/agent.py")
+                self.push(art, f"{base}/a0")
+                self.push(Path(tmp) / "inputs.npy", f"{base}/inputs.npy")
+                code, out, err = self.shell(
+                    f"cd {base} && timeout {int(cfg.timeout)} {cfg.python} agent.py "
+                    f"--artifact a0 --outputs out.npz --inputs inputs.npy",
+                    timeout=cfg.timeout + 30)
+                info = _outputs_info(out, err, code, device)
+                pulled = self._adb("pull", f"{base}/out.npz", str(Path(tmp) / "out.npz"),
+                                   timeout=600)
+                if pulled.returncode != 0:
+                    raise DeviceError(f"adb pull of the outputs failed: "
+                                      f"{pulled.stderr.strip()[-200:]}")
+                data = (Path(tmp) / "out.npz").read_bytes()
+            finally:
+                self.shell(f"rm -rf {base}", timeout=60)
+        return _outputs_row(read_outputs_npz(data, device), info, device)
+
     def push(self, src: Path, dst: str) -> None:
         proc = self._adb("push", str(src), dst, timeout=600)
         if proc.returncode != 0:
@@ -420,6 +548,17 @@ class QemuCollector:
 
     url: str
     name: str = "qemu"
+
+    def outputs(self, art: Path, x: Any, cfg: BenchConfig) -> dict[str, Any]:
+        """`edgekit run` on the emulated CPU: the runtime's aarch64 build under qemu."""
+        from edgekit.artifact import Artifact
+        from edgekit.qemu import QemuDevice
+        from edgekit.qemu.run import run_outputs
+
+        dev = QemuDevice.from_url(self.url)
+        run = run_outputs(dev, Artifact.open(art), x, timeout=cfg.timeout)
+        return {"outputs": run.outputs, "runtime": run.runtime_version, "device": dev.url,
+                "machine": run.machine, "emulated": True}
 
     def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
         from edgekit.artifact import Artifact

@@ -28,6 +28,44 @@ DEVICE_DIST = {"onnx": "onnxruntime", "tflite": "ai-edge-litert", "executorch": 
 
 
 @dataclass(frozen=True)
+class KnownCrash:
+    """A crash of a device runtime build that is understood: `signal` when the CPU model lacks
+    the /proc/cpuinfo feature `missing_feature`."""
+
+    runtime: str
+    signal: str
+    missing_feature: str
+    why: str
+    hint: str
+
+
+KNOWN_CRASHES = (
+    KnownCrash("executorch", "SIGILL", "atomics",
+               "the device's ExecuTorch Python runtime loads torch 2.10's aarch64 wheel, whose "
+               "bundled mimalloc executes ARMv8.1 LSE atomics (ldaddal) when libc10 loads "
+               "(pytorch/pytorch#174344, fixed in torch 2.11, whose aarch64 PyPI wheels are "
+               "CUDA builds); this CPU is ARMv8.0 and has no LSE",
+               "validate ExecuTorch artifacts on an ARMv8.1+ model (qemu://cortex-a76); on a "
+               "real ARMv8.0 board use an ExecuTorch runtime built without torch"),
+)
+
+
+def cpu_features(dev: QemuDevice) -> set[str]:
+    """The Features line of the CPU model's /proc/cpuinfo on the device."""
+    text = (dev.root / f"cpu-{dev.cpu}" / "proc" / "cpuinfo").read_text()
+    for line in text.splitlines():
+        if line.startswith("Features"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def explain_crash(dev: QemuDevice, runtime: str, sig: str) -> KnownCrash | None:
+    features = cpu_features(dev)
+    return next((k for k in KNOWN_CRASHES if k.runtime == runtime and k.signal == sig
+                 and k.missing_feature not in features), None)
+
+
+@dataclass(frozen=True)
 class GuestRun:
     outputs: list[np.ndarray]
     runtime_version: str
@@ -56,6 +94,10 @@ def _guest(dev: QemuDevice, artifact: Artifact, args: list[str], timeout: float,
                                "for large models") from None
     if proc.returncode < 0:
         sig = signal.Signals(-proc.returncode).name
+        known = explain_crash(dev, runtime, sig)
+        if known is not None:
+            raise DeviceError(f"{runtime} cannot run on {dev.url}: {sig}, because {known.why}",
+                              hint=known.hint)
         raise DeviceError(f"{runtime} crashed on {dev.url} with {sig} running "
                           f"{artifact.manifest.file} (the aarch64 build of the runtime, "
                           "emulated)", hint="a SIGILL means an instruction this CPU model "

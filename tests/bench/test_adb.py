@@ -47,3 +47,17 @@ def test_kernel_bench_without_a_device_is_a_clear_error(int_only_artifact):
 
     with pytest.raises(DeviceError, match="'emulator-9999' is not attached"):
         run_kernel_bench([int_only_artifact], "adb://emulator-9999", BenchConfig())
+
+
+def test_run_without_a_device_is_a_clear_error(tiny_artifact):
+    import numpy as np
+
+    from edgekit.artifact import Artifact
+    from edgekit.run_one import run_artifact
+
+    art = Artifact.open(tiny_artifact)
+    x = np.zeros((1, *art.manifest.inputs[0].shape[1:]), np.float32)
+    with pytest.raises(DeviceError, match="no adb device attached"):
+        run_artifact(art, x, "adb://")
+    with pytest.raises(DeviceError, match="'emulator-9999' is not attached"):
+        run_artifact(art, x, "adb://emulator-9999")

@@ -63,6 +63,16 @@ _start:
 """
 
 
+def test_executorch_on_an_armv8_0_core_is_explained_not_a_bare_sigill(int8_artifacts):
+    # The real device build on the real in-order core: torch 2.10's mimalloc needs LSE atomics.
+    a53 = QemuDevice.from_url("qemu://cortex-a53")
+    with pytest.raises(DeviceError) as info:
+        validate_on(a53, Artifact.open(int8_artifacts["executorch"]), timeout=600)
+    msg = str(info.value)
+    assert "SIGILL" in msg and "pytorch/pytorch#174344" in msg and "LSE" in msg, msg
+    assert "cortex-a76" in info.value.hint
+
+
 @pytest.mark.parametrize("n", [1000, 123457])
 def test_the_counter_counts_a_known_loop_exactly(device, tmp_path, n):
     exe = _static_aarch64(tmp_path, "loop", LOOP.format(n=n))
