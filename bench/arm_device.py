@@ -7,7 +7,11 @@ cost      guest instructions per inference (1 thread) of fp32 vs int8 per runtim
           EfficientFormer-L1, LeViT-128S, FastViT-T8, MobileOne-S0 (with and without
           reparameterization) on cortex-a76 and cortex-a53; qemu wall time is never used.
 
-    python bench/arm_device.py [--numerics] [--cost] [--families levit,...] [--update-readme]
+plan      the int8 speed plan per ISA: FastViT-T8 and MobileOne-S0 int8 with `--int8-plan fast`
+          (x86's slow-int8 kinds kept float) vs `all`, counted on cortex-a76 and cortex-a53.
+
+    python bench/arm_device.py [--numerics] [--cost] [--plan] [--families levit,...]
+                               [--models ...] [--tables-only] [--update-readme]
 
 Results go to bench/results/arm_*.json (one row per cell, kept between partial runs).
 """
@@ -38,11 +42,19 @@ COST_MODELS = (("efficientformer_l1", True), ("levit_128s", True), ("fastvit_t8"
                ("mobileone_s0", True), ("mobileone_s0", False))
 
 
+# The int8 speed plan per ISA: for each op kind `--int8-plan fast` keeps float on x86, the
+# instructions of quantizing it anyway (`all`) vs keeping it float (`fast`), per ARM CPU.
+PLAN_MODELS = ("fastvit_t8", "mobileone_s0")
+PLAN_FORMATS = ("onnx", "tflite")
+PLANS = ("fast", "all")
+
+
 def export(model: str, quant: str, out: Path, reparam: bool = True,
-           timeout: float = 3600) -> tuple[dict[str, dict[str, Any]], str]:
+           timeout: float = 3600, formats: tuple[str, ...] = FORMATS,
+           extra: tuple[str, ...] = ()) -> tuple[dict[str, dict[str, Any]], str]:
     """format -> the export's JSON row (host validation), plus the error of a failed run."""
-    cmd = [sys.executable, "-m", "edgekit.cli", "export", model, "--to", ",".join(FORMATS),
-           "--quant", quant, "--out", str(out), "--json", "--allow-mismatch"]
+    cmd = [sys.executable, "-m", "edgekit.cli", "export", model, "--to", ",".join(formats),
+           "--quant", quant, "--out", str(out), "--json", "--allow-mismatch", *extra]
     if not reparam:
         cmd.append("--no-reparam")
     try:
@@ -130,6 +142,53 @@ def cost(work: Path, models: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def plan_study(work: Path) -> list[dict[str, Any]]:
+    path = RESULTS / "arm_int8_plan.json"
+    rows = _load(path)
+    for model in PLAN_MODELS:
+        for plan in PLANS:
+            exported, err = export(model, "int8", work / f"plan-{plan}", formats=PLAN_FORMATS,
+                                   extra=("--int8-plan", plan))
+            for fmt in PLAN_FORMATS:
+                host = exported.get(fmt)
+                row: dict[str, Any] = {"model": model, "plan": plan, "format": fmt}
+                if host is None or host.get("error"):
+                    row["error"] = err or "export failed"
+                else:
+                    art = Artifact.open(Path(host["artifact"]))
+                    q = art.manifest.exporter.get("quantization", {})
+                    row["float_for_speed"] = sorted(q.get("float_for_speed") or {})
+                    row["x86_cosine"] = host["cosine"]
+                    for cpu in COST_CPUS:
+                        try:
+                            row[cpu] = count_instructions(QemuDevice.from_url(f"qemu://{cpu}"),
+                                                          art)
+                        except Exception as exc:  # noqa: BLE001
+                            row[cpu] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                        print(f"{model} plan={plan} {fmt} {cpu}: {row[cpu]}", flush=True)
+                _upsert(rows, row, ("model", "plan", "format"))
+                _save(path, rows)
+    return rows
+
+
+def plan_table(rows: list[dict[str, Any]]) -> str:
+    out = ["| model | format | kept float by `fast` | CPU | fast M instr | all M instr | "
+           "all ÷ fast |", "| --- | --- | --- | --- | ---: | ---: | ---: |"]
+    by = {(r["model"], r["plan"], r["format"]): r for r in rows}
+    for model in PLAN_MODELS:
+        for fmt in PLAN_FORMATS:
+            fast, full = by.get((model, "fast", fmt)) or {}, by.get((model, "all", fmt)) or {}
+            kinds = ", ".join(fast.get("float_for_speed") or []) or "–"
+            for cpu in COST_CPUS:
+                a = (fast.get(cpu) or {}).get("instructions_per_inference")
+                b = (full.get(cpu) or {}).get("instructions_per_inference")
+                ratio = f"{b / a:.2f}" if a and b else "–"
+                out.append(f"| {model} | {fmt} | {kinds} | {cpu} | "
+                           f"{f'{a / 1e6:.1f}' if a else '–'} | "
+                           f"{f'{b / 1e6:.1f}' if b else '–'} | {ratio} |")
+    return "\n".join(out)
+
+
 def _cos(cell: dict[str, Any] | None) -> str:
     if not cell:
         return "–"
@@ -177,6 +236,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--numerics", action="store_true")
     ap.add_argument("--cost", action="store_true")
+    ap.add_argument("--plan", action="store_true",
+                    help="int8 plan per ISA: `--int8-plan fast` vs `all` counted on ARM")
     ap.add_argument("--families", default=",".join(FAMILIES.list()))
     ap.add_argument("--models", default=",".join(dict.fromkeys(m for m, _ in COST_MODELS)),
                     help="the cost table's models to (re)count")
@@ -185,11 +246,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgekit-arm-bench"))
     ap.add_argument("--update-readme", action="store_true")
     args = ap.parse_args()
-    if not (args.numerics or args.cost):
-        args.numerics = args.cost = True
+    if not (args.numerics or args.cost or args.plan):
+        args.numerics = args.cost = args.plan = True
     if args.tables_only:
         tables = {"arm-numerics": numerics_table(_load(RESULTS / "arm_numerics.json")),
-                  "arm-cost": cost_table(_load(RESULTS / "arm_cost.json"))}
+                  "arm-cost": cost_table(_load(RESULTS / "arm_cost.json")),
+                  "arm-int8-plan": plan_table(_load(RESULTS / "arm_int8_plan.json"))}
         for section, table in tables.items():
             print(table)
             if args.update_readme:
@@ -207,6 +269,11 @@ def main() -> None:
         print(cost_table(rows))
         if args.update_readme:
             replace_section("arm-cost", cost_table(rows))
+    if args.plan:
+        rows = plan_study(args.work)
+        print(plan_table(rows))
+        if args.update_readme:
+            replace_section("arm-int8-plan", plan_table(rows))
 
 
 if __name__ == "__main__":

@@ -61,3 +61,27 @@ def make_live(model: nn.Module, seed: int = 0) -> int:
         if isinstance(cache, dict):
             cache.clear()
     return changed
+
+
+@torch.no_grad()
+def batchnorm_stats_from_data(model: nn.Module, input_size: tuple[int, ...], seed: int = 0,
+                              n: int = 16) -> int:
+    """Set every BatchNorm's running mean/var to the statistics of its own input, as training
+    leaves them: one cumulative pass in train mode over `n` seeded N(0, 1) images (the
+    normalised input range), with the perturbed gammas and betas kept. Returns the number of
+    BatchNorms set. The model is left in eval mode."""
+    g = torch.Generator().manual_seed(seed + 1)
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the pass
+    model.train()
+    try:
+        model(torch.randn((n, *input_size), generator=g))
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()
+    return len(norms)

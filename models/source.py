@@ -102,6 +102,12 @@ def load_source(spec: str, *, weights: Path | None = None, seed: int = 0) -> Mod
     model.eval()
     fam = family_of(name) if ":" not in spec else None
     info["family"] = fam.name if fam else None
+    if weights is None and fam is not None and fam.live_bn_from_data:
+        from edgekit.models.live_weights import batchnorm_stats_from_data
+
+        size = tuple(_resolve_data_config(model)["input_size"])
+        info["batchnorm_stats_from_data"] = batchnorm_stats_from_data(model, size, seed=seed)
+        info["note"] += "; BatchNorm running statistics then set from a seeded data pass"
     return ModelSource(name=name, spec=spec, model=model, weights=info,
                        data_config=_resolve_data_config(model))
 

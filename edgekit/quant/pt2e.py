@@ -443,6 +443,49 @@ def stamp_source_functions(graph_module: Any) -> int:
     return stamped
 
 
+def drop_zero_constant_adds(graph_module: Any) -> int:
+    """Remove `x + 0` / `x - 0` whose 0 is an integer literal or 0-d tensor constant (timm's
+    MobileOne adds a Python 0 for an absent branch; prepare_pt2e lifts it to an int64
+    constant). A quantizer that annotates both add inputs would otherwise observe an integer
+    tensor, which no observer can (torch.histc has no Long kernel). Returns how many were
+    removed."""
+    import torch
+
+    aten = torch.ops.aten
+    removed = 0
+    for node in list(graph_module.graph.nodes):
+        if node.op != "call_function" or node.target not in (aten.add.Tensor, aten.sub.Tensor) \
+                or len(node.args) != 2 or node.kwargs.get("alpha", 1) != 1:
+            continue
+        slots = (0, 1) if node.target == aten.add.Tensor else (1,)
+        for slot in slots:
+            const, other = node.args[slot], node.args[1 - slot]
+            if not hasattr(other, "meta"):
+                continue
+            if isinstance(const, int) and not isinstance(const, bool):  # a literal `+ 0`
+                const_value = torch.tensor(const)
+            elif getattr(const, "op", None) == "get_attr":
+                const_value = getattr(graph_module, str(const.target), None)
+            else:
+                continue
+            value = const_value
+            # A 0-d integer zero leaves any float or integer tensor as it is (a 0-d operand
+            # never changes the other's shape or, within a dtype category, its dtype).
+            kept = other.meta.get("val")
+            if not isinstance(value, torch.Tensor) or value.dim() != 0 or bool(value.any()) \
+                    or value.dtype.is_floating_point or value.dtype == torch.bool \
+                    or (kept is not None and kept.dtype == torch.bool):
+                continue
+            node.replace_all_uses_with(other)
+            graph_module.graph.erase_node(node)
+            removed += 1
+            break
+    if removed:
+        graph_module.graph.eliminate_dead_code()
+        graph_module.recompile()
+    return removed
+
+
 def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.ndarray,
                   config: QuantConfig, make_quantizer: Callable[[str], Any], target: str,
                   on_step: Callable[[str], None] = lambda s: None, fold_quantize: bool = True,
@@ -463,6 +506,7 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
     batch = int(example.shape[0])
     with torch.no_grad():
         graph = torch.export.export(copy.deepcopy(model), (example,), strict=False).module()
+        drop_zero_constant_adds(graph)
         prepare_graph(graph)
         prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
         on_step(f"calibrating on {len(calib)} samples ({method})")

@@ -34,3 +34,27 @@ def test_levit_residual_branches_are_live():
     assert all(float(m.weight.detach().abs().min()) >= 0.5 for m in zero_init)
     biases = [p for n, p in model.named_parameters() if n.endswith("attention_biases")]
     assert biases and all(p.abs().max() > 0 for p in biases)
+
+
+def test_plain_bn_chains_get_their_statistics_from_data():
+    """MobileOne is a plain conv-BN-ReLU chain: perturbed running statistics that do not match
+    the inputs compound block after block (logits 4.7e16); its family re-estimates them."""
+    from edgekit.models.live_weights import batchnorm_stats_from_data
+    from edgekit.models.source import load_source
+
+    src = load_source("mobileone_s0")
+    assert src.weights["batchnorm_stats_from_data"] > 100
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        y = src.model(x)
+    assert torch.isfinite(y).all() and 0.01 < float(y.std()) < 10, float(y.std())
+    # the perturbed gammas/betas are kept: only the statistics moved, and deterministically
+    gammas = [m.weight.clone() for m in src.model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert gammas and not all(_constant(g) for g in gammas)
+    again = load_source("mobileone_s0").model
+    with torch.no_grad():
+        assert torch.equal(again(x), y)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+    net[1].running_var.fill_(1e-6)
+    assert batchnorm_stats_from_data(net, (3, 16, 16)) == 1 and not net.training
+    assert float(net[1].running_var.min()) > 1e-3 and net[1].momentum == 0.1

@@ -172,6 +172,24 @@ class IdenticalLogitsSoftmax(nn.Module):
         return t.transpose(1, 2).reshape(b, c, h, w)
 
 
+class AbsentBranchAsZero(nn.Module):
+    """MobileOne's multi-branch block (timm byobnet) with its scale and identity branches
+    absent: their outputs start as the Python int 0, so the exported graph adds an integer 0
+    to a float tensor (`0 + conv(x)`), which a PT2E quantizer annotating both add inputs
+    observed as an int64 tensor (torch.histc: "not implemented for 'Long'")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(DIM, DIM, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale_out = 0
+        identity_out = 0
+        out = scale_out + identity_out
+        out += self.conv(x)
+        return torch.relu(out)
+
+
 BODIES: dict[str, Callable[[], nn.Module]] = {
     "zero_residual_branch": ZeroResidualBranch,
     "zero_weight_conv": ZeroWeightConv,
@@ -179,6 +197,7 @@ BODIES: dict[str, Callable[[], nn.Module]] = {
     "dead_relu_channels": DeadReluChannels,
     "outlier_channel": OutlierChannel,
     "identical_logits_softmax": IdenticalLogitsSoftmax,
+    "absent_branch_as_zero": AbsentBranchAsZero,
 }
 
 
@@ -217,3 +236,4 @@ zero_param_added = _factory("zero_param_added")
 dead_relu_channels = _factory("dead_relu_channels")
 outlier_channel = _factory("outlier_channel")
 identical_logits_softmax = _factory("identical_logits_softmax")
+absent_branch_as_zero = _factory("absent_branch_as_zero")
