@@ -115,6 +115,16 @@ def numerics(families: list[str], work: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _count_on_cpus(row: dict[str, Any], art: Artifact, label: str) -> None:
+    """row[cpu] = the artifact's instruction count on each cost CPU (or the error)."""
+    for cpu in COST_CPUS:
+        try:
+            row[cpu] = count_instructions(QemuDevice.from_url(f"qemu://{cpu}"), art)
+        except Exception as exc:  # noqa: BLE001 - a red cell, with its error
+            row[cpu] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        print(f"{label} {cpu}: {row[cpu]}", flush=True)
+
+
 def cost(work: Path, models: list[str]) -> list[dict[str, Any]]:
     path = RESULTS / "arm_cost.json"
     rows = _load(path)
@@ -128,15 +138,8 @@ def cost(work: Path, models: list[str]) -> list[dict[str, Any]]:
                 if host is None or host.get("error"):
                     row["error"] = err or "export failed"
                 else:
-                    art = Artifact.open(Path(host["artifact"]))
-                    for cpu in COST_CPUS:
-                        try:
-                            row[cpu] = count_instructions(QemuDevice.from_url(f"qemu://{cpu}"),
-                                                          art)
-                        except Exception as exc:  # noqa: BLE001
-                            row[cpu] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-                        print(f"{model} reparam={reparam} {quant} {fmt} {cpu}: {row[cpu]}",
-                              flush=True)
+                    _count_on_cpus(row, Artifact.open(Path(host["artifact"])),
+                                   f"{model} reparam={reparam} {quant} {fmt}")
                 _upsert(rows, row, ("model", "reparam", "quant", "format"))
                 _save(path, rows)
     return rows
@@ -159,13 +162,7 @@ def plan_study(work: Path) -> list[dict[str, Any]]:
                     q = art.manifest.exporter.get("quantization", {})
                     row["float_for_speed"] = sorted(q.get("float_for_speed") or {})
                     row["x86_cosine"] = host["cosine"]
-                    for cpu in COST_CPUS:
-                        try:
-                            row[cpu] = count_instructions(QemuDevice.from_url(f"qemu://{cpu}"),
-                                                          art)
-                        except Exception as exc:  # noqa: BLE001
-                            row[cpu] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-                        print(f"{model} plan={plan} {fmt} {cpu}: {row[cpu]}", flush=True)
+                    _count_on_cpus(row, art, f"{model} plan={plan} {fmt}")
                 _upsert(rows, row, ("model", "plan", "format"))
                 _save(path, rows)
     return rows

@@ -462,13 +462,13 @@ def drop_zero_constant_adds(graph_module: Any) -> int:
             const, other = node.args[slot], node.args[1 - slot]
             if not hasattr(other, "meta"):
                 continue
+            value: Any
             if isinstance(const, int) and not isinstance(const, bool):  # a literal `+ 0`
-                const_value = torch.tensor(const)
+                value = torch.tensor(const)
             elif getattr(const, "op", None) == "get_attr":
-                const_value = getattr(graph_module, str(const.target), None)
+                value = getattr(graph_module, str(const.target), None)
             else:
                 continue
-            value = const_value
             # A 0-d integer zero leaves any float or integer tensor as it is (a 0-d operand
             # never changes the other's shape or, within a dtype category, its dtype).
             kept = other.meta.get("val")
