@@ -99,7 +99,9 @@ def test_connection_drop_keeps_partial_samples_apart(ssh_device, tiny_artifact, 
         """Whenever an agent runs, let a few rounds stream back, then cut its ssh session."""
         while not stop.is_set():
             if _agent_processes("edgekit.") and ssh_device.sessions():
-                time.sleep(1.5)
+                # long enough for the runtime's import and a round to stream on a loaded
+                # 2-core machine (1.5 s was not: a flaky empty partial); the run lasts 60 s
+                time.sleep(4.0)
                 for pid in ssh_device.sessions():
                     os.kill(pid, 9)
             time.sleep(0.1)

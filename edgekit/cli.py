@@ -196,9 +196,11 @@ def _split_formats(value: str) -> tuple[str, ...]:
                    "concat, gelu).")
 @click.option("--int8-plan", default=None, type=click.Choice(["fast", "all"]),
               help="fast (default): ops whose int8 kernel is slower than fp32 in the target "
-                   "runtime on x86 stay float (depthwise convs); all: quantize them too "
-                   "(ARM devices, where int8 depthwise usually pays: measure with edgekit "
-                   "bench).")
+                   "runtime on --int8-isa stay float; all: quantize them too.")
+@click.option("--int8-isa", default=None, type=click.Choice(["arm64", "x86_64"]),
+              help="The CPU the int8 speed plan is decided for (default arm64: phones and "
+                   "boards, from instruction counts on the emulated ARM device; x86_64: from "
+                   "timings on an x86 host).")
 @click.option("--int8-io", is_flag=True, help="TFLite: int8 input/output tensors.")
 @click.option("--finetune-steps", type=int, default=0, show_default=True,
               help="--quant int-only: quantization-aware fine-tune steps before the "
@@ -214,7 +216,8 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
            batch: int, no_reparam: bool, seed: int, n_golden: int, threads: int | None,
            layout: str, compute_precision: str | None, deployment_target: str,
            calib: str | None, calib_n: int | None, calib_method: str | None,
-           keep_float: str | None, int8_plan: str | None, int8_io: bool, finetune_steps: int,
+           keep_float: str | None, int8_plan: str | None, int8_isa: str | None, int8_io: bool,
+           finetune_steps: int,
            finetune_data: str | None, validate_on: str, allow_mismatch: bool,
            as_json: bool) -> None:
     """Export MODEL (timm name or module:function) to device formats, validated."""
@@ -224,7 +227,8 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
     quant_opts: dict[str, Any] = {k: v for k, v in {
         "calib": calib, "calib_n": calib_n, "calib_method": calib_method,
         "keep_float": QuantConfig.parse_keep_float(keep_float) if keep_float else None,
-        "plan": int8_plan, "int8_io": int8_io or None}.items() if v is not None}
+        "plan": int8_plan, "isa": int8_isa, "int8_io": int8_io or None}.items()
+        if v is not None}
     quant_config = QuantConfig(**quant_opts) if quant_opts or quant == "int8" else None
 
     req = ExportRequest(model=model, formats=_split_formats(to), quant=quant, out=out,
@@ -469,7 +473,8 @@ def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
                    f"float sites {len(q.get('float_sites') or [])}/{q.get('sites')}"
                    + (f"; hold-out cosine {cos:.4f}" if isinstance(cos, float) else ""))
         for kind, reason in (q.get("float_for_speed") or {}).items():
-            click.echo(f"  float for speed (--int8-plan {q.get('int8_plan')}): {kind}: {reason}")
+            click.echo(f"  float for speed (--int8-plan {q.get('int8_plan')} on "
+                       f"{q.get('int8_isa', 'x86_64')}): {kind}: {reason}")
         if info.get("float_islands"):
             click.echo("  float islands in the delegate (no int8 XNNPACK kernel): " + ", ".join(
                 f"{k}×{v}" for k, v in info["float_islands"].items()))

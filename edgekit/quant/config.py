@@ -11,6 +11,9 @@ CALIB_METHODS = ("auto", "minmax", "percentile", "entropy", "mse")
 # `fast`: op kinds whose int8 kernel in the target runtime is slower than its fp32 one stay
 # float (each target lists them with the measurement, quant/targets.py). `all`: quantize them.
 INT8_PLANS = ("fast", "all")
+# The instruction set `fast` is decided for: which int8 kernels lose to fp32 differs between
+# x86 (measured in ms here) and ARM (measured in instructions on the emulated device).
+INT8_ISAS = ("arm64", "x86_64")
 # Op kinds a user can keep in float (`--keep-float softmax,add`), mapped per target by the
 # target's quantizer. `auto` = per-layer sensitivity analysis against the accuracy budget.
 KEEP_FLOAT_KINDS = ("conv", "dwconv", "linear", "matmul", "add", "mul", "softmax", "pool",
@@ -27,6 +30,7 @@ class QuantConfig:
     keep_float: str | tuple[str, ...] = "auto"  # "auto" | "none" | op kinds
     int8_io: bool = False  # TFLite: int8 input/output tensors (caller (de)quantizes)
     plan: str = "fast"  # INT8_PLANS
+    isa: str = "arm64"  # INT8_ISAS: the CPU the artifact is for (phones and boards by default)
     per_channel: bool = True
     repq: bool = True  # RepQ-ViT post-LayerNorm scale reparameterization (quant/repq.py)
     # `--keep-float auto` keeps the most damaging layers in float until the int8 model's mean
@@ -44,6 +48,9 @@ class QuantConfig:
         if self.plan not in INT8_PLANS:
             raise UsageError(f"unknown --int8-plan '{self.plan}'",
                              hint=f"choose from {', '.join(INT8_PLANS)}")
+        if self.isa not in INT8_ISAS:
+            raise UsageError(f"unknown --int8-isa '{self.isa}'",
+                             hint=f"choose from {', '.join(INT8_ISAS)}")
         if not 2 <= self.calib_n <= 4096:
             raise UsageError(f"--calib-n {self.calib_n} is out of range",
                              hint="use 2..4096 (32-128 is typical)")

@@ -325,8 +325,9 @@ def _neighbourhoods(model: Any, sites: list[str]) -> dict[str, list[str]]:
     """Per site: itself and the sites that produce or consume its activations. ORT's QDQ
     quantizer puts a Q/DQ pair on an edge when either end is quantized, so excluding one node
     leaves its input and output edges int8; a tensor (one huge outlier channel) only leaves
-    int8 when both of its ends are excluded."""
-    site_set = set(sites)
+    int8 when both of its ends are excluded. A node's activation is its first input."""
+    from edgekit.quant.sensitivity import neighbourhoods
+
     nodes = {n.name: n for n in model.graph.node}
     producer = {t: n.name for n in model.graph.node for t in n.output}
     consumers: dict[str, list[str]] = {}
@@ -334,32 +335,15 @@ def _neighbourhoods(model: Any, sites: list[str]) -> dict[str, list[str]]:
         for t in n.input:
             consumers.setdefault(t, []).append(n.name)
 
-    def up(tensor: str, depth: int = 4) -> set[str]:
-        p = producer.get(tensor)
-        if p is None or depth == 0:
-            return set()
-        if p in site_set:
-            return {p}
-        node = nodes[p]
-        return up(node.input[0], depth - 1) if node.op_type in _PASSTHROUGH else set()
+    def inputs(name: str) -> list[str]:
+        node = nodes[name]
+        return [producer[node.input[0]]] if node.input and node.input[0] in producer else []
 
-    def down(tensor: str, depth: int = 4) -> set[str]:
-        found: set[str] = set()
-        for c in consumers.get(tensor, []):
-            if c in site_set:
-                found.add(c)
-            elif nodes[c].op_type in _PASSTHROUGH and depth:
-                found |= down(nodes[c].output[0], depth - 1)
-        return found
+    def users(name: str) -> list[str]:
+        return [c for t in nodes[name].output for c in consumers.get(t, [])]
 
-    out = {}
-    for name in sites:
-        n = nodes[name]
-        near = {name, *up(n.input[0])} if n.input else {name}
-        for t in n.output:
-            near |= down(t)
-        out[name] = sorted(near)
-    return out
+    return neighbourhoods(sites, inputs, users,
+                          lambda name: nodes[name].op_type in _PASSTHROUGH, depth=4)
 
 
 # Ops a Q/DQ pair passes through unchanged in ORT's QDQ graphs (for _neighbourhoods).

@@ -302,42 +302,29 @@ _PASSTHROUGH = {"relu", "relu_", "hardtanh", "hardtanh_", "clamp", "view", "resh
 
 def _neighbourhoods(prepared: Any, sites: list[str]) -> dict[str, list[str]]:
     """Per site: itself and the sites that produce or consume its activations, through
-    observers and the ops in _PASSTHROUGH (see sensitivity.py for why)."""
+    observers and the ops in _PASSTHROUGH (see sensitivity.py for why). Constants (weights,
+    and observers of weights) are not activations."""
     from edgekit.check import op_name
+    from edgekit.quant.sensitivity import neighbourhoods
 
-    site_set = set(sites)
+    nodes = {n.name: n for n in prepared.graph.nodes}
 
-    def passes(node: Any) -> bool:
+    def inputs(name: str) -> list[str]:
+        node = nodes[name]
+        if name not in site_set:  # a pass-through node passes its first argument on
+            first: Any = node.args[0] if node.args else None
+            return [first.name] if hasattr(first, "op") else []
+        return [a.name for a in node.all_input_nodes if a.op != "get_attr" and not (
+            _is_observer(prepared, a) and a.args[0].op == "get_attr")]
+
+    def passes(name: str) -> bool:
+        node = nodes[name]
         return _is_observer(prepared, node) or (
             node.op == "call_function" and op_name(node.target) in _PASSTHROUGH)
 
-    def up(node: Any, depth: int = 8) -> set[str]:
-        if node.name in site_set:
-            return {node.name}
-        if depth == 0 or not passes(node) or not node.args or not hasattr(node.args[0], "op"):
-            return set()
-        return up(node.args[0], depth - 1)
-
-    def down(node: Any, depth: int = 8) -> set[str]:
-        found: set[str] = set()
-        for user in node.users:
-            if user.name in site_set:
-                found.add(user.name)
-            elif depth and passes(user):
-                found |= down(user, depth - 1)
-        return found
-
-    nodes = {n.name: n for n in prepared.graph.nodes}
-    out = {}
-    for name in sites:
-        node = nodes[name]
-        near = {name} | down(node)
-        for arg in node.all_input_nodes:
-            if arg.op != "get_attr" and not (
-                    _is_observer(prepared, arg) and arg.args[0].op == "get_attr"):
-                near |= up(arg)
-        out[name] = sorted(near)
-    return out
+    site_set = set(sites)
+    return neighbourhoods(sites, inputs, lambda name: [u.name for u in nodes[name].users],
+                          passes, depth=8)
 
 
 def sanitize_observers(prepared: Any, eps: float) -> tuple[list[RangeFinding], set[str]]:

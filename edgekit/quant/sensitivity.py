@@ -15,6 +15,41 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def neighbourhoods(sites: Sequence[str], inputs: Callable[[str], Sequence[str]],
+                   users: Callable[[str], Sequence[str]], passes: Callable[[str], bool],
+                   depth: int) -> dict[str, list[str]]:
+    """Per site: itself and the sites that produce or consume its activations, walking through
+    at most `depth` nodes for which `passes` holds (ops a Q/DQ pair or an observer passes
+    through unchanged). `inputs(node)` lists a node's activation producers (a pass-through
+    node's first is the one it passes on), `users(node)` its consumers; nodes are names."""
+    site_set = set(sites)
+
+    def up(node: str, left: int) -> set[str]:
+        if node in site_set:
+            return {node}
+        if left == 0 or not passes(node):
+            return set()
+        first = inputs(node)[:1]
+        return up(first[0], left - 1) if first else set()
+
+    def down(node: str, left: int) -> set[str]:
+        found: set[str] = set()
+        for user in users(node):
+            if user in site_set:
+                found.add(user)
+            elif left and passes(user):
+                found |= down(user, left - 1)
+        return found
+
+    out = {}
+    for site in sites:
+        near = {site} | down(site, depth)
+        for producer in inputs(site):
+            near |= up(producer, depth)
+        out[site] = sorted(near)
+    return out
+
+
 @dataclass
 class Choice:
     chosen: list[str] = field(default_factory=list)

@@ -34,25 +34,29 @@ class Prepared:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-# Why an op kind stays float under `--int8-plan fast` (the default), per runtime engine. Each
-# entry is a measurement on this x86 (AVX-512 VNNI) host, 2 threads; on ARM the int8 kernels
-# may win: `--int8-plan all` quantizes them, and `edgekit bench` on the device decides.
-XNNPACK_SLOW_INT8 = {
+# Why an op kind stays float under `--int8-plan fast` (the default), per runtime engine and per
+# ISA (QuantConfig.isa). Each entry is the measurement that decided it: x86_64 in ms on this
+# AVX-512 VNNI host (2 threads), arm64 in guest instructions per inference on the emulated
+# device (bench/arm_device.py --plan, cortex-a76 and cortex-a53). `--int8-plan all` quantizes
+# them; `edgekit bench` on the device has the last word.
+XNNPACK_SLOW_INT8_X86 = {
     "dwconv": "XNNPACK's int8 depthwise conv is slower than its fp32 one (3×3 at 64×64×48: "
               "0.062 vs 0.033 ms; FastViT-T8 TFLite int8 18.4 ms with int8 depthwise, 7.7 ms "
               "with float depthwise, fp32 11.2 ms)"}
-ORT_SLOW_INT8 = {
+ORT_SLOW_INT8_X86 = {
     "dwconv": "ONNX Runtime's QLinearConv depthwise kernel is slower than its fp32 Conv "
               "(FastViT-T8: 7×7 depthwise 12.2 vs 1.6 ms, 3×3 1.6 vs 0.58 ms)",
     "low_intensity": "Conv/Gemm/MatMul with < 64 multiply-adds per element crossing its "
                      "QuantizeLinear/DequantizeLinear boundary: the Q/DQ work costs more than "
                      "the int8 kernel saves (quant/onnx.py MIN_MACS_PER_BOUNDARY_ELEMENT)"}
+XNNPACK_SLOW_INT8 = {"x86_64": XNNPACK_SLOW_INT8_X86, "arm64": dict(XNNPACK_SLOW_INT8_X86)}
+ORT_SLOW_INT8 = {"x86_64": ORT_SLOW_INT8_X86, "arm64": dict(ORT_SLOW_INT8_X86)}
 
 
 class TargetQuantizer(Protocol):
     format: ClassVar[str]
     methods: ClassVar[tuple[str, ...]]
-    slow_int8: ClassVar[dict[str, str]]
+    slow_int8: ClassVar[dict[str, dict[str, str]]]  # isa -> {kind: evidence}
 
     def before_export(self, model: Any, example: Any, calib: CalibrationSet,
                       holdout: np.ndarray, config: QuantConfig, on_step: Step) -> Prepared: ...
@@ -70,7 +74,7 @@ class _Pt2eTarget:
     default_method: ClassVar[str] = "mse"  # what `--calib-method auto` means for the target
     name: ClassVar[str]
     fold_quantize: ClassVar[bool] = True  # int8 weight constants (litert-torch wants fp32+q/dq)
-    slow_int8: ClassVar[dict[str, str]] = {}
+    slow_int8: ClassVar[dict[str, dict[str, str]]] = {}
 
     def quantizer_parts(self) -> tuple[Any, Any]:
         """(quantizer class, get_symmetric_quantization_config) of the target's PT2E quantizer."""
@@ -113,7 +117,8 @@ class _Pt2eTarget:
                                prepare_graph=self.prepare_graph, float_kinds=tuple(speed))
         return Prepared(result.module, self.converter_kwargs(made["q"], config),
                         {"quantizer": self.name, "calib_method": method, "int8_plan": config.plan,
-                         "float_for_speed": speed, **result.details()})
+                         "int8_isa": config.isa, "float_for_speed": speed,
+                         **result.details()})
 
     def after_export(self, file: Path, input_name: str, calib: CalibrationSet,
                      holdout: np.ndarray, batch: int, config: QuantConfig,
@@ -122,8 +127,9 @@ class _Pt2eTarget:
 
 
 def speed_float_kinds(target: Any, config: QuantConfig) -> dict[str, str]:
-    """{kind: measured reason} kept float for speed under `--int8-plan fast`."""
-    return dict(target.slow_int8) if config.plan == "fast" else {}
+    """{kind: the measurement that decided it} kept float for speed under `--int8-plan fast`
+    on the config's ISA."""
+    return dict(target.slow_int8.get(config.isa, {})) if config.plan == "fast" else {}
 
 
 class ExecuTorchInt8(_Pt2eTarget):
@@ -132,7 +138,7 @@ class ExecuTorchInt8(_Pt2eTarget):
     # input and a per-channel int8 weight, which ExecuTorch cannot lower (EfficientFormerV2:
     # "Missing out variants: dequantize_per_channel"). int8 depthwise is still faster than fp32
     # end to end here (FastViT-T8).
-    slow_int8: ClassVar[dict[str, str]] = {}
+    slow_int8: ClassVar[dict[str, dict[str, str]]] = {}
     name = "PT2E XNNPACKQuantizer (per-channel symmetric int8 weights, int8 activations)"
 
     def quantizer_parts(self) -> tuple[Any, Any]:
@@ -200,7 +206,7 @@ class CoreMLInt8(_Pt2eTarget):
 class OnnxInt8:
     format: ClassVar[str] = "onnx"
     methods: ClassVar[tuple[str, ...]] = ("minmax", "percentile", "entropy")
-    slow_int8: ClassVar[dict[str, str]] = ORT_SLOW_INT8
+    slow_int8: ClassVar[dict[str, dict[str, str]]] = ORT_SLOW_INT8
 
     def before_export(self, model: Any, example: Any, calib: CalibrationSet,
                       holdout: np.ndarray, config: QuantConfig, on_step: Step) -> Prepared:
@@ -216,7 +222,7 @@ class OnnxInt8:
         result = quantize_onnx_file(file, input_name, calib, holdout, batch, config, plan,
                                     on_step, float_kinds=tuple(speed))
         return {"quantizer": "onnxruntime quantize_static", "int8_plan": config.plan,
-                "float_for_speed": speed, **result.details()}
+                "int8_isa": config.isa, "float_for_speed": speed, **result.details()}
 
 
 QUANTIZERS: Registry[type[TargetQuantizer]] = Registry("int8 quantizer")

@@ -15,12 +15,14 @@ from edgekit.quant.config import QuantConfig
 from tests.conftest import TINY_HYBRID
 
 
-def _export(out: Path, plan: str, formats: tuple[str, ...]) -> dict[str, Artifact]:
+def _export(out: Path, plan: str, formats: tuple[str, ...], isa: str = "x86_64"
+            ) -> dict[str, Artifact]:
     from edgekit.pipeline import ExportRequest, export_model
 
     outcomes = export_model(ExportRequest(
         model=TINY_HYBRID, formats=formats, quant="int8", out=out,
-        quant_config=QuantConfig(calib="photos", calib_n=16, keep_float="none", plan=plan)))
+        quant_config=QuantConfig(calib="photos", calib_n=16, keep_float="none", plan=plan,
+                                 isa=isa)))
     return {o.artifact.manifest.format: o.artifact for o in outcomes}
 
 
@@ -51,7 +53,7 @@ def test_every_fast_artifact_validates_and_names_its_float_ops(fast):
         m = art.manifest
         assert m.validation.validated is True, (fmt, m.validation)
         q = m.exporter["quantization"]
-        assert q["int8_plan"] == "fast", fmt
+        assert q["int8_plan"] == "fast" and q["int8_isa"] == "x86_64", fmt
         # ExecuTorch keeps int8 depthwise (a float one breaks lowering; quant/targets.py)
         assert ("dwconv" in q["float_for_speed"]) == (fmt != "executorch"), fmt
         assert all(isinstance(r, str) and len(r) > 20 for r in q["float_for_speed"].values())
@@ -125,9 +127,11 @@ def test_cli_int8_plan_flag_and_inspect(fast, tmp_path):
     runner = CliRunner()
     bad = runner.invoke(cli, ["export", TINY_HYBRID, "--quant", "int8", "--int8-plan", "most"])
     assert bad.exit_code == 2 and "--int8-plan" in bad.output
+    bad = runner.invoke(cli, ["export", TINY_HYBRID, "--quant", "int8", "--int8-isa", "riscv"])
+    assert bad.exit_code == 2 and "--int8-isa" in bad.output
     shown = runner.invoke(cli, ["inspect", str(fast["tflite"].path)])
     assert shown.exit_code == 0, shown.output
-    assert "float for speed (--int8-plan fast): dwconv" in shown.output
+    assert "float for speed (--int8-plan fast on x86_64): dwconv" in shown.output
     assert "float islands in the delegate" in shown.output
     res = runner.invoke(cli, ["export", TINY_HYBRID, "--to", "onnx", "--quant", "int8",
                               "--calib", "photos", "--calib-n", "8", "--keep-float", "none",
