@@ -69,6 +69,14 @@ def export(model: str, quant: str, out: Path, reparam: bool = True,
     return {r["format"]: r for r in rows}, ""
 
 
+def _export_error(host: dict[str, Any] | None) -> str:
+    """The error of a format that failed inside an otherwise successful export run."""
+    error = (host or {}).get("error")
+    if isinstance(error, dict):
+        return str(error.get("message") or error)[:300]
+    return str(error)[:300] if error else "export failed"
+
+
 def _load(path: Path) -> list[dict[str, Any]]:
     return json.loads(path.read_text()) if path.exists() else []
 
@@ -136,7 +144,7 @@ def cost(work: Path, models: list[str]) -> list[dict[str, Any]]:
                 row: dict[str, Any] = {"model": model, "reparam": reparam, "quant": quant,
                                        "format": fmt}
                 if host is None or host.get("error"):
-                    row["error"] = err or "export failed"
+                    row["error"] = err or _export_error(host)
                 else:
                     _count_on_cpus(row, Artifact.open(Path(host["artifact"])),
                                    f"{model} reparam={reparam} {quant} {fmt}")
@@ -156,7 +164,7 @@ def plan_study(work: Path) -> list[dict[str, Any]]:
                 host = exported.get(fmt)
                 row: dict[str, Any] = {"model": model, "plan": plan, "format": fmt}
                 if host is None or host.get("error"):
-                    row["error"] = err or "export failed"
+                    row["error"] = err or _export_error(host)
                 else:
                     art = Artifact.open(Path(host["artifact"]))
                     q = art.manifest.exporter.get("quantization", {})

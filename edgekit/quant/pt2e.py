@@ -253,12 +253,28 @@ def _float_sites(prepared: Any, names: set[str]) -> Any:
 
 def _edit_float_sites(gm: Any, names: set[str]) -> None:
     """`_float_sites` in place on `gm`'s graph."""
+    from edgekit.check import op_name
+
     quantized = set(_sites(gm)) - set(names)
+
+    def made_by_quantized_site(node: Any) -> bool:
+        """`node` is a quantized site's output, or reaches it through fused pass-through ops
+        (XNNPACK annotates conv+relu as one pattern: the observer sits after the relu, so
+        floating its reader must keep it, or the conv has int8 weights and a float output)."""
+        for _ in range(8):
+            if node.name in quantized:
+                return True
+            if node.op != "call_function" or op_name(node.target) not in _PASSTHROUGH \
+                    or not node.args or not hasattr(node.args[0], "op"):
+                return False
+            node = node.args[0]
+        return False
+
     for node in list(gm.graph.nodes):
         if node.name not in names:
             continue
         for arg in list(node.all_input_nodes):
-            if _is_observer(gm, arg) and arg.args[0].name not in quantized:
+            if _is_observer(gm, arg) and not made_by_quantized_site(arg.args[0]):
                 node.replace_input_with(arg, arg.args[0])
         for obs in list(node.users):
             if not _is_observer(gm, obs):

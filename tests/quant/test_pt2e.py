@@ -102,3 +102,42 @@ def test_every_pt2e_range_method_prepares_and_calibrates():
                             lambda m: target.make_quantizer(m, QuantConfig()), "executorch",
                             method=method)
         assert res.cosine_all_int8 is not None and res.cosine_all_int8 > 0.98, method
+
+
+class ConvReluDw(torch.nn.Module):
+    """conv → relu → depthwise conv: XNNPACK annotates conv+relu as one pattern, so the conv's
+    output observer sits after the relu (MobileOne's blocks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.dw = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dw(torch.relu(self.conv(x)))
+        return self.fc(y.mean(dim=(2, 3)))
+
+
+def test_floating_a_reader_of_a_fused_conv_relu_keeps_the_conv_int8_in_and_out():
+    """Before: floating the depthwise conv dropped the observer after conv+relu, leaving an
+    int8-weight conv with a float output, which ExecuTorch cannot lower ("Missing out
+    variants: dequantize_per_channel", MobileOne-S0 with --keep-float auto)."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    example = torch.randn(1, 3, 16, 16)
+    cal = _calib()
+    target = ExecuTorchInt8()
+    make = lambda m: target.make_quantizer(m, QuantConfig())  # noqa: E731
+    res = quantize_pt2e(ConvReluDw().eval(), example, cal, cal.samples[:4],
+                        QuantConfig(keep_float=("dwconv",)), make, "executorch",
+                        method="minmax")
+    assert res.float_sites and all("conv2d_1" == s for s in res.float_sites), res.float_sites
+    exported = torch.export.export(res.module, (example,), strict=False)
+    edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+    left = [str(n.target) for n in edge.exported_program().graph_module.graph.nodes
+            if n.op == "call_function" and "dequantize_per_channel" in str(n.target)]
+    assert not left, left
+    edge.to_executorch()  # lowers completely: no portable kernel is missing
