@@ -104,7 +104,7 @@ def numerics(families: list[str], work: Path) -> list[dict[str, Any]]:
                 if host is None or host.get("error"):
                     row["error"] = err or json.dumps(host.get("error") if host else "missing")
                 else:
-                    row["x86"] = host["cosine"] if host["ok"] else None
+                    row["x86"] = host["cosine"]
                     row["x86_validated"] = host["validated"]
                     art = Artifact.open(Path(host["artifact"]))
                     for cpu in NUMERICS_CPUS:
@@ -211,7 +211,8 @@ def numerics_table(rows: list[dict[str, Any]]) -> str:
             out.append(f"| {r['model']} | {r['quant']} | {r['format']} | ✗ export: "
                        f"{r['error'][:100]} | | |")
             continue
-        x86 = f"{r['x86']:.5f}" if r.get("x86") is not None else "✗"
+        ok = r.get("x86_validated") is True
+        x86 = (f"{'' if ok else '✗ '}{r['x86']:.5f}" if r.get("x86") is not None else "✗")
         out.append(f"| {r['model']} | {r['quant']} | {r['format']} | {x86} | "
                    f"{_cos(r.get('cortex-a53'))} | {_cos(r.get('cortex-a76'))} |")
     return "\n".join(out)
