@@ -215,6 +215,12 @@ def numerics_table(rows: list[dict[str, Any]]) -> str:
         x86 = (f"{'' if ok else '✗ '}{r['x86']:.5f}" if r.get("x86") is not None else "✗")
         out.append(f"| {r['model']} | {r['quant']} | {r['format']} | {x86} | "
                    f"{_cos(r.get('cortex-a53'))} | {_cos(r.get('cortex-a76'))} |")
+    done = {(r["model"], r["quant"], r["format"]) for r in rows}
+    for fam in FAMILIES.list():
+        model = FAMILIES.get(fam).smallest
+        missing = [f"{q} {f}" for q in QUANTS for f in FORMATS if (model, q, f) not in done]
+        if missing:
+            out.append(f"| {model} | not run yet: {', '.join(missing)} | | | | |")
     return "\n".join(out)
 
 
