@@ -177,6 +177,8 @@ def plan_study(work: Path) -> list[dict[str, Any]]:
 
 
 def plan_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(not measured yet: `python bench/arm_device.py --plan --update-readme`)"
     out = ["| model | format | kept float by `fast` | CPU | fast M instr | all M instr | "
            "all ÷ fast |", "| --- | --- | --- | --- | ---: | ---: | ---: |"]
     by = {(r["model"], r["plan"], r["format"]): r for r in rows}

@@ -67,7 +67,8 @@ def run_artifact(artifact: Artifact, x: np.ndarray, device: str = "local",
     `device`, through the same collector `edgekit bench` uses there."""
     from edgekit.bench.collectors import BenchConfig, collector_for
 
-    collector = collector_for(device, identity=identity, known_hosts=known_hosts)
+    collector = collector_for("local" if device == "host" else device, identity=identity,
+                              known_hosts=known_hosts)
     result: dict[str, Any] = collector.outputs(artifact.path, x,
                                                BenchConfig(timeout=timeout, python=python))
     want = len(artifact.manifest.outputs)
