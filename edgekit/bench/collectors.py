@@ -483,9 +483,11 @@ class AdbCollector:
         code = int(out[marker + len("EDGEKIT_RC="):].split()[0])
         return code, out[:marker], proc.stderr
 
-    def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
-        serial = self.resolve()
-        device = f"adb://{serial}"
+    @contextlib.contextmanager
+    def remote_dir_with(self, artifacts: list[Path]) -> Iterator[tuple[str, str]]:
+        """(device, dir) on the phone holding the agent and the artifacts as a0, a1, …;
+        removed on exit."""
+        device = f"adb://{self.resolve()}"
         base = f"/data/local/tmp/edgekit.{os.getpid()}.{int(time.time())}"
         code, _, err = self.shell(f"mkdir -p {base}")
         if code != 0:
@@ -494,43 +496,37 @@ class AdbCollector:
             self.push(AGENT, f"{base}/agent.py")
             for i, art in enumerate(artifacts):
                 self.push(art, f"{base}/a{i}")
+            yield device, base
+        finally:
+            self.shell(f"rm -rf {base}", timeout=60)
+
+    def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
+        with self.remote_dir_with(artifacts) as (device, base):
             args = " ".join(shlex.quote(a) for a in cfg.agent_args(
                 [f"{base}/a{i}" for i in range(len(artifacts))]))
             code, out, err = self.shell(f"cd {base} && timeout {int(cfg.timeout)} "
                                         f"{cfg.python} agent.py --cache-dir {base}/.cache {args}",
                                         timeout=cfg.timeout + 30)
             return _finish(device, out, err, code, False, cfg.timeout)
-        finally:
-            self.shell(f"rm -rf {base}", timeout=60)
 
     def outputs(self, art: Path, x: Any, cfg: BenchConfig) -> dict[str, Any]:
         """`edgekit run`: the artifact's outputs on `x`, computed on the phone."""
         import tempfile
 
-        device = f"adb://{self.resolve()}"
-        base = f"/data/local/tmp/edgekit.{os.getpid()}.{int(time.time())}"
-        code, _, err = self.shell(f"mkdir -p {base}")
-        if code != 0:
-            raise DeviceError(f"cannot create {base} on {device}: {err.strip()}")
-        with tempfile.TemporaryDirectory(prefix="edgekit-adb-") as tmp:
-            try:
-                (Path(tmp) / "inputs.npy").write_bytes(npy_bytes(x))
-                self.push(AGENT, f"{base}/agent.py")
-                self.push(art, f"{base}/a0")
-                self.push(Path(tmp) / "inputs.npy", f"{base}/inputs.npy")
-                code, out, err = self.shell(
-                    f"cd {base} && timeout {int(cfg.timeout)} {cfg.python} agent.py "
-                    f"--artifact a0 --outputs out.npz --inputs inputs.npy",
-                    timeout=cfg.timeout + 30)
-                info = _outputs_info(out, err, code, device)
-                pulled = self._adb("pull", f"{base}/out.npz", str(Path(tmp) / "out.npz"),
-                                   timeout=600)
-                if pulled.returncode != 0:
-                    raise DeviceError(f"adb pull of the outputs failed: "
-                                      f"{pulled.stderr.strip()[-200:]}")
-                data = (Path(tmp) / "out.npz").read_bytes()
-            finally:
-                self.shell(f"rm -rf {base}", timeout=60)
+        with tempfile.TemporaryDirectory(prefix="edgekit-adb-") as tmp, \
+                self.remote_dir_with([art]) as (device, base):
+            (Path(tmp) / "inputs.npy").write_bytes(npy_bytes(x))
+            self.push(Path(tmp) / "inputs.npy", f"{base}/inputs.npy")
+            code, out, err = self.shell(
+                f"cd {base} && timeout {int(cfg.timeout)} {cfg.python} agent.py "
+                f"--artifact a0 --outputs out.npz --inputs inputs.npy", timeout=cfg.timeout + 30)
+            info = _outputs_info(out, err, code, device)
+            pulled = self._adb("pull", f"{base}/out.npz", str(Path(tmp) / "out.npz"),
+                               timeout=600)
+            if pulled.returncode != 0:
+                raise DeviceError(f"adb pull of the outputs failed: "
+                                  f"{pulled.stderr.strip()[-200:]}")
+            data = (Path(tmp) / "out.npz").read_bytes()
         return _outputs_row(read_outputs_npz(data, device), info, device)
 
     def push(self, src: Path, dst: str) -> None:
