@@ -194,6 +194,7 @@ class CoreMLInt8(_Pt2eTarget):
             raise UsageError(f"--calib-method {method} is not available for coreml",
                              hint="Core ML's quantizer calibrates with min/max observers: "
                                   "use --calib-method minmax (or auto)")
+        _memoize_coreml_patterns()
         # affine, not symmetric: with a fixed zero point (128) every all-positive activation
         # (post-softmax, hardswish/GELU outputs) wastes half of the uint8 levels (Q-HyViT's
         # zero-point point). Hold-out logit cosine here, fmnist_levit: 0.9924 -> 0.9986.
@@ -201,6 +202,34 @@ class CoreMLInt8(_Pt2eTarget):
             "quantization_scheme": "affine", "weight_per_channel": config.per_channel,
             "activation_dtype": "quint8", "weight_dtype": "qint8",
             "activation_observer": "min_max"}}))
+
+
+# CoreMLQuantizer.annotate builds ~400 pattern graphs (conv/linear ± bn × activations, binary
+# ops × activations), each by a strict torch.export of a few-op module: ~2 minutes per call on
+# this machine, the same graphs for every model. They depend only on the factory's arguments,
+# so one process builds each once; the matcher edits a pattern's output node in place
+# (`_split_to_graph_and_name_node_map`), so every caller gets its own copy.
+_COREML_PATTERN_FACTORIES = ("get_conv_pattern", "get_conv_bn_pattern", "get_linear_pattern",
+                             "get_linear_bn_pattern", "get_binary_op_act_pattern")
+
+
+def _memoize_coreml_patterns() -> None:
+    import copy
+    import functools
+
+    import executorch.backends.apple.coreml.quantizer._coreml_quantizer_utils as utils
+
+    for name in _COREML_PATTERN_FACTORIES:
+        factory = getattr(utils, name)
+        if getattr(factory, "_edgekit_memo", False):
+            continue
+        built = functools.cache(factory)
+
+        def copied(*args: Any, _built: Any = built, **kwargs: Any) -> Any:
+            return copy.deepcopy(_built(*args, **kwargs))
+
+        copied._edgekit_memo = True  # type: ignore[attr-defined]
+        setattr(utils, name, functools.wraps(factory)(copied))
 
 
 class OnnxInt8:

@@ -147,3 +147,19 @@ def test_calib_method_not_offered_by_a_target_is_refused_before_writing(tmp_path
                                    out=tmp_path, quant_config=QuantConfig(
                                        calib_n=8, calib_method="entropy")))
     assert not list(tmp_path.glob("*.executorch"))
+
+
+def test_coreml_pattern_graphs_are_built_once_and_each_caller_gets_its_own_copy():
+    import executorch.backends.apple.coreml.quantizer._coreml_quantizer_utils as utils
+
+    from edgekit.quant.targets import _memoize_coreml_patterns
+
+    _memoize_coreml_patterns()
+    _memoize_coreml_patterns()  # idempotent: never wraps twice
+    assert utils.get_linear_pattern.__wrapped__.__name__ == "get_linear_pattern"
+    first = utils.get_linear_pattern(None, False)
+    second = utils.get_linear_pattern(None, False)
+    assert first is not second and first.code == second.code
+    # the matcher rewrites a pattern's output in place: that must not reach the next caller
+    utils._SubgraphMatcherWithNameNodeMap(first, ignore_literals=True)
+    assert utils.get_linear_pattern(None, False).code == second.code != first.code
