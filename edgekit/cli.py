@@ -472,9 +472,10 @@ def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
                    f"{cal.get('samples')} × {cal.get('set')}; RepQ LayerNorms {repq}; "
                    f"float sites {len(q.get('float_sites') or [])}/{q.get('sites')}"
                    + (f"; hold-out cosine {cos:.4f}" if isinstance(cos, float) else ""))
-        for kind, reason in (q.get("float_for_speed") or {}).items():
-            click.echo(f"  float for speed (--int8-plan {q.get('int8_plan')} on "
-                       f"{q.get('int8_isa', 'x86_64')}): {kind}: {reason}")
+        for key, verdict in (("float_for_speed", "float"), ("int8_for_speed", "int8")):
+            for kind, reason in (q.get(key) or {}).items():
+                click.echo(f"  {verdict} for speed (--int8-plan {q.get('int8_plan')} on "
+                           f"{q.get('int8_isa', 'x86_64')}): {kind}: {reason}")
         if info.get("float_islands"):
             click.echo("  float islands in the delegate (no int8 XNNPACK kernel): " + ", ".join(
                 f"{k}×{v}" for k, v in info["float_islands"].items()))

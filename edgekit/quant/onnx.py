@@ -356,13 +356,14 @@ def _node(model: Any, name: str) -> Any:
 
 
 def _kind_reason(kind: str, config: QuantConfig) -> str:
-    from edgekit.quant.targets import ORT_SLOW_INT8
+    from edgekit.quant.targets import ORT_INT8_SPEED
 
     if kind in config.kept_kinds:
         return f"--keep-float {kind}"
     if kind == "dynamic_matmul":
         return "MatMul of two activations: ORT has no fused int8 kernel for it (fused plan)"
-    return f"speed ({kind}): {ORT_SLOW_INT8.get(kind, 'kept float by the int8 plan')}"
+    call = ORT_INT8_SPEED.get(config.isa, {}).get(kind)
+    return f"speed ({kind}): {call.evidence if call else 'kept float by the int8 plan'}"
 
 
 def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdout: np.ndarray,

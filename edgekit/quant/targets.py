@@ -34,29 +34,65 @@ class Prepared:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-# Why an op kind stays float under `--int8-plan fast` (the default), per runtime engine and per
-# ISA (QuantConfig.isa). Each entry is the measurement that decided it: x86_64 in ms on this
-# AVX-512 VNNI host (2 threads), arm64 in guest instructions per inference on the emulated
-# device (bench/arm_device.py --plan, cortex-a76 and cortex-a53). `--int8-plan all` quantizes
-# them; `edgekit bench` on the device has the last word.
-XNNPACK_SLOW_INT8_X86 = {
-    "dwconv": "XNNPACK's int8 depthwise conv is slower than its fp32 one (3×3 at 64×64×48: "
-              "0.062 vs 0.033 ms; FastViT-T8 TFLite int8 18.4 ms with int8 depthwise, 7.7 ms "
-              "with float depthwise, fp32 11.2 ms)"}
-ORT_SLOW_INT8_X86 = {
-    "dwconv": "ONNX Runtime's QLinearConv depthwise kernel is slower than its fp32 Conv "
-              "(FastViT-T8: 7×7 depthwise 12.2 vs 1.6 ms, 3×3 1.6 vs 0.58 ms)",
-    "low_intensity": "Conv/Gemm/MatMul with < 64 multiply-adds per element crossing its "
-                     "QuantizeLinear/DequantizeLinear boundary: the Q/DQ work costs more than "
-                     "the int8 kernel saves (quant/onnx.py MIN_MACS_PER_BOUNDARY_ELEMENT)"}
-XNNPACK_SLOW_INT8 = {"x86_64": XNNPACK_SLOW_INT8_X86, "arm64": dict(XNNPACK_SLOW_INT8_X86)}
-ORT_SLOW_INT8 = {"x86_64": ORT_SLOW_INT8_X86, "arm64": dict(ORT_SLOW_INT8_X86)}
+@dataclass(frozen=True)
+class SpeedCall:
+    """What `--int8-plan fast` (the default) does with one op kind on one ISA, and the
+    measurement that decided it. `--int8-plan all` quantizes everything; `edgekit bench` on the
+    device has the last word."""
+
+    keep_float: bool  # True: the int8 kernel loses to fp32 there, the op stays float
+    evidence: str
+
+
+# Per runtime engine, per ISA (QuantConfig.isa, `--int8-isa`). x86_64 was measured in ms on
+# this AVX-512 VNNI host (2 threads); arm64 in guest instructions per inference on the
+# emulated device, fast vs all (bench/arm_device.py --plan -> bench/results/arm_int8_plan.json,
+# README "int8 speed plan on ARM").
+XNNPACK_INT8_SPEED: dict[str, dict[str, SpeedCall]] = {
+    "x86_64": {"dwconv": SpeedCall(True, (
+        "XNNPACK's int8 depthwise conv is slower than its fp32 one on x86_64 (3×3 at "
+        "64×64×48: 0.062 vs 0.033 ms; FastViT-T8 TFLite int8 18.4 ms with int8 depthwise, "
+        "7.7 ms with float depthwise, fp32 11.2 ms)"))},
+    "arm64": {"dwconv": SpeedCall(False, (
+        "XNNPACK's int8 depthwise conv costs what the float one does on arm64 (TFLite, guest "
+        "instructions all-int8 ÷ float depthwise: FastViT-T8 1.01 on cortex-a76, 0.97 on "
+        "cortex-a53; MobileOne-S0 1.00 / 0.99), so it stays int8: no float islands, one "
+        "int8 graph"))},
+}
+ORT_INT8_SPEED: dict[str, dict[str, SpeedCall]] = {
+    "x86_64": {
+        "dwconv": SpeedCall(True, (
+            "ONNX Runtime's QLinearConv depthwise kernel is slower than its fp32 Conv on "
+            "x86_64 (FastViT-T8: 7×7 depthwise 12.2 vs 1.6 ms, 3×3 1.6 vs 0.58 ms)")),
+        "low_intensity": SpeedCall(True, (
+            "Conv/Gemm/MatMul with < 64 multiply-adds per element crossing its "
+            "QuantizeLinear/DequantizeLinear boundary: on x86_64 the Q/DQ work costs more "
+            "than the int8 kernel saves (quant/onnx.py MIN_MACS_PER_BOUNDARY_ELEMENT)"))},
+    "arm64": {
+        kind: SpeedCall(False, (
+            f"{what} is cheaper in int8 on arm64: ONNX Runtime guest instructions with every "
+            "op int8 ÷ with depthwise and low-intensity ops float (measured together): "
+            "FastViT-T8 0.93 on cortex-a76, 1.00 on cortex-a53; MobileOne-S0 0.82 / 0.88"))
+        for kind, what in (("dwconv", "the depthwise conv (QLinearConv)"),
+                           ("low_intensity", "a low-intensity Conv/Gemm/MatMul with its Q/DQ"))},
+}
+
+
+def speed_plan(table: dict[str, dict[str, SpeedCall]], config: QuantConfig
+               ) -> tuple[dict[str, str], dict[str, str]]:
+    """({kind: evidence} kept float, {kind: evidence} kept int8) for speed on the config's
+    ISA under `--int8-plan fast`; nothing under `all`."""
+    if config.plan != "fast":
+        return {}, {}
+    calls = table.get(config.isa, {})
+    return ({k: c.evidence for k, c in calls.items() if c.keep_float},
+            {k: c.evidence for k, c in calls.items() if not c.keep_float})
 
 
 class TargetQuantizer(Protocol):
     format: ClassVar[str]
     methods: ClassVar[tuple[str, ...]]
-    slow_int8: ClassVar[dict[str, dict[str, str]]]  # isa -> {kind: evidence}
+    int8_speed: ClassVar[dict[str, dict[str, SpeedCall]]]  # isa -> kind -> call
 
     def before_export(self, model: Any, example: Any, calib: CalibrationSet,
                       holdout: np.ndarray, config: QuantConfig, on_step: Step) -> Prepared: ...
@@ -74,7 +110,7 @@ class _Pt2eTarget:
     default_method: ClassVar[str] = "mse"  # what `--calib-method auto` means for the target
     name: ClassVar[str]
     fold_quantize: ClassVar[bool] = True  # int8 weight constants (litert-torch wants fp32+q/dq)
-    slow_int8: ClassVar[dict[str, dict[str, str]]] = {}
+    int8_speed: ClassVar[dict[str, dict[str, SpeedCall]]] = {}
 
     def quantizer_parts(self) -> tuple[Any, Any]:
         """(quantizer class, get_symmetric_quantization_config) of the target's PT2E quantizer."""
@@ -111,14 +147,14 @@ class _Pt2eTarget:
             return made["q"]
 
         method = config.calib_method if config.calib_method != "auto" else self.default_method
-        speed = speed_float_kinds(self, config)
+        speed, kept_int8 = speed_plan(self.int8_speed, config)
         result = quantize_pt2e(model, example, calib, holdout, config, make, self.format,
                                on_step, fold_quantize=self.fold_quantize, method=method,
                                prepare_graph=self.prepare_graph, float_kinds=tuple(speed))
         return Prepared(result.module, self.converter_kwargs(made["q"], config),
                         {"quantizer": self.name, "calib_method": method, "int8_plan": config.plan,
                          "int8_isa": config.isa, "float_for_speed": speed,
-                         **result.details()})
+                         "int8_for_speed": kept_int8, **result.details()})
 
     def after_export(self, file: Path, input_name: str, calib: CalibrationSet,
                      holdout: np.ndarray, batch: int, config: QuantConfig,
@@ -126,19 +162,13 @@ class _Pt2eTarget:
         return {}
 
 
-def speed_float_kinds(target: Any, config: QuantConfig) -> dict[str, str]:
-    """{kind: the measurement that decided it} kept float for speed under `--int8-plan fast`
-    on the config's ISA."""
-    return dict(target.slow_int8.get(config.isa, {})) if config.plan == "fast" else {}
-
-
 class ExecuTorchInt8(_Pt2eTarget):
     format = "executorch"
-    # Not XNNPACK_SLOW_INT8: a float depthwise conv leaves its int8 neighbour with a float
+    # Not XNNPACK_INT8_SPEED (x86_64): a float depthwise conv leaves its int8 neighbour with a float
     # input and a per-channel int8 weight, which ExecuTorch cannot lower (EfficientFormerV2:
     # "Missing out variants: dequantize_per_channel"). int8 depthwise is still faster than fp32
     # end to end here (FastViT-T8).
-    slow_int8: ClassVar[dict[str, dict[str, str]]] = {}
+    int8_speed: ClassVar[dict[str, dict[str, SpeedCall]]] = {}
     name = "PT2E XNNPACKQuantizer (per-channel symmetric int8 weights, int8 activations)"
 
     def quantizer_parts(self) -> tuple[Any, Any]:
@@ -154,7 +184,7 @@ class LiteRtInt8(_Pt2eTarget):
     format = "tflite"
     name = "litert-torch PT2EQuantizer (full-integer int8 ops, per-channel weights)"
     fold_quantize = False
-    slow_int8 = XNNPACK_SLOW_INT8
+    int8_speed = XNNPACK_INT8_SPEED
 
     def quantizer_parts(self) -> tuple[Any, Any]:
         from litert_torch.quantize.pt2e_quantizer import (
@@ -235,7 +265,7 @@ def _memoize_coreml_patterns() -> None:
 class OnnxInt8:
     format: ClassVar[str] = "onnx"
     methods: ClassVar[tuple[str, ...]] = ("minmax", "percentile", "entropy")
-    slow_int8: ClassVar[dict[str, dict[str, str]]] = ORT_SLOW_INT8
+    int8_speed: ClassVar[dict[str, dict[str, SpeedCall]]] = ORT_INT8_SPEED
 
     def before_export(self, model: Any, example: Any, calib: CalibrationSet,
                       holdout: np.ndarray, config: QuantConfig, on_step: Step) -> Prepared:
@@ -247,11 +277,12 @@ class OnnxInt8:
         from edgekit.quant.onnx import DEFAULT_ORT_PLAN, quantize_onnx_file
 
         plan = str(config.extra.get("ort_plan", DEFAULT_ORT_PLAN))
-        speed = speed_float_kinds(self, config)
+        speed, kept_int8 = speed_plan(self.int8_speed, config)
         result = quantize_onnx_file(file, input_name, calib, holdout, batch, config, plan,
                                     on_step, float_kinds=tuple(speed))
         return {"quantizer": "onnxruntime quantize_static", "int8_plan": config.plan,
-                "int8_isa": config.isa, "float_for_speed": speed, **result.details()}
+                "int8_isa": config.isa, "float_for_speed": speed,
+                "int8_for_speed": kept_int8, **result.details()}
 
 
 QUANTIZERS: Registry[type[TargetQuantizer]] = Registry("int8 quantizer")

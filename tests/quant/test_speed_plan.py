@@ -57,6 +57,44 @@ def test_every_fast_artifact_validates_and_names_its_float_ops(fast):
         # ExecuTorch keeps int8 depthwise (a float one breaks lowering; quant/targets.py)
         assert ("dwconv" in q["float_for_speed"]) == (fmt != "executorch"), fmt
         assert all(isinstance(r, str) and len(r) > 20 for r in q["float_for_speed"].values())
+        assert not set(q["float_for_speed"]) & set(q["int8_for_speed"])
+
+
+def test_every_engine_decides_every_kind_on_every_isa_with_evidence():
+    from edgekit.quant.config import INT8_ISAS
+    from edgekit.quant.targets import QUANTIZERS
+
+    for fmt in QUANTIZERS.list():
+        table = QUANTIZERS.get(fmt).int8_speed
+        if not table:
+            continue
+        assert set(table) == set(INT8_ISAS), fmt
+        kinds = {isa: set(calls) for isa, calls in table.items()}
+        assert len({frozenset(k) for k in kinds.values()}) == 1, (fmt, kinds)  # same kinds
+        for isa, calls in table.items():
+            for kind, call in calls.items():
+                assert len(call.evidence) > 40, (fmt, isa, kind)
+                if isa == "arm64":  # decided from the emulated device's instruction counts
+                    assert "cortex-a76" in call.evidence and "cortex-a53" in call.evidence
+
+
+def test_arm64_fast_plan_follows_the_counted_table(tmp_path):
+    """The default ISA is arm64, where ONNX Runtime's int8 depthwise and low-intensity ops
+    counted cheaper than float (bench/results/arm_int8_plan.json): they stay int8, and the
+    manifest says which evidence decided it."""
+    from edgekit.quant.targets import ORT_INT8_SPEED, speed_plan
+
+    art = _export(tmp_path, "fast", ("onnx",), isa="arm64")["onnx"]
+    q = art.manifest.exporter["quantization"]
+    floated, kept = speed_plan(ORT_INT8_SPEED, QuantConfig(isa="arm64"))
+    assert q["int8_isa"] == "arm64" and q["int8_plan"] == "fast"
+    assert (q["float_for_speed"], q["int8_for_speed"]) == (floated, kept)
+    assert "dwconv" in kept and "dwconv" not in floated
+    graph = onnx.load(str(art.model_path)).graph
+    deq = _dequantized_inputs(art.model_path)
+    dw = [n for n in graph.node if n.op_type == "Conv" and _group(n) > 1]
+    assert dw and all(all(deq[n.name][:2]) for n in dw)
+    assert art.manifest.validation.validated is True
 
 
 def test_onnx_fast_keeps_depthwise_and_activation_matmuls_float(fast, quantize_all):
