@@ -21,11 +21,21 @@ class ExecuTorchSession:
 
         try:
             program = Runtime.get().load_program(str(path))
-            self._method = program.load_method("forward")
-            meta = program.metadata("forward")
         except Exception as exc:  # noqa: BLE001 - runtime raises RuntimeError/ValueError
             raise ArtifactError(f"ExecuTorch cannot load the program ({str(exc)[:300]})",
                                 path=path, hint="re-export it; the file may be corrupt") from None
+        try:
+            self._method = program.load_method("forward")
+            meta = program.metadata("forward")
+        except Exception as exc:  # noqa: BLE001
+            # The file parsed; initialising its method failed, typically a delegate (XNNPACK)
+            # refusing a lowered node. The runtime logs which one on stderr.
+            raise ArtifactError(
+                f"ExecuTorch read the program but cannot initialise its forward method "
+                f"({str(exc)[:300]})", path=path,
+                hint="a backend delegate rejected a lowered op: the runtime's log above names "
+                     "it (e.g. 'Failed to create StaticConstantPad node'); re-export with "
+                     "--keep-float for that op's kind, or without --quant, and report it") from None
         self._input_names = [f"input_{i}" for i in range(meta.num_inputs())]
         self.inputs = {}
         for i, name in enumerate(self._input_names):

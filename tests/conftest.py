@@ -12,12 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = "tests.tiny_models:tiny_convnet"
 TINY_HYBRID = "tests.tiny_models:tiny_hybrid"
 
-# One torch intra-op thread for the suite and the CLI runs it spawns. The sensitivity ranking
-# and calibration run hundreds of small forwards; on a shared 2-core host OpenMP's spinning
-# workers thrash whenever another process holds a core (measured: a tiny model's TFLite
-# sensitivity step 297 s with 2 threads beside one busy core, 26 s with 1; no difference on an
-# idle machine, 26.5 vs 25.8 s). Benchmarks set their own thread counts.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# OpenMP workers that sleep instead of spin while they wait, for the suite and the CLI runs it
+# spawns. The sensitivity ranking and calibration run hundreds of small forwards; on a shared
+# 2-core host spinning workers thrash whenever another process holds a core (measured, a tiny
+# model's TFLite sensitivity step: 297 s spinning beside two busy processes, 48 s spinning /
+# 26 s passive beside one, 26 s on an idle machine). Torch keeps both cores for big ops.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Subprocesses (CLI runs, spawned children) must import tests.tiny_models too.
 os.environ["PYTHONPATH"] = os.pathsep.join(

@@ -489,6 +489,34 @@ def drop_zero_constant_adds(graph_module: Any) -> int:
     return removed
 
 
+def drop_identity_pads(graph_module: Any) -> int:
+    """Remove constant pads of width 0 on every side (timm's EfficientViT-M pads each attention
+    window up to a multiple of the window size: 0 at the exported resolution). XNNPACK cannot
+    build an int8 StaticConstantPad for it (ExecuTorch's method init fails with
+    xnn_status_invalid_parameter), and a pad of nothing is the identity. Returns how many were
+    removed."""
+    import torch
+
+    aten = torch.ops.aten
+    removed = 0
+    for node in list(graph_module.graph.nodes):
+        if node.op != "call_function" or node.target not in (aten.pad.default,
+                                                             aten.constant_pad_nd.default):
+            continue
+        widths = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+        mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+        if mode != "constant" or not isinstance(widths, (list, tuple)) \
+                or not all(isinstance(w, int) and w == 0 for w in widths):
+            continue
+        node.replace_all_uses_with(node.args[0])
+        graph_module.graph.erase_node(node)
+        removed += 1
+    if removed:
+        graph_module.graph.eliminate_dead_code()
+        graph_module.recompile()
+    return removed
+
+
 def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.ndarray,
                   config: QuantConfig, make_quantizer: Callable[[str], Any], target: str,
                   on_step: Callable[[str], None] = lambda s: None, fold_quantize: bool = True,
@@ -510,6 +538,7 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
     with torch.no_grad():
         graph = torch.export.export(copy.deepcopy(model), (example,), strict=False).module()
         drop_zero_constant_adds(graph)
+        drop_identity_pads(graph)
         prepare_graph(graph)
         prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
         on_step(f"calibrating on {len(calib)} samples ({method})")

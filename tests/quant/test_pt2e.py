@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from edgekit.calibration import CalibrationSet
@@ -141,3 +142,76 @@ def test_floating_a_reader_of_a_fused_conv_relu_keeps_the_conv_int8_in_and_out()
             if n.op == "call_function" and "dequantize_per_channel" in str(n.target)]
     assert not left, left
     edge.to_executorch()  # lowers completely: no portable kernel is missing
+
+
+class PadNothing(torch.nn.Module):
+    """A constant pad of width 0 (timm's EfficientViT-M pads each window up to a multiple of
+    the window size, 0 at the exported resolution)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.pad(self.conv(x).permute(0, 2, 3, 1), (0, 0, 0, 0, 0, 0))
+        return self.fc(torch.relu(y.permute(0, 3, 1, 2)).mean(dim=(2, 3)))
+
+
+def test_a_pad_of_nothing_is_dropped_so_the_int8_program_initialises(tmp_path):
+    """Before: XNNPACK could not build the int8 StaticConstantPad of width 0, and ExecuTorch
+    failed to initialise the method (efficientvit_m0 int8: "Failed to load method forward")."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+
+    example = torch.randn(1, 3, 16, 16)
+    cal = _calib()
+    target = ExecuTorchInt8()
+    res = quantize_pt2e(PadNothing().eval(), example, cal, cal.samples[:4],
+                        QuantConfig(keep_float="none"),
+                        lambda m: target.make_quantizer(m, QuantConfig()), "executorch",
+                        method="minmax")
+    assert not any("pad" in str(n.target) for n in res.module.graph.nodes)
+    assert res.cosine_all_int8 is not None and res.cosine_all_int8 > 0.98
+    program = to_edge_transform_and_lower(torch.export.export(res.module, (example,),
+                                                              strict=False),
+                                          partitioner=[XnnpackPartitioner()]).to_executorch()
+    (tmp_path / "pad.pte").write_bytes(program.buffer)
+    method = Runtime.get().load_program(str(tmp_path / "pad.pte")).load_method("forward")
+    with torch.no_grad():
+        want = PadNothing().eval()(example)
+    got = method.execute([example])[0]
+    cos = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
+    assert float(cos) > 0.98
+
+
+def test_a_method_the_delegate_rejects_is_a_clear_error_not_a_corrupt_file(tmp_path):
+    """The upstream repro (ExecuTorch 1.5.1's XNNPACK): quantized without edgekit's graph
+    cleanup, the width-0 pad lowers and the method cannot initialise."""
+    from edgekit.runtimes.executorch import ExecuTorchSession
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from executorch.exir import to_edge_transform_and_lower
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgekit.errors import ArtifactError
+
+    example = torch.randn(1, 3, 16, 16)
+    graph = torch.export.export(PadNothing().eval(), (example,), strict=False).module()
+    prepared = prepare_pt2e(graph, XNNPACKQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True)))
+    for x in _calib().samples[:8]:
+        prepared(torch.from_numpy(x[None]))
+    converted = convert_pt2e(prepared)
+    program = to_edge_transform_and_lower(torch.export.export(converted, (example,)),
+                                          partitioner=[XnnpackPartitioner()]).to_executorch()
+    (tmp_path / "bad.pte").write_bytes(program.buffer)
+    with pytest.raises(ArtifactError) as info:
+        ExecuTorchSession(tmp_path / "bad.pte", threads=1)
+    assert "cannot initialise its forward method" in info.value.message
+    assert "delegate" in (info.value.hint or "")
