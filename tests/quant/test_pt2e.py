@@ -144,15 +144,9 @@ def test_floating_a_reader_of_a_fused_conv_relu_keeps_the_conv_int8_in_and_out()
     edge.to_executorch()  # lowers completely: no portable kernel is missing
 
 
-class PadNothing(torch.nn.Module):
+class PadNothing(Net):
     """A constant pad of width 0 (timm's EfficientViT-M pads each window up to a multiple of
     the window size, 0 at the exported resolution)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
-        self.fc = torch.nn.Linear(8, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.nn.functional.pad(self.conv(x).permute(0, 2, 3, 1), (0, 0, 0, 0, 0, 0))
