@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,23 +355,20 @@ def _node(model: Any, name: str) -> Any:
     return next(n for n in model.graph.node if n.name == name)
 
 
-def _kind_reason(kind: str, config: QuantConfig) -> str:
-    from edgekit.quant.targets import ORT_INT8_SPEED
-
+def _kind_reason(kind: str, config: QuantConfig, float_kinds: Mapping[str, str]) -> str:
     if kind in config.kept_kinds:
         return f"--keep-float {kind}"
     if kind == "dynamic_matmul":
         return "MatMul of two activations: ORT has no fused int8 kernel for it (fused plan)"
-    call = ORT_INT8_SPEED.get(config.isa, {}).get(kind)
-    return f"speed ({kind}): {call.evidence if call else 'kept float by the int8 plan'}"
+    return f"speed ({kind}): {float_kinds.get(kind, 'kept float by the int8 plan')}"
 
 
 def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdout: np.ndarray,
                        batch: int, config: QuantConfig, plan: str = DEFAULT_ORT_PLAN,
                        on_step: Callable[[str], None] = lambda s: None,
-                       float_kinds: tuple[str, ...] = ()) -> OrtQuantResult:
-    """Replace the fp32 model at `path` with its int8 version; nodes of `float_kinds` (and of
-    the user's `--keep-float` kinds) stay float."""
+                       float_kinds: Mapping[str, str] | None = None) -> OrtQuantResult:
+    """Replace the fp32 model at `path` with its int8 version; nodes of `float_kinds` ({kind:
+    the evidence that keeps it float}) and of the user's `--keep-float` kinds stay float."""
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -384,6 +381,7 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
                          hint=f"use {', '.join(_ORT_METHODS)} for --to onnx")
     spec = ORT_PLANS[plan]
     ops = list(spec["ops"]) if spec["ops"] else None
+    float_kinds = float_kinds or {}
     kinds = (*config.kept_kinds, *float_kinds)
     kept = {op for kind in kinds for op in ORT_OPS_OF_KIND.get(kind, ())}
     if kept:
@@ -406,9 +404,9 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
         pre_model = onnx.load(str(pre), load_external_data=False)
         if spec["const_b_only"]:
             kinds = (*kinds, "dynamic_matmul")
-        reasons = {n: _kind_reason(kind, config) for kind in kinds
+        reasons = {n: _kind_reason(kind, config, float_kinds) for kind in kinds
                    for n in _nodes_of_kind(pre_model, kind)}
-        reasons.update({n.name: _kind_reason(kind, config) for kind in kinds
+        reasons.update({n.name: _kind_reason(kind, config, float_kinds) for kind in kinds
                         for n in pre_model.graph.node
                         if n.op_type in ORT_OPS_OF_KIND.get(kind, ())})
         on_step(f"calibrating on {len(calib)} samples ({method})")

@@ -446,75 +446,77 @@ def stamp_source_functions(graph_module: Any) -> int:
     return stamped
 
 
-def drop_zero_constant_adds(graph_module: Any) -> int:
-    """Remove `x + 0` / `x - 0` whose 0 is an integer literal or 0-d tensor constant (timm's
-    MobileOne adds a Python 0 for an absent branch; prepare_pt2e lifts it to an int64
-    constant). A quantizer that annotates both add inputs would otherwise observe an integer
-    tensor, which no observer can (torch.histc has no Long kernel). Returns how many were
-    removed."""
-    import torch
-
-    aten = torch.ops.aten
+def drop_identity_ops(graph_module: Any) -> int:
+    """Bypass the ops that return one of their inputs unchanged and that a target's int8 flow
+    cannot take (each matcher says why), before PT2E sees the graph. Returns how many."""
     removed = 0
     for node in list(graph_module.graph.nodes):
-        if node.op != "call_function" or node.target not in (aten.add.Tensor, aten.sub.Tensor) \
-                or len(node.args) != 2 or node.kwargs.get("alpha", 1) != 1:
+        if node.op != "call_function":
             continue
-        slots = (0, 1) if node.target == aten.add.Tensor else (1,)
-        for slot in slots:
-            const, other = node.args[slot], node.args[1 - slot]
-            if not hasattr(other, "meta"):
-                continue
-            value: Any
-            if isinstance(const, int) and not isinstance(const, bool):  # a literal `+ 0`
-                value = torch.tensor(const)
-            elif getattr(const, "op", None) == "get_attr":
-                value = getattr(graph_module, str(const.target), None)
-            else:
-                continue
-            # A 0-d integer zero leaves any float or integer tensor as it is (a 0-d operand
-            # never changes the other's shape or, within a dtype category, its dtype).
-            kept = other.meta.get("val")
-            if not isinstance(value, torch.Tensor) or value.dim() != 0 or bool(value.any()) \
-                    or value.dtype.is_floating_point or value.dtype == torch.bool \
-                    or (kept is not None and kept.dtype == torch.bool):
-                continue
-            node.replace_all_uses_with(other)
+        same = next((x for match in _IDENTITY_MATCHERS
+                     if (x := match(graph_module, node)) is not None), None)
+        if same is not None:
+            node.replace_all_uses_with(same)
             graph_module.graph.erase_node(node)
             removed += 1
-            break
     if removed:
         graph_module.graph.eliminate_dead_code()
         graph_module.recompile()
     return removed
 
 
-def drop_identity_pads(graph_module: Any) -> int:
-    """Remove constant pads of width 0 on every side (timm's EfficientViT-M pads each attention
-    window up to a multiple of the window size: 0 at the exported resolution). XNNPACK cannot
-    build an int8 StaticConstantPad for it (ExecuTorch's method init fails with
-    xnn_status_invalid_parameter), and a pad of nothing is the identity. Returns how many were
-    removed."""
+def _zero_constant_add(graph_module: Any, node: Any) -> Any:
+    """`x + 0` / `x - 0` whose 0 is an integer literal or 0-d tensor constant -> x (timm's
+    MobileOne adds a Python 0 for an absent branch; prepare_pt2e lifts it to an int64
+    constant). A quantizer that annotates both add inputs would otherwise observe an integer
+    tensor, which no observer can (torch.histc has no Long kernel)."""
     import torch
 
     aten = torch.ops.aten
-    removed = 0
-    for node in list(graph_module.graph.nodes):
-        if node.op != "call_function" or node.target not in (aten.pad.default,
-                                                             aten.constant_pad_nd.default):
+    if node.target not in (aten.add.Tensor, aten.sub.Tensor) or len(node.args) != 2 \
+            or node.kwargs.get("alpha", 1) != 1:
+        return None
+    for slot in (0, 1) if node.target == aten.add.Tensor else (1,):
+        const, other = node.args[slot], node.args[1 - slot]
+        if not hasattr(other, "meta"):
             continue
-        widths = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
-        mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
-        if mode != "constant" or not isinstance(widths, (list, tuple)) \
-                or not all(isinstance(w, int) and w == 0 for w in widths):
+        value: Any
+        if isinstance(const, int) and not isinstance(const, bool):  # a literal `+ 0`
+            value = torch.tensor(const)
+        elif getattr(const, "op", None) == "get_attr":
+            value = getattr(graph_module, str(const.target), None)
+        else:
             continue
-        node.replace_all_uses_with(node.args[0])
-        graph_module.graph.erase_node(node)
-        removed += 1
-    if removed:
-        graph_module.graph.eliminate_dead_code()
-        graph_module.recompile()
-    return removed
+        # A 0-d integer zero leaves any float or integer tensor as it is (a 0-d operand never
+        # changes the other's shape or, within a dtype category, its dtype).
+        kept = other.meta.get("val")
+        if not isinstance(value, torch.Tensor) or value.dim() != 0 or bool(value.any()) \
+                or value.dtype.is_floating_point or value.dtype == torch.bool \
+                or (kept is not None and kept.dtype == torch.bool):
+            continue
+        return other
+    return None
+
+
+def _empty_pad(graph_module: Any, node: Any) -> Any:
+    """A constant pad of width 0 on every side -> its input (timm's EfficientViT-M pads each
+    attention window up to a multiple of the window size: 0 at the exported resolution).
+    XNNPACK cannot build an int8 StaticConstantPad of nothing (ExecuTorch's method init fails
+    with xnn_status_invalid_parameter)."""
+    import torch
+
+    aten = torch.ops.aten
+    if node.target not in (aten.pad.default, aten.constant_pad_nd.default):
+        return None
+    widths = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+    mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+    if mode != "constant" or not isinstance(widths, (list, tuple)) \
+            or not all(isinstance(w, int) and w == 0 for w in widths):
+        return None
+    return node.args[0]
+
+
+_IDENTITY_MATCHERS: tuple[Callable[[Any, Any], Any], ...] = (_zero_constant_add, _empty_pad)
 
 
 def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.ndarray,
@@ -537,8 +539,7 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
     batch = int(example.shape[0])
     with torch.no_grad():
         graph = torch.export.export(copy.deepcopy(model), (example,), strict=False).module()
-        drop_zero_constant_adds(graph)
-        drop_identity_pads(graph)
+        drop_identity_ops(graph)
         prepare_graph(graph)
         prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
         on_step(f"calibrating on {len(calib)} samples ({method})")
