@@ -3,6 +3,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MODEL ?= efficientformer_l1
 OUT ?= artifacts
+# pytest-xdist workers for make test (whole files per worker: module fixtures export once)
+TEST_JOBS ?= 2
 
 .PHONY: setup arm-device run test test-all lint bench bench-arm count train-fmnist clean
 
@@ -19,10 +21,10 @@ run: setup
 	$(VENV)/bin/edgekit export $(MODEL) --to onnx --out $(OUT)
 
 test: setup lint
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=25
 
 test-all: setup
-	$(PY) -m pytest -q -m "not device and not macos"
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "not device and not macos"
 
 lint:
 	$(VENV)/bin/ruff check edgekit exporters runtimes models tests bench device_tests

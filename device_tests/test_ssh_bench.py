@@ -16,6 +16,8 @@ import pytest
 from edgekit.bench.collectors import BenchConfig, BenchFailed, DeviceError, SshCollector
 from edgekit.bench.run import run_bench
 
+from .conftest import SshDevice
+
 # The loopback "device" runs the agent with this venv's Python (numpy + runtimes installed).
 PY = sys.executable
 FAST = BenchConfig(warmup=2, warmup_seconds=0.1, runs=20, min_seconds=0.2, rounds=4,
@@ -27,9 +29,25 @@ def collector(dev, **kw) -> SshCollector:
                         known_hosts=dev.known_hosts, **kw)
 
 
-def _agent_processes(marker: str) -> list[str]:
-    out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True).stdout
-    return [ln for ln in out.splitlines() if "agent.py" in ln and "pgrep" not in ln]
+def _parent(pid: int) -> int:
+    try:  # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, not ')'
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0  # gone meanwhile
+
+
+def _agent_processes(device: SshDevice) -> list[str]:
+    """Agents this sshd started (descendants of its master): make test runs other files' agents
+    (local, qemu) at the same time in another pytest-xdist worker."""
+    out = subprocess.run(["pgrep", "-af", r"agent\.py"], capture_output=True, text=True).stdout
+    found = []
+    for line in out.splitlines():
+        pid = int(line.split()[0])
+        while pid > 1 and pid != device.master_pid:
+            pid = _parent(pid)
+        if pid == device.master_pid:
+            found.append(line)
+    return found
 
 
 def test_full_round_trip_through_the_cli(ssh_device, tiny_artifact, tmp_path):
@@ -87,7 +105,7 @@ def test_remote_hang_is_killed_by_the_timeout(ssh_device, tiny_artifact):
     assert time.monotonic() - start < 60
     assert info.value.partial, "partial samples are kept"
     time.sleep(1)
-    assert not _agent_processes("edgekit."), "no agent left running on the device"
+    assert not _agent_processes(ssh_device), "no agent left running on the device"
 
 
 def test_connection_drop_keeps_partial_samples_apart(ssh_device, tiny_artifact, tmp_path):
@@ -98,7 +116,7 @@ def test_connection_drop_keeps_partial_samples_apart(ssh_device, tiny_artifact, 
     def drop_connections():
         """Whenever an agent runs, let a few rounds stream back, then cut its ssh session."""
         while not stop.is_set():
-            if _agent_processes("edgekit.") and ssh_device.sessions():
+            if _agent_processes(ssh_device) and ssh_device.sessions():
                 # long enough for the runtime's import and a round to stream on a loaded
                 # 2-core machine (1.5 s was not: a flaky empty partial); the run lasts 60 s
                 time.sleep(4.0)
@@ -121,9 +139,9 @@ def test_connection_drop_keeps_partial_samples_apart(ssh_device, tiny_artifact, 
     partial = row["attempts"][0]["partial_samples_ms"]
     assert partial and all(v for v in partial.values())
     deadline = time.monotonic() + 15
-    while _agent_processes("edgekit.") and time.monotonic() < deadline:
+    while _agent_processes(ssh_device) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _agent_processes("edgekit."), "agent exits when its connection drops"
+    assert not _agent_processes(ssh_device), "agent exits when its connection drops"
 
 
 def test_full_remote_temp_dir_is_a_clear_error(ssh_device, tiny_artifact, small_tmpfs):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "tests.tiny_models:tiny_convnet"
@@ -26,14 +28,37 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def exported_once(tmp_path_factory: pytest.TempPathFactory, name: str,
+                  export: Callable[[Path], dict[str, Path]]) -> dict[str, Path]:
+    """A session fixture's export, done once per test run even when `make test` spreads the suite
+    over pytest-xdist workers (separate processes, each with its own session): the first worker
+    to need it exports under a file lock into the run's shared temp root, the others wait and
+    reuse the artifacts. A failed export leaves nothing behind, so the next worker retries (and
+    reports its own failure)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return export(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent  # one per run, above every worker's basetemp
+    done = shared / f"{name}.json"
+    with FileLock(str(shared / f"{name}.lock")):
+        if done.exists():
+            return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
+        out = shared / name
+        out.mkdir(exist_ok=True)
+        paths = export(out)
+        done.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
+        return paths
+
+
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real exported + validated ONNX artifact of the tiny model (seconds)."""
     from edgekit.pipeline import ExportRequest, export_model
 
-    out = tmp_path_factory.mktemp("tiny")
-    (outcome,) = export_model(ExportRequest(model=TINY, out=out))
-    return outcome.artifact.path
+    def export(out: Path) -> dict[str, Path]:
+        (outcome,) = export_model(ExportRequest(model=TINY, out=out))
+        return {"onnx": outcome.artifact.path}
+
+    return exported_once(tmp_path_factory, "tiny", export)["onnx"]
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +67,12 @@ def int_only_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     kernel shapes `edgekit bench --kernels` times)."""
     from edgekit.pipeline import ExportRequest, export_model
 
-    (o,) = export_model(ExportRequest(model="fmnist_levit", formats=("onnx",), quant="int-only",
-                                      out=tmp_path_factory.mktemp("int-only")))
-    return o.artifact.path
+    def export(out: Path) -> dict[str, Path]:
+        (o,) = export_model(ExportRequest(model="fmnist_levit", formats=("onnx",),
+                                          quant="int-only", out=out))
+        return {"onnx": o.artifact.path}
+
+    return exported_once(tmp_path_factory, "int-only", export)["onnx"]
 
 
 REAL_MODELS = ("efficientformer_l1", "levit_128s")
@@ -56,12 +84,12 @@ def real_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
     """EfficientFormer-L1 and LeViT-128S exported `--to all` once per session (live weights)."""
     from edgekit.pipeline import ExportRequest, export_model
 
-    out = tmp_path_factory.mktemp("real")
-    artifacts = {}
-    for name in REAL_MODELS:
-        for o in export_model(ExportRequest(model=name, formats=ALL_FORMATS, out=out)):
-            artifacts[(name, o.artifact.manifest.format)] = o.artifact.path
-    return artifacts
+    def export(out: Path) -> dict[str, Path]:
+        return {f"{name}/{o.artifact.manifest.format}": o.artifact.path for name in REAL_MODELS
+                for o in export_model(ExportRequest(model=name, formats=ALL_FORMATS, out=out))}
+
+    paths = exported_once(tmp_path_factory, "real", export)
+    return {tuple(k.split("/")): v for k, v in paths.items()}  # type: ignore[misc]
 
 
 @pytest.fixture

@@ -4,21 +4,17 @@ needs fewer instructions than scalar, and llvm-mca turns the same blocks into cy
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from edgekit.kernels import count as kc
-
-KERNELS = Path(__file__).resolve().parents[2] / "kernels_arm"
+from tests.kernels import KERNELS, make_kernels
 
 
 @pytest.fixture(scope="module")
 def bench() -> Path:
-    proc = subprocess.run(["make", "-C", str(KERNELS), f"PYTHON={sys.executable}",
-                           "build/a64/ek_bench"], capture_output=True, text=True, timeout=600)
+    proc = make_kernels("build/a64/ek_bench", timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return KERNELS / "build/a64/ek_bench"
 

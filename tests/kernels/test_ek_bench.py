@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from edgekit.bench.collectors import BenchConfig
 from edgekit.errors import UsageError
+from tests.kernels import KERNELS, make_kernels
 
-KERNELS = Path(__file__).resolve().parents[2] / "kernels_arm"
 SHAPES = """# one op per line
 s8_gemm_requant m=13 k=40 n=9
 s8_dwconv3x3_requant c=3 h=9 w_in=11 stride=2 pad=1
@@ -34,8 +33,7 @@ REPORT_KEYS = {"artifact", "runtime", "runtime_version", "median_ms", "p90_ms", 
 
 @pytest.fixture(scope="module")
 def binaries() -> dict[str, Path]:
-    proc = subprocess.run(["make", "-C", str(KERNELS), f"PYTHON={sys.executable}", "bench"],
-                          capture_output=True, text=True, timeout=600)
+    proc = make_kernels("bench", timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return {"host": KERNELS / "build/host/ek_bench", "a64": KERNELS / "build/a64/ek_bench"}
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-KERNELS = Path(__file__).resolve().parents[2] / "kernels_arm"
+from tests.kernels import KERNELS, make_kernels
+
 LEVELS = ("host", "nosimd", "armv8-a", "dotprod", "i8mm", "host-sanitized", "aarch64-ubsan")
 TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64", "aarch64-linux-gnu-nm", "make")
 
@@ -23,8 +23,7 @@ def _make(*targets: str) -> subprocess.CompletedProcess[str]:
     missing = [t for t in TOOLS if not shutil.which(t)]
     assert not missing, (f"missing {missing}: scripts/bootstrap.sh installs "
                          "gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user (as root)")
-    return subprocess.run(["make", "-C", str(KERNELS), f"PYTHON={sys.executable}", *targets],
-                          capture_output=True, text=True, timeout=900)
+    return make_kernels(*targets)
 
 
 @pytest.fixture(scope="module")
