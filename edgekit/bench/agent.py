@@ -277,6 +277,19 @@ class Target:
         return out
 
 
+# Instruction-count markers (edgekit/qemu/insncount.c): lseek on fd -1 fails with EBADF and
+# changes nothing, but the counting plugin sees the call and counts only between the two.
+COUNT_MARK_START = 0x6564676B69740001
+COUNT_MARK_STOP = 0x6564676B69740002
+
+
+def count_mark(offset):
+    try:
+        os.lseek(-1, offset, os.SEEK_SET)
+    except OSError:
+        pass
+
+
 def write_outputs(art_dir, threads, out_path, inputs_path=None):
     """The artifact's outputs on its golden inputs (or a given batch), batch by batch, as
     out.K arrays stacked over the inputs: what `edgekit validate|run --device` compare."""
@@ -318,8 +331,8 @@ def main():
                     help="exit when stdin closes (the ssh/adb connection dropped)")
     ap.add_argument("--count-runs", type=int, default=None,
                     help="instruction counting (under qemu with a counter plugin): load the "
-                         "one artifact, run once to warm up, then N more times, and exit; the "
-                         "caller differences the counts of two N")
+                         "one artifact, run once to warm up, then N more times between two "
+                         "count markers, and exit")
     ap.add_argument("--outputs", default=None,
                     help="write the outputs (out.0, out.1, ...) of the one artifact on its "
                          "golden inputs, or on --inputs, to this .npz and exit")
@@ -330,7 +343,9 @@ def main():
         return
     if args.count_runs is not None:
         tg = Target(args.artifact[0], args.threads)  # includes the one warm-up run
+        count_mark(COUNT_MARK_START)
         tg.timed(args.count_runs)
+        count_mark(COUNT_MARK_STOP)
         print(json.dumps({"runtime": tg.runtime, "runtime_version": tg.session.version,
                           "runs": args.count_runs}))
         return

@@ -4,7 +4,7 @@ ai-edge-litert and the ExecuTorch runtime, run by qemu-aarch64 user-mode as one 
 Built by `make arm-device` (scripts/arm_device.sh) into `.arm-device/` of the checkout (or
 $EDGEKIT_ARM_DEVICE). A device URL is `qemu://CPU`; CPU is one of CPUS. Under qemu, wall time
 is not speed: what qemu measures exactly is the number of guest instructions, counted by the
-TCG plugin built from insncount.c (one runtime thread, differenced over runs).
+TCG plugin built from insncount.c (one runtime thread, between the agent's count markers).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgekit.artifact import Artifact
 from edgekit.bench.collectors import AGENT, DeviceError
-from edgekit.qemu import QemuDevice
+from edgekit.qemu import BUILD_HINT, DeviceNotBuilt, QemuDevice
 from edgekit.validate import ValidationReport, compare
 
 # format -> the runtime's distribution name on the device (device.json's keys)
@@ -141,37 +141,41 @@ def validate_on(dev: QemuDevice, artifact: Artifact, timeout: float = 1800.0
                    runtime=f"{run.runtime_version} on {dev.url} ({run.machine}, emulated)")
 
 
-# Start-up varies by about ±2 M guest instructions run to run; the counted inferences must
-# outweigh that by far for the difference to mean ±1 %.
-STARTUP_NOISE = 2_000_000
-MIN_COUNTED = 400_000_000
+# The counted inferences are at least this many instructions, so the Python loop around them
+# (a few thousand per run) and the plugin's translation-block granularity stay far below 0.1 %.
+MIN_COUNTED = 20_000_000
 
 
 def count_instructions(dev: QemuDevice, artifact: Artifact, runs: int = 3,
                        timeout: float = 3600.0) -> dict[str, Any]:
-    """Guest instructions per inference: (count with N inferences − count with none) / N,
-    both after the same load and warm-up run, one runtime thread. N starts at `runs` and grows
-    until the N inferences are ≥ MIN_COUNTED instructions (200× the start-up noise), so a
-    tiny model is counted over hundreds of runs and a large one over a few."""
+    """Guest instructions per inference, one runtime thread: the agent loads the artifact, runs
+    it once to warm up, then N times between two count markers; the plugin counts only between
+    them (insncount.c), so start-up, which varies by a few million instructions from process to
+    process, is not in the number. N starts at `runs` and grows, in one more process, when the
+    N inferences are under MIN_COUNTED instructions."""
     if runs < 1:
         raise ValueError("runs must be ≥ 1")
     with tempfile.TemporaryDirectory(prefix="edgekit-count-") as tmp:
-        def count(n: int) -> tuple[int, dict[str, Any]]:
+        def count(n: int) -> tuple[dict[str, int], dict[str, Any]]:
             path = Path(tmp) / f"count-{n}.txt"
             info = json.loads(_guest(dev, artifact, ["--count-runs", str(n)], timeout,
                                      count_to=path))
-            fields = dict(line.split(": ") for line in path.read_text().splitlines())
-            return int(fields["insns"]), info
+            fields = {k: int(v) for k, v in
+                      (line.split(": ") for line in path.read_text().splitlines())}
+            if fields.get("marks") != 1:
+                raise DeviceNotBuilt(
+                    f"the instruction counter on {dev.url} saw {fields.get('marks', 'no')} "
+                    "count-marker pairs, not 1 (a plugin built before markers existed?)",
+                    hint=BUILD_HINT)
+            return fields, info
 
-        base, info = count(0)
         n = runs
-        while True:
-            total, info = count(n)
-            per = (total - base) / n
-            if total - base >= MIN_COUNTED or per <= 0 or n >= 10_000:
-                break
-            n = min(10_000, max(2 * n, int(MIN_COUNTED / per) + 1))
-    return {"instructions_per_inference": per, "instructions_startup": base,
-            "count_runs": n, "count_noise": STARTUP_NOISE / n, "cpu": dev.cpu,
+        fields, info = count(n)
+        if 0 < fields["marked"] < MIN_COUNTED:
+            n = min(10_000, int(MIN_COUNTED * n / fields["marked"]) + 1)
+            fields, info = count(n)
+    return {"instructions_per_inference": fields["marked"] / n,
+            "instructions_startup": fields["insns"] - fields["marked"],
+            "count_runs": n, "count_method": "markers", "cpu": dev.cpu,
             "runtime": info["runtime"], "runtime_version": info["runtime_version"],
             "threads": 1}
