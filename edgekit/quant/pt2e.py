@@ -178,9 +178,11 @@ class Pt2eResult:
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
     findings: list[RangeFinding] = field(default_factory=list)  # degenerate ranges
     float_reasons: dict[str, str] = field(default_factory=dict)  # site -> why it is float
+    rewrites: dict[str, int] = field(default_factory=dict)  # graph rewrite -> nodes changed
 
     def details(self) -> dict[str, Any]:
         return {"sites": self.sites, "float_sites": self.float_sites,
+                "graph_rewrites": self.rewrites,
                 "holdout_cosine_all_int8": self.cosine_all_int8,
                 "holdout_cosine": self.cosine_final,
                 "sensitivity_top": self.sensitivity[:10],
@@ -519,6 +521,57 @@ def _empty_pad(graph_module: Any, node: Any) -> Any:
 _IDENTITY_MATCHERS: tuple[Callable[[Any, Any], Any], ...] = (_zero_constant_add, _empty_pad)
 
 
+def zero_fill_valued_pads(graph_module: Any) -> int:
+    """A constant pad of a value c ≠ 0 -> a pad of 0 plus a constant holding c where the pad
+    was (exact in float). An int8 pad fills with its input's zero point, so it can only write c
+    if c lies inside its input's range, and the TFLite converter runs every pad on its input's
+    int8 scale (PADV2), even one PT2E left float: timm's EfficientViT (MIT) pads v with ones
+    for the linear attention's denominator, v's range tops out near 0.23, the ones saturated to
+    0.23 and the int8 .tflite fell to cosine 0.977 while the PT2E simulation said 0.9998.
+    A pad of 0 is exact on any int8 scale; the add's output gets its own range with c in it.
+    Returns how many pads were rewritten."""
+    import torch
+
+    aten = torch.ops.aten
+    rewritten = 0
+    for node in list(graph_module.graph.nodes):
+        if node.op != "call_function" \
+                or node.target not in (aten.pad.default, aten.constant_pad_nd.default):
+            continue
+        is_pad = node.target == aten.pad.default
+        args = list(node.args)
+        mode = (args[2] if len(args) > 2 else node.kwargs.get("mode", "constant")) \
+            if is_pad else "constant"
+        value_at = 3 if is_pad else 2
+        value = args[value_at] if len(args) > value_at else node.kwargs.get("value")
+        x, widths = args[0], (args[1] if len(args) > 1 else node.kwargs.get("pad"))
+        out, seen = node.meta.get("val"), getattr(x, "meta", {}).get("val")
+        if mode != "constant" or not value or not isinstance(widths, (list, tuple)) \
+                or not all(isinstance(w, int) for w in widths) or out is None \
+                or seen is None or not out.dtype.is_floating_point:
+            continue
+        fill = torch.nn.functional.pad(torch.zeros(tuple(seen.shape), dtype=out.dtype),
+                                       list(widths), value=float(value))
+        name = f"_edgekit_pad_fill_{rewritten}"
+        while hasattr(graph_module, name):
+            name += "_"
+        graph_module.register_buffer(name, fill)
+        with graph_module.graph.inserting_before(node):
+            zero_pad = graph_module.graph.call_function(aten.constant_pad_nd.default,
+                                                        (x, list(widths), 0.0))
+            constant = graph_module.graph.get_attr(name)
+            filled = graph_module.graph.call_function(aten.add.Tensor, (zero_pad, constant))
+        for made in (zero_pad, filled):
+            made.meta = {k: v for k, v in node.meta.items() if k != "source_fn_stack"}
+        constant.meta["val"] = fill
+        node.replace_all_uses_with(filled)
+        graph_module.graph.erase_node(node)
+        rewritten += 1
+    if rewritten:
+        graph_module.recompile()
+    return rewritten
+
+
 def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.ndarray,
                   config: QuantConfig, make_quantizer: Callable[[str], Any], target: str,
                   on_step: Callable[[str], None] = lambda s: None, fold_quantize: bool = True,
@@ -539,7 +592,8 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
     batch = int(example.shape[0])
     with torch.no_grad():
         graph = torch.export.export(copy.deepcopy(model), (example,), strict=False).module()
-        drop_identity_ops(graph)
+        rewrites = {"identity_ops_dropped": drop_identity_ops(graph),
+                    "valued_pads_zero_filled": zero_fill_valued_pads(graph)}
         prepare_graph(graph)
         prepared = move_exported_model_to_eval(prepare_pt2e(graph, quantizer))
         on_step(f"calibrating on {len(calib)} samples ({method})")
@@ -567,7 +621,8 @@ def quantize_pt2e(model: Any, example: Any, calib: CalibrationSet, holdout: np.n
                                + ", ".join(touched or sorted(bad)))
     forced = set(reasons)
     sites = [s for s in _sites(prepared) if s not in forced]
-    result = Pt2eResult(module=None, sites=len(sites) + len(forced), findings=findings)
+    result = Pt2eResult(module=None, sites=len(sites) + len(forced), findings=findings,
+                        rewrites={k: v for k, v in rewrites.items() if v})
 
     def converted(float_names: set[str]) -> Any:
         float_names = float_names | forced
