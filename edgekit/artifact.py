@@ -15,6 +15,7 @@ from edgekit.errors import ArtifactError
 
 MANIFEST_NAME = "manifest.json"
 GOLDEN_NAME = "golden.npz"
+GOLDEN_KINDS = "kind"  # golden.npz: what each input is ("photo", "noise", "test-image")
 SCHEMA_VERSION = 1
 FORMATS = ("onnx", "tflite", "executorch", "coreml")
 QUANTS = ("fp32", "fp16", "int8", "int-only")
@@ -59,6 +60,10 @@ class ValidationReport:
     reason: str = ""
     # Samples whose top-1 was judged: the rest are near-ties of the reference (see validate.py).
     top1_judged: int = 0
+    # Calibrated modes (int8, int-only) are judged on the in-distribution golden inputs; the
+    # worst cosine on the noise inputs is reported here, not judged (None: none, or judged).
+    cosine_noise: float | None = None
+    judged_inputs: int | None = None  # how many golden inputs the verdict is over (None: all)
 
 
 @dataclass(frozen=True)
@@ -186,12 +191,34 @@ class Artifact:
     def load_golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         return load_golden(self.golden_path)
 
+    def golden_kinds(self) -> tuple[str, ...] | None:
+        return load_golden_kinds(self.golden_path)
 
-def save_golden(path: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+
+def save_golden(path: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
+                kinds: tuple[str, ...] | None = None) -> None:
     arrays = {f"in.{k}": v for k, v in inputs.items()}
     arrays.update({f"out.{k}": v for k, v in outputs.items()})
+    if kinds is not None:
+        arrays[GOLDEN_KINDS] = np.asarray(kinds, dtype=str)  # unicode, loads without pickle
     with open(path, "wb") as f:
         np.savez(f, **arrays)  # type: ignore[arg-type]
+
+
+def load_golden_kinds(path: Path) -> tuple[str, ...] | None:
+    """What each golden input is (data.golden_kinds), or None for an artifact written before
+    edgekit recorded it (every input is then judged)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if GOLDEN_KINDS not in data.files:
+                return None
+            kinds = data[GOLDEN_KINDS]
+    except (FileNotFoundError, ValueError, OSError):
+        return None  # load_golden reports the file itself
+    if kinds.ndim != 1 or kinds.dtype.kind != "U":
+        raise ArtifactError("golden.npz holds a malformed input-kind list", path=path,
+                            hint="re-export the artifact")
+    return tuple(str(k) for k in kinds)
 
 
 def load_golden(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

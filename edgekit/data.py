@@ -86,6 +86,17 @@ def photo_batch(data_config: dict[str, Any], n: int,
     return np.stack(out).astype(np.float32)
 
 
+def golden_kinds(data_config: dict[str, Any], n: int, *, noise_fraction: float = 0.25
+                 ) -> tuple[str, ...]:
+    """What each of golden_inputs' n inputs is: "photo", "noise" (seeded N(0,1), after the
+    photos) or, for Fashion-MNIST models, "test-image". Validation judges calibrated modes
+    (int8, int-only) on the in-distribution ones only (validate.py)."""
+    if data_config.get("dataset") == "fmnist":
+        return ("test-image",) * n
+    n_noise = int(round(n * noise_fraction))
+    return ("photo",) * (n - n_noise) + ("noise",) * n_noise
+
+
 def golden_inputs(data_config: dict[str, Any], n: int, *, seed: int = 0,
                   noise_fraction: float = 0.25) -> np.ndarray:
     """Validation inputs: real photos plus seeded N(0,1) noise in normalised space; for models

@@ -141,7 +141,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
                  ) -> list[ExportOutcome]:
     import torch
 
-    from edgekit.data import golden_inputs
+    from edgekit.data import golden_inputs, golden_kinds
     from edgekit.models.source import load_source
 
     _check_request(req)
@@ -155,6 +155,7 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
     n = -(-req.n_golden // req.batch) * req.batch  # whole batches
     on_step(f"preparing {n} golden inputs (real photos + noise)")
     golden = torch.from_numpy(golden_inputs(source.data_config, n, seed=req.seed))
+    kinds = golden_kinds(source.data_config, n)
     quant = None
     if req.quant in ("int8", "int-only"):
         quant = _calibration(req.quant_config or QuantConfig(), source.data_config, on_step)
@@ -180,8 +181,8 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
     for fmt in req.formats:
         try:
             outcomes.append(_export_format(
-                fmt, req, source, finals[fmt], golden, reference, check, model, quant_model,
-                quant, repq, non_finite, passes, flops, on_step))
+                fmt, req, source, finals[fmt], golden, kinds, reference, check, model,
+                quant_model, quant, repq, non_finite, passes, flops, on_step))
         except EdgekitError as exc:
             if len(req.formats) == 1:
                 raise
@@ -200,7 +201,8 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
 
 
 def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golden: Any,
-                   reference: np.ndarray, check: Any, model: Any, quant_model: Any,
+                   kinds: tuple[str, ...], reference: np.ndarray, check: Any, model: Any,
+                   quant_model: Any,
                    quant: tuple[QuantConfig, Any, np.ndarray] | None,
                    repq: dict[str, Any] | None, non_finite: list[dict[str, Any]],
                    passes: list[PassRecord], flops: int | None,
@@ -287,7 +289,7 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
             golden_in = np.ascontiguousarray(golden_in.transpose(0, 2, 3, 1))
         save_golden(tmp / GOLDEN_NAME, {result.inputs[0].name: golden_in},
                     {result.outputs[0].name: reference if golden_reference is None
-                     else golden_reference})
+                     else golden_reference}, kinds)
         manifest = Manifest(
             format=fmt, file=result.file, sha256=sha256_path(tmp / result.file),
             size_bytes=_size(tmp / result.file), model=source.name,

@@ -10,9 +10,11 @@ from edgekit.artifact import (
     TensorSpec,
     ValidationReport,
     load_golden,
+    load_golden_kinds,
     save_golden,
     sha256_file,
 )
+from edgekit.data import golden_kinds
 from edgekit.errors import ArtifactError
 
 
@@ -84,3 +86,22 @@ def test_golden_refuses_pickles(tmp_path):
     np.savez(p, **{"in.input": np.array([object()], dtype=object)})
     with pytest.raises(ArtifactError):
         load_golden(p)
+
+
+def test_export_records_what_each_golden_input_is(tiny_artifact):
+    art = Artifact.open(tiny_artifact)
+    kinds = art.golden_kinds()
+    inputs, _ = art.load_golden()
+    assert kinds is not None and len(kinds) == next(iter(inputs.values())).shape[0]
+    assert kinds == golden_kinds(art.manifest.preprocessing, len(kinds))
+    assert {"photo", "noise"} == set(kinds)
+
+
+def test_golden_kinds_absent_or_malformed(tmp_path):
+    p = tmp_path / "golden.npz"
+    save_golden(p, {"input": np.zeros((2, 3), np.float32)}, {"out": np.zeros((2, 4), np.float32)})
+    assert load_golden_kinds(p) is None  # written before kinds existed: every input judged
+    np.savez(p, **{"in.input": np.zeros((2, 3)), "out.out": np.zeros((2, 4)),
+                   "kind": np.array([["photo", "noise"]])})
+    with pytest.raises(ArtifactError, match="input-kind"):
+        load_golden_kinds(p)

@@ -70,3 +70,41 @@ def test_all_near_ties_leave_top1_unjudged_and_cosine_decides():
     r = compare({"logits": ref}, {"logits": got}, quant="int8", runtime="rt")
     assert math.isnan(r.top1_agreement) and r.top1_judged == 0 and r.validated
     assert not compare({"logits": ref}, {"logits": -got}, quant="int8", runtime="rt").validated
+
+
+KINDS = ("photo",) * 6 + ("noise",) * 2
+
+
+def _bad_on_noise(quant_noise: float = 0.6):
+    """int8-like output: right on the six photos, far off on the two noise inputs."""
+    ref = _ref(n=8, k=10, seed=3)
+    got = ref["logits"].copy()
+    got[6:] += quant_noise * np.abs(got[6:]).max() * np.random.default_rng(4).standard_normal(
+        got[6:].shape)
+    return ref, {"logits": got}
+
+
+def test_calibrated_modes_are_judged_on_the_in_distribution_inputs_and_report_the_noise():
+    ref, got = _bad_on_noise()
+    r = compare(ref, got, quant="int8", runtime="rt", kinds=KINDS)
+    assert r.validated is True and r.judged_inputs == 6 and r.n_inputs == 8
+    assert r.cosine > 0.9999 and r.cosine_noise is not None and r.cosine_noise < 0.9
+    # without kinds (an artifact from before they were recorded) every input is judged
+    old = compare(ref, got, quant="int8", runtime="rt")
+    assert old.validated is False and old.cosine_noise is None and old.judged_inputs is None
+    # fp32 has no calibrated range to clip: the noise inputs are judged
+    assert compare(ref, got, quant="fp32", runtime="rt", kinds=KINDS).validated is False
+
+
+def test_wrong_photos_still_fail_int8_and_say_on_which_inputs():
+    ref, got = _bad_on_noise()
+    got["logits"][0] = -got["logits"][0]
+    r = compare(ref, got, quant="int8", runtime="rt", kinds=KINDS)
+    assert r.validated is False and "6 in-distribution inputs" in r.reason
+
+
+def test_kinds_that_do_not_match_the_inputs_judge_everything():
+    ref, got = _bad_on_noise()
+    assert compare(ref, got, quant="int8", runtime="rt", kinds=KINDS[:7]).validated is False
+    all_noise = ("noise",) * 8
+    assert compare(ref, got, quant="int8", runtime="rt", kinds=all_noise).validated is False

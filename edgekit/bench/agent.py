@@ -217,15 +217,26 @@ def peak_gflops(cache_dir, seconds=0.5):
 
 
 def load_golden(art_dir):
+    """(inputs, outputs, judged): judged marks the golden inputs the sanity check covers, which
+    for calibrated modes leaves out the noise inputs, as edgekit's validation does (validate.py
+    CALIBRATED_MODES)."""
     import numpy as np
 
+    with open(os.path.join(art_dir, "manifest.json")) as f:
+        quant = json.load(f).get("quant")
     with np.load(os.path.join(art_dir, "golden.npz"), allow_pickle=False) as data:
         ins = [data[k] for k in data.files if k.startswith("in.")]
         outs = [data[k] for k in data.files if k.startswith("out.")]
-    return ins[0], outs[0]
+        kinds = data["kind"] if "kind" in data.files else None
+    judged = np.ones(len(ins[0]), dtype=bool)
+    if quant in CALIBRATED_MODES and kinds is not None and kinds.shape == judged.shape:
+        judged = kinds != "noise"
+        if not judged.any():
+            judged[:] = True
+    return ins[0], outs[0], judged
 
 
-def check_outputs(session, x_all, ref_all, batch, min_cosine):
+def check_outputs(session, x_all, ref_all, batch, min_cosine, judged=None):
     import numpy as np
 
     worst = 1.0
@@ -237,7 +248,10 @@ def check_outputs(session, x_all, ref_all, batch, min_cosine):
             return False, float("nan")
         cos = (got * ref).sum(1) / np.maximum(
             np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1), 1e-300)
-        worst = min(worst, float(cos.min()))
+        if judged is not None:
+            cos = cos[judged[start:start + batch]]
+        if cos.size:
+            worst = min(worst, float(cos.min()))
     return worst >= min_cosine, worst
 
 
@@ -256,7 +270,7 @@ class Target:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
         self.sha256 = h.hexdigest()
-        self.x_all, self.ref_all = load_golden(art_dir)
+        self.x_all, self.ref_all, self.judged = load_golden(art_dir)
         self.batch = int(self.manifest["inputs"][0]["shape"][0])
         self.x = self.x_all[: self.batch].copy()
         t = time.perf_counter()
@@ -276,6 +290,9 @@ class Target:
             out.append((time.perf_counter() - t) * 1e3)
         return out
 
+
+# Quantization modes with calibrated ranges: their noise golden inputs are not judged.
+CALIBRATED_MODES = ("int8", "int-only")
 
 # Instruction-count markers (edgekit/qemu/insncount.c): lseek on fd -1 fails with EBADF and
 # changes nothing, but the counting plugin sees the call and counts only between the two.
@@ -386,7 +403,8 @@ def main():
     gflops = peak_gflops(args.cache_dir)
     results = []
     for tg in targets:
-        ok, cosine = check_outputs(tg.session, tg.x_all, tg.ref_all, tg.batch, args.min_cosine)
+        ok, cosine = check_outputs(tg.session, tg.x_all, tg.ref_all, tg.batch, args.min_cosine,
+                                   tg.judged)
         s = stats(tg.samples)
         flops = tg.manifest.get("flops")
         floor_ms = flops / (gflops * 1e9) * 1e3 if flops and gflops else None

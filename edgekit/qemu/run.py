@@ -138,7 +138,8 @@ def validate_on(dev: QemuDevice, artifact: Artifact, timeout: float = 1800.0
     run = run_outputs(dev, artifact, timeout=timeout)
     got = dict(zip(reference, run.outputs, strict=False))
     return compare(reference, got, quant=artifact.manifest.quant,
-                   runtime=f"{run.runtime_version} on {dev.url} ({run.machine}, emulated)")
+                   runtime=f"{run.runtime_version} on {dev.url} ({run.machine}, emulated)",
+                   kinds=artifact.golden_kinds())
 
 
 # The counted inferences are at least this many instructions, so the Python loop around them

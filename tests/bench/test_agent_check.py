@@ -1,0 +1,55 @@
+"""The device agent's own sanity check of an artifact's outputs (edgekit/bench/agent.py runs
+on devices without edgekit, so it repeats validate.py's rule for noise inputs)."""
+
+import json
+
+import numpy as np
+
+from edgekit.artifact import save_golden
+from edgekit.bench import agent
+from edgekit.validate import CALIBRATED_MODES
+
+
+class _Replay:
+    """A session returning prepared outputs batch by batch."""
+
+    def __init__(self, outputs: np.ndarray, batch: int) -> None:
+        self.outputs, self.batch, self.at = outputs, batch, 0
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        out = self.outputs[self.at:self.at + len(x)]
+        self.at += len(x)
+        return [out]
+
+
+def _artifact(tmp_path, quant: str, kinds):
+    ref = np.random.default_rng(0).standard_normal((8, 10)).astype(np.float32)
+    save_golden(tmp_path / "golden.npz", {"input": np.zeros((8, 3), np.float32)},
+                {"out": ref}, kinds)
+    (tmp_path / "manifest.json").write_text(json.dumps({"quant": quant}))
+    return ref
+
+
+def test_the_agent_and_validation_agree_on_which_modes_are_calibrated():
+    assert agent.CALIBRATED_MODES == CALIBRATED_MODES
+
+
+def test_the_agent_leaves_noise_inputs_out_for_int8_only(tmp_path):
+    kinds = ("photo",) * 6 + ("noise",) * 2
+    ref = _artifact(tmp_path, "int8", kinds)
+    got = ref.copy()
+    got[6:] = -got[6:]  # wrong only on the noise inputs
+    x, y, judged = agent.load_golden(str(tmp_path))
+    assert judged.tolist() == [True] * 6 + [False] * 2
+    ok, worst = agent.check_outputs(_Replay(got, 2), x, y, 2, 0.99, judged)
+    assert ok and worst > 0.999
+    _artifact(tmp_path, "fp32", kinds)
+    x, y, judged = agent.load_golden(str(tmp_path))
+    assert judged.all()
+    ok, worst = agent.check_outputs(_Replay(got, 2), x, y, 2, 0.99, judged)
+    assert not ok and worst < 0
+
+
+def test_an_artifact_without_kinds_is_checked_on_every_input(tmp_path):
+    _artifact(tmp_path, "int8", None)
+    assert agent.load_golden(str(tmp_path))[2].all()
