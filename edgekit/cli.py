@@ -385,10 +385,19 @@ def validate(artifact_dir: Path, threads: int | None, device: str, timeout: floa
         click.echo(f"{artifact_dir}: {'validated' if report.validated else 'MISMATCH'} in "
                    f"{report.runtime}: cosine {report.cosine:.7f}, max-rel {report.max_rel:.2e}, "
                    f"{_top1_text(report)}, SQNR {report.sqnr_db:.1f} dB "
-                   f"over {report.n_inputs} inputs")
+                   f"over {_judged_text(report)}")
     if not report.validated:
         raise ValidationFailed(report.reason, path=artifact_dir,
                                hint="re-export; check the runtime version in `edgekit doctor`")
+
+
+def _judged_text(report: ValidationReport) -> str:
+    """Which inputs the verdict is over: calibrated modes leave the noise inputs out."""
+    if report.judged_inputs is None or report.cosine_noise is None:
+        return f"{report.n_inputs} inputs"
+    return (f"{report.judged_inputs} in-distribution inputs (the "
+            f"{report.n_inputs - report.judged_inputs} noise inputs: cosine "
+            f"{report.cosine_noise:.4f}, reported, not judged)")
 
 
 def _top1_text(report: ValidationReport) -> str:

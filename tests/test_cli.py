@@ -93,3 +93,17 @@ def test_opset_and_batch_options(tmp_path):
     assert manifest["inputs"][0]["shape"] == [2, 3, 32, 32]
     assert manifest["validation"]["n_inputs"] == 4  # rounded up to whole batches
     assert manifest["validation"]["validated"] is True
+
+
+def test_int8_validate_says_which_inputs_it_judged(tmp_path):
+    res = run("export", TINY, "--to", "onnx", "--quant", "int8", "--calib-n", "16",
+              "--out", str(tmp_path), "--json")
+    assert res.returncode == 0, res.stderr
+    art = tmp_path / "tiny_convnet.int8.onnx"
+    res = run("validate", str(art), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["judged_inputs"] == 6 and report["n_inputs"] == 8
+    assert -1.0 <= report["cosine_noise"] <= 1.0
+    res = run("validate", str(art))
+    assert "6 in-distribution inputs (the 2 noise inputs: cosine" in res.stdout, res.stdout
