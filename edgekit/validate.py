@@ -131,13 +131,13 @@ def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], *, qua
         reason = (f"cosine {cosine:.6f} (need ≥ {thresholds['cosine']}), top-1 agreement "
                   f"{top1:.3f} over {total} decisive samples "
                   f"(need ≥ {thresholds['top1_agreement']})")
-    if not ok and noise_cosines:
-        reason += f" on the {n_inputs - len(noise_cosines)} in-distribution inputs"
+    judged_inputs = n_inputs - int(noise_rows.sum()) if noise_cosines else None
+    if not ok and judged_inputs is not None:
+        reason += f" on the {judged_inputs} in-distribution inputs"
     return ValidationReport(max_abs, max_rel, cosine, sqnr, top1, n_inputs, ok, runtime,
                             thresholds, reason, top1_judged=total,
                             cosine_noise=float(min(noise_cosines)) if noise_cosines else None,
-                            judged_inputs=n_inputs - len(noise_cosines) if noise_cosines
-                            else None)
+                            judged_inputs=judged_inputs)
 
 
 def run_golden(fmt: str, runtime_name: str, model_path: str, inputs: dict[str, np.ndarray],

@@ -108,3 +108,10 @@ def test_kinds_that_do_not_match_the_inputs_judge_everything():
     assert compare(ref, got, quant="int8", runtime="rt", kinds=KINDS[:7]).validated is False
     all_noise = ("noise",) * 8
     assert compare(ref, got, quant="int8", runtime="rt", kinds=all_noise).validated is False
+
+
+def test_several_outputs_count_each_input_once():
+    ref, got = _bad_on_noise()
+    r = compare({"a": ref["logits"], "b": ref["logits"] * 2}, {"a": got["logits"],
+                "b": got["logits"] * 2}, quant="int8", runtime="rt", kinds=KINDS)
+    assert r.validated is True and r.judged_inputs == 6 and r.cosine_noise < 0.9
