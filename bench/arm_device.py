@@ -90,12 +90,13 @@ def _upsert(rows: list[dict[str, Any]], row: dict[str, Any], keys: tuple[str, ..
     rows[:] = [r for r in rows if any(r.get(k) != row.get(k) for k in keys)] + [row]
 
 
-def numerics(families: list[str], work: Path) -> list[dict[str, Any]]:
+def numerics(families: list[str], work: Path,
+             quants: tuple[str, ...] = QUANTS) -> list[dict[str, Any]]:
     path = RESULTS / "arm_numerics.json"
     rows = _load(path)
     for fam in families:
         model = FAMILIES.get(fam).smallest
-        for quant in QUANTS:
+        for quant in quants:
             exported, err = export(model, quant, work / "numerics")
             for fmt in FORMATS:
                 row: dict[str, Any] = {"family": fam, "model": model, "quant": quant,
@@ -261,6 +262,8 @@ def main() -> None:
     ap.add_argument("--plan", action="store_true",
                     help="int8 plan per ISA: `--int8-plan fast` vs `all` counted on ARM")
     ap.add_argument("--families", default=",".join(FAMILIES.list()))
+    ap.add_argument("--quants", default=",".join(QUANTS),
+                    help="the numerics matrix's precisions to (re)validate")
     ap.add_argument("--models", default=",".join(dict.fromkeys(m for m, _ in COST_MODELS)),
                     help="the cost table's models to (re)count")
     ap.add_argument("--tables-only", action="store_true",
@@ -282,7 +285,7 @@ def main() -> None:
     for cpu in (*NUMERICS_CPUS, *COST_CPUS):
         QemuDevice.from_url(f"qemu://{cpu}").check()
     if args.numerics:
-        rows = numerics(args.families.split(","), args.work)
+        rows = numerics(args.families.split(","), args.work, tuple(args.quants.split(",")))
         print(numerics_table(rows))
         if args.update_readme:
             replace_section("arm-numerics", numerics_table(rows))

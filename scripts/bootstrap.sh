@@ -37,7 +37,7 @@ fi
 
 stamp="$VENV/.edgekit-installed"
 # the install compiles the host kernel library: its sources are part of the stamp
-want="$(cat pyproject.toml setup.py kernels_arm/include/* kernels_arm/src/* | sha256sum | cut -c1-16)-$EXTRAS"
+want="$(cat pyproject.toml setup.py kernels_arm/include/* kernels_arm/src/* kernels_arm/runtime/* | sha256sum | cut -c1-16)-$EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing edgekit[$EXTRAS] into .venv (first time: a few minutes)"
   # pip's chatter (absent local index folders, setuptools notices) goes to a log shown on failure.

@@ -1,0 +1,1004 @@
+/* The edgekit runtime: a defensive .ekr loader, a static arena planned at export time (and
+ * re-verified here), and an executor over the kernel table of ek_kernels.h.
+ *
+ * Every op computes what its IR op's reference() computes (edgekit/intonly/graph.py), bit for
+ * bit. Ops with a kernel in EK_KERNELS (gemm, depthwise 3x3, shiftmax, shiftgelu, layernorm,
+ * avgpool, add, hardswish) go through the dispatched kernel; the rest are portable loops here.
+ * Activation × activation matmul runs on the gemm kernel: softmax probabilities p in [0, 128]
+ * enter as p − 128 (int8) with 128·Σ_k b[k][n] added through the bias, which is exact. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ek_common.h"
+#include "ek_kernels.h"
+#include "ekr.h"
+#include "ekr_format.h"
+
+#define EKR_MAX_TENSORS 65536u
+#define EKR_MAX_OPS 65536u
+#define EKR_MAX_DIM (1 << 24)
+#define EKR_MAX_NUMEL ((uint64_t)1 << 31)
+#define EKR_MAX_ARENA ((uint64_t)1 << 30)
+#define EKR_ALIGN 16u
+/* int32 accumulators of the gemm: K·128·128 + |bias| must stay below 2^31 */
+#define EKR_ACC_LIMIT ((int64_t)1 << 31)
+
+typedef struct {
+  int dtype, rank, storage;
+  int32_t dims[EKR_MAX_RANK];
+  uint64_t offset, nbytes, numel;
+  int written;    /* loader: produced by an earlier op (or the graph input) */
+  int32_t last;   /* loader: index of the last op reading it (n_ops: the graph output) */
+  int32_t first;  /* loader: index of the defining op (-1: graph input, constants) */
+} ekr_tensor;
+
+typedef struct {
+  uint32_t type, n_inputs;
+  uint32_t inputs[EKR_MAX_INPUTS];
+  uint32_t output;
+  uint64_t scratch_offset, scratch_bytes;
+  int64_t p[EKR_MAX_PARAMS];
+  int32_t *aux;  /* matmul: the requant multiplier per output column */
+} ekr_op;
+
+struct ekr_model {
+  uint8_t *file;  /* owned copy, 64-byte aligned */
+  uint8_t *arena;
+  const uint8_t *data;
+  uint64_t arena_bytes, lower_bound;
+  uint32_t n_tensors, n_ops, input, output;
+  ekr_tensor *tensors;
+  ekr_op *ops;
+  ek_s8_gemm_requant_fn gemm;
+  ek_s8_dwconv3x3_requant_fn dwconv3x3;
+  ek_s8_shiftmax_fn shiftmax;
+  ek_s8_shiftgelu_fn shiftgelu;
+  ek_s8_ilayernorm_fn layernorm;
+  ek_s8_avgpool_requant_fn avgpool;
+  ek_s8_add_requant_fn add;
+  ek_s8_hardswish_fn hardswish;
+  char paths[512];
+};
+
+/* --- little helpers ---------------------------------------------------------------------- */
+
+static int fail(char *err, size_t n, const char *fmt, ...) {
+  if (err && n) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, n, fmt, ap);
+    va_end(ap);
+  }
+  return 1;
+}
+
+static uint32_t rd32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+
+static uint32_t crc32_ieee(const uint8_t *p, size_t n) {
+  static uint32_t table[256];
+  static int ready;
+  if (!ready) {
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+    ready = 1;
+  }
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+static size_t dtype_size(int dtype) {
+  switch (dtype) {
+    case EKR_F32: case EKR_I32: return 4;
+    case EKR_I8: case EKR_U8: return 1;
+    case EKR_I64: return 8;
+    default: return 0;
+  }
+}
+
+static const char *op_name(uint32_t type) {
+  switch (type) {
+#define EKR_NAME(name, code) case code: return #name;
+    EKR_OPS(EKR_NAME)
+#undef EKR_NAME
+    default: return "unknown";
+  }
+}
+
+static int same_dims(const ekr_tensor *a, const ekr_tensor *b) {
+  if (a->rank != b->rank) return 0;
+  for (int i = 0; i < a->rank; i++)
+    if (a->dims[i] != b->dims[i]) return 0;
+  return 1;
+}
+
+static int overlap(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
+  return an && bn && a < b + bn && b < a + an;
+}
+
+#define T(i) (&m->tensors[op->inputs[i]])
+#define OUT (&m->tensors[op->output])
+#define PTR(t, type) ((type *)((t)->storage == EKR_CONST ? (void *)(m->data + (t)->offset) \
+                                                         : (void *)(m->arena + (t)->offset)))
+#define SCRATCH(type, at) ((type *)(m->arena + op->scratch_offset + (at)))
+
+/* --- per-op checks (the ranges where the kernels and loops below are exact) ---------------- */
+
+#define CHECK(cond, ...) do { if (!(cond)) return fail(err, en, __VA_ARGS__); } while (0)
+
+static int check_shift(int64_t s, char *err, size_t en) {
+  CHECK(s >= 0 && s <= 62, "shift %lld outside 0..62", (long long)s);
+  return 0;
+}
+static int is_const(const ekr_tensor *t, int dtype) {
+  return t->storage == EKR_CONST && t->dtype == dtype;
+}
+static int64_t abs_max(const ekr_model *m, const ekr_tensor *t) {
+  int64_t best = 0;
+  for (uint64_t i = 0; i < t->numel; i++) {
+    int64_t v = t->dtype == EKR_I32 ? PTR(t, const int32_t)[i]
+              : t->dtype == EKR_I64 ? PTR(t, const int64_t)[i] : PTR(t, const int8_t)[i];
+    if (v == INT64_MIN) return INT64_MAX;
+    v = v < 0 ? -v : v;
+    if (v > best) best = v;
+  }
+  return best;
+}
+static int64_t min_value(const ekr_model *m, const ekr_tensor *t) {
+  int64_t best = INT64_MAX;
+  for (uint64_t i = 0; i < t->numel; i++) {
+    int64_t v = t->dtype == EKR_I32 ? PTR(t, const int32_t)[i] : PTR(t, const int64_t)[i];
+    if (v < best) best = v;
+  }
+  return best;
+}
+/* a per-channel vector constant: dtype, one dim of length n */
+static int check_vector(const ekr_tensor *t, int dtype, int64_t n, const char *what, char *err,
+                        size_t en) {
+  CHECK(is_const(t, dtype) && t->rank == 1 && t->dims[0] == n,
+        "%s must be a constant %s vector of %lld", what, dtype == EKR_I32 ? "int32" : "int64",
+        (long long)n);
+  return 0;
+}
+/* a constant broadcast against x: same rank, every dim 1 or x's */
+static int check_broadcast(const ekr_tensor *c, const ekr_tensor *x, int dtype, char *err,
+                           size_t en) {
+  CHECK(c->storage == EKR_CONST && c->dtype == dtype && c->rank == x->rank,
+        "the constant operand must be a constant of the tensor's rank");
+  for (int i = 0; i < x->rank; i++)
+    CHECK(c->dims[i] == 1 || c->dims[i] == x->dims[i], "constant dim %d (%d) does not "
+          "broadcast to %d", i, c->dims[i], x->dims[i]);
+  return 0;
+}
+static uint64_t align16(uint64_t n) { return (n + EKR_ALIGN - 1) / EKR_ALIGN * EKR_ALIGN; }
+
+uint64_t ekr_matmul_scratch(uint64_t m_rows, uint64_t k, uint64_t n, int a_unsigned) {
+  return align16(4 * n) + align16(k * n) + (a_unsigned ? m_rows * k : 0);
+}
+
+uint64_t ekr_conv2d_scratch(const int32_t *x, const int32_t *w, int64_t oh, int64_t ow,
+                            int64_t groups) {
+  if (groups == x[1] && w[1] == 1 && w[0] == x[1]) return 0; /* depthwise: direct */
+  return (uint64_t)(oh * ow) * ((uint64_t)w[1] * w[2] * w[3] + (uint64_t)(w[0] / groups));
+}
+
+static int check_op(ekr_model *m, ekr_op *op, char *err, size_t en) {
+  const ekr_tensor *out = OUT;
+  const int64_t *p = op->p;
+  uint64_t need_scratch = 0;
+  const uint32_t want_inputs[EKR_OP_COUNT] = {
+      [EKR_OP_quantize] = 1, [EKR_OP_dequantize] = 1, [EKR_OP_linear] = 4,
+      [EKR_OP_conv2d] = 4, [EKR_OP_matmul] = 2, [EKR_OP_add] = 2, [EKR_OP_shiftmax] = 1,
+      [EKR_OP_shiftgelu] = 1, [EKR_OP_layernorm] = 3, [EKR_OP_reshape] = 1,
+      [EKR_OP_transpose] = 1, [EKR_OP_slice] = 1, [EKR_OP_concat] = 0, [EKR_OP_mean] = 1,
+      [EKR_OP_relu] = 1, [EKR_OP_avgpool] = 2, [EKR_OP_mulconst] = 2, [EKR_OP_addconst] = 2,
+      [EKR_OP_hardswish] = 1};
+  if (op->type != EKR_OP_concat)
+    CHECK(op->n_inputs == want_inputs[op->type], "takes %u inputs, the file gives %u",
+          want_inputs[op->type], op->n_inputs);
+  const ekr_tensor *x = T(0);
+  switch (op->type) {
+    case EKR_OP_quantize: {
+      double scale;
+      memcpy(&scale, &p[0], sizeof scale);
+      CHECK(x->dtype == EKR_F32 && out->dtype == EKR_I8 && same_dims(x, out),
+            "float32 in, int8 out of the same shape");
+      CHECK(isfinite(scale) && scale > 0, "scale must be positive and finite");
+      break;
+    }
+    case EKR_OP_dequantize: {
+      float scale;
+      uint32_t bits = (uint32_t)p[0];
+      memcpy(&scale, &bits, sizeof scale);
+      CHECK((x->dtype == EKR_I8 || x->dtype == EKR_U8) && out->dtype == EKR_F32 &&
+            same_dims(x, out), "int8 in, float32 out of the same shape");
+      CHECK(isfinite(scale) && scale > 0, "scale must be positive and finite");
+      break;
+    }
+    case EKR_OP_linear: {
+      const ekr_tensor *w = T(1);
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && x->rank >= 1, "int8 in and out");
+      CHECK(is_const(w, EKR_I8) && w->rank == 2 && w->dims[1] == x->dims[x->rank - 1],
+            "weight must be a constant int8 [out, %d]", x->dims[x->rank - 1]);
+      if (check_vector(T(2), EKR_I32, w->dims[0], "bias", err, en) ||
+          check_vector(T(3), EKR_I32, w->dims[0], "mult", err, en) || check_shift(p[0], err, en))
+        return 1;
+      CHECK(out->rank == x->rank && out->dims[out->rank - 1] == w->dims[0],
+            "output shape must be the input's with %d features", w->dims[0]);
+      for (int i = 0; i + 1 < x->rank; i++) CHECK(out->dims[i] == x->dims[i], "output shape");
+      CHECK(p[1] == 0 || p[1] == 1, "relu flag must be 0 or 1");
+      CHECK((int64_t)w->dims[1] * 16384 + abs_max(m, T(2)) < EKR_ACC_LIMIT,
+            "int32 accumulator bound exceeded (k %d, bias)", w->dims[1]);
+      CHECK(min_value(m, T(3)) >= 0, "multipliers must be >= 0");
+      break;
+    }
+    case EKR_OP_conv2d: {
+      const ekr_tensor *w = T(1);
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && x->rank == 4 && out->rank == 4,
+            "int8 NCHW in and out");
+      CHECK(is_const(w, EKR_I8) && w->rank == 4, "weight must be a constant int8 [O, C/g, kh, kw]");
+      const int64_t g = p[6], sh = p[2], sw = p[3], ph = p[4], pw = p[5];
+      CHECK(g >= 1 && x->dims[1] % g == 0 && w->dims[0] % g == 0 && w->dims[1] * g == x->dims[1],
+            "groups %lld do not split %d input / %d output channels", (long long)g, x->dims[1],
+            w->dims[0]);
+      CHECK(sh >= 1 && sh <= 64 && sw >= 1 && sw <= 64, "stride outside 1..64");
+      CHECK(ph >= 0 && ph < w->dims[2] && pw >= 0 && pw < w->dims[3], "padding outside 0..k-1");
+      CHECK(x->dims[2] + 2 * ph >= w->dims[2] && x->dims[3] + 2 * pw >= w->dims[3],
+            "input smaller than the kernel");
+      const int64_t oh = (x->dims[2] + 2 * ph - w->dims[2]) / sh + 1;
+      const int64_t ow = (x->dims[3] + 2 * pw - w->dims[3]) / sw + 1;
+      CHECK(out->dims[0] == x->dims[0] && out->dims[1] == w->dims[0] && out->dims[2] == oh &&
+            out->dims[3] == ow, "output shape must be [%d, %d, %lld, %lld]", x->dims[0],
+            w->dims[0], (long long)oh, (long long)ow);
+      if (check_vector(T(2), EKR_I32, w->dims[0], "bias", err, en) ||
+          check_vector(T(3), EKR_I32, w->dims[0], "mult", err, en) || check_shift(p[0], err, en))
+        return 1;
+      CHECK(p[1] == 0 || p[1] == 1, "relu flag must be 0 or 1");
+      CHECK((int64_t)w->dims[1] * w->dims[2] * w->dims[3] * 16384 + abs_max(m, T(2)) <
+                EKR_ACC_LIMIT, "int32 accumulator bound exceeded");
+      CHECK(min_value(m, T(3)) >= 0, "multipliers must be >= 0");
+      need_scratch = ekr_conv2d_scratch(x->dims, w->dims, oh, ow, g);
+      break;
+    }
+    case EKR_OP_matmul: {
+      const ekr_tensor *b = T(1);
+      const int r = x->rank;
+      CHECK((x->dtype == EKR_I8 || x->dtype == EKR_U8) && b->dtype == EKR_I8 &&
+            out->dtype == EKR_I8 && r >= 2 && b->rank == r && out->rank == r,
+            "int8|uint8 [..., M, K] @ int8 [..., K, N] of one rank");
+      CHECK(b->storage == EKR_ARENA && x->storage == EKR_ARENA, "operands are activations");
+      for (int i = 0; i + 2 < r; i++)
+        CHECK(x->dims[i] == b->dims[i] && out->dims[i] == x->dims[i], "batch dims differ");
+      CHECK(b->dims[r - 2] == x->dims[r - 1] && out->dims[r - 2] == x->dims[r - 2] &&
+            out->dims[r - 1] == b->dims[r - 1], "matmul shapes do not chain");
+      CHECK((int64_t)x->dims[r - 1] * 32768 < EKR_ACC_LIMIT, "int32 accumulator bound (K)");
+      CHECK(p[0] >= 0 && p[0] <= INT32_MAX, "multiplier outside int32");
+      if (check_shift(p[1], err, en)) return 1;
+      need_scratch = ekr_matmul_scratch((uint64_t)x->dims[r - 2], (uint64_t)x->dims[r - 1],
+                                        (uint64_t)b->dims[r - 1], x->dtype == EKR_U8);
+      break;
+    }
+    case EKR_OP_add:
+      CHECK(x->dtype == EKR_I8 && T(1)->dtype == EKR_I8 && out->dtype == EKR_I8 &&
+            same_dims(x, T(1)) && same_dims(x, out), "int8 operands of one shape");
+      CHECK(p[0] >= INT32_MIN && p[0] <= INT32_MAX && p[1] >= INT32_MIN && p[1] <= INT32_MAX,
+            "multipliers outside int32");
+      if (check_shift(p[2], err, en)) return 1;
+      break;
+    case EKR_OP_shiftmax:
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_U8 && same_dims(x, out) && x->rank >= 1,
+            "int8 in, uint8 out of the same shape");
+      CHECK(p[0] < 0 && p[0] >= -32768, "x0 outside -2^15..-1 (scale >= 2^-15)");
+      CHECK(p[1] >= 0 && p[1] <= 15 && p[2] >= 1 && p[2] <= 8, "n 0..15, out_bits 1..8");
+      need_scratch = 4 * (uint64_t)x->dims[x->rank - 1];
+      break;
+    case EKR_OP_shiftgelu:
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && same_dims(x, out), "int8 in and out");
+      CHECK(p[0] < 0 && p[0] >= -32768, "x0 outside -2^15..-1");
+      CHECK(p[1] >= 0 && p[1] <= 15 && p[2] >= 1 && p[2] <= 8, "n 0..15, sig_bits 1..8");
+      CHECK(p[3] >= INT32_MIN && p[3] <= INT32_MAX, "multiplier outside int32");
+      if (check_shift(p[4], err, en)) return 1;
+      break;
+    case EKR_OP_layernorm: {
+      const int64_t c = x->dims[x->rank - 1];
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && same_dims(x, out) && x->rank >= 1,
+            "int8 in and out");
+      CHECK(c < (1 << 17), "width %lld too large (< 2^17)", (long long)c);
+      if (check_vector(T(1), EKR_I32, c, "gamma", err, en) ||
+          check_vector(T(2), EKR_I64, c, "beta", err, en) || check_shift(p[0], err, en))
+        return 1;
+      CHECK(abs_max(m, T(1)) < (1 << 24), "gamma outside +-2^24");
+      CHECK(abs_max(m, T(2)) < ((int64_t)1 << 61), "beta outside +-2^61");
+      break;
+    }
+    case EKR_OP_reshape:
+      CHECK(x->dtype == out->dtype && x->numel == out->numel, "reshape keeps dtype and size");
+      CHECK(x->storage == EKR_ARENA, "reshape of an activation");
+      break;
+    case EKR_OP_transpose: {
+      int seen = 0;
+      CHECK(x->dtype == out->dtype && dtype_size(x->dtype) == 1 && out->rank == x->rank,
+            "transpose of a one-byte tensor, same rank");
+      for (int i = 0; i < x->rank; i++) {
+        CHECK(p[i] >= 0 && p[i] < x->rank && !(seen & (1 << p[i])), "perm is not a permutation");
+        seen |= 1 << p[i];
+        CHECK(out->dims[i] == x->dims[p[i]], "output dim %d", i);
+      }
+      break;
+    }
+    case EKR_OP_slice: {
+      const int64_t axis = p[0], start = p[1], end = p[2], step = p[3];
+      CHECK(x->dtype == out->dtype && dtype_size(x->dtype) == 1 && out->rank == x->rank,
+            "slice of a one-byte tensor");
+      CHECK(axis >= 0 && axis < x->rank, "axis outside the rank");
+      CHECK(start >= 0 && start <= end && end <= x->dims[axis] && step >= 1 && step <= x->dims[axis],
+            "slice range outside the dim");
+      for (int i = 0; i < x->rank; i++)
+        CHECK(out->dims[i] == (i == axis ? (end - start + step - 1) / step : x->dims[i]),
+              "output dim %d", i);
+      break;
+    }
+    case EKR_OP_concat: {
+      const int64_t axis = p[0];
+      int64_t total = 0;
+      CHECK(op->n_inputs >= 1 && op->n_inputs <= EKR_MAX_INPUTS, "1..8 inputs");
+      CHECK(out->dtype == EKR_I8 && axis >= 0 && axis < out->rank, "int8 out, axis in rank");
+      if (check_shift(p[1], err, en)) return 1;
+      for (uint32_t k = 0; k < op->n_inputs; k++) {
+        const ekr_tensor *t = T(k);
+        CHECK(t->dtype == EKR_I8 && t->rank == out->rank, "int8 inputs of the output's rank");
+        for (int i = 0; i < t->rank; i++)
+          if (i != axis) CHECK(t->dims[i] == out->dims[i], "input %u dim %d", k, i);
+        CHECK(p[2 + k] >= 0 && p[2 + k] <= INT32_MAX, "multiplier outside int32");
+        total += t->dims[axis];
+      }
+      CHECK(total == out->dims[axis], "concatenated dim");
+      break;
+    }
+    case EKR_OP_mean: {
+      const int64_t mask = p[0];
+      int64_t count = 1, kept = 1;
+      int reduced = 0;
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8, "int8 in and out");
+      CHECK(mask > 0 && mask < (1 << x->rank), "axes outside the rank");
+      for (int i = 0; i < x->rank; i++) {
+        if (mask & (1 << i)) { count *= x->dims[i]; reduced++; }
+        else kept *= x->dims[i];
+      }
+      CHECK(count < (1 << 24), "too many elements per mean");
+      CHECK(out->numel == (uint64_t)kept && (out->rank == x->rank || out->rank == x->rank - reduced),
+            "output shape");
+      for (int i = 0, j = 0; i < x->rank; i++) {
+        if (out->rank == x->rank) CHECK(out->dims[i] == ((mask & (1 << i)) ? 1 : x->dims[i]), "dim");
+        else if (!(mask & (1 << i))) CHECK(out->dims[j++] == x->dims[i], "dim");
+      }
+      CHECK(p[1] >= 0 && p[1] <= INT32_MAX, "multiplier outside int32");
+      if (check_shift(p[2], err, en)) return 1;
+      break;
+    }
+    case EKR_OP_relu:
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && same_dims(x, out), "int8 in and out");
+      break;
+    case EKR_OP_avgpool: {
+      const int64_t k = p[0], s = p[1], pad = p[2];
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && x->rank == 4 && out->rank == 4,
+            "int8 NCHW in and out");
+      CHECK(k >= 1 && k <= 16 && s >= 1 && s <= 16 && pad >= 0 && 2 * pad <= k,
+            "kernel 1..16, stride 1..16, pad <= kernel/2");
+      CHECK(x->dims[2] + 2 * pad >= k && x->dims[3] + 2 * pad >= k, "input smaller than the pool");
+      const int64_t oh = (x->dims[2] + 2 * pad - k) / s + 1, ow = (x->dims[3] + 2 * pad - k) / s + 1;
+      CHECK(out->dims[0] == x->dims[0] && out->dims[1] == x->dims[1] && out->dims[2] == oh &&
+            out->dims[3] == ow, "output shape");
+      CHECK(is_const(T(1), EKR_I32) && T(1)->rank == 2 && T(1)->dims[0] == oh &&
+            T(1)->dims[1] == ow, "multipliers must be a constant int32 [oh, ow]");
+      CHECK(min_value(m, T(1)) >= 0, "multipliers must be >= 0");
+      if (check_shift(p[3], err, en)) return 1;
+      break;
+    }
+    case EKR_OP_mulconst:
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && same_dims(x, out), "int8 in and out");
+      if (check_broadcast(T(1), x, EKR_I32, err, en) || check_shift(p[0], err, en)) return 1;
+      break;
+    case EKR_OP_addconst:
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && same_dims(x, out), "int8 in and out");
+      if (check_broadcast(T(1), x, EKR_I64, err, en) || check_shift(p[1], err, en)) return 1;
+      CHECK(abs_max(m, T(1)) < ((int64_t)1 << 61), "constant outside +-2^61");
+      CHECK(p[0] >= INT32_MIN && p[0] <= INT32_MAX, "multiplier outside int32");
+      break;
+    case EKR_OP_hardswish:
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && same_dims(x, out), "int8 in and out");
+      CHECK(p[0] >= INT32_MIN && p[0] <= INT32_MAX && p[1] >= 0 && p[1] <= INT32_MAX &&
+            p[2] >= INT32_MIN && p[2] <= INT32_MAX, "parameters outside int32");
+      CHECK(p[1] * (p[2] < 0 ? -p[2] : p[2]) < ((int64_t)1 << 54), "r6 * mult too large");
+      if (check_shift(p[3], err, en)) return 1;
+      break;
+    default:
+      return fail(err, en, "unknown op type %u", op->type);
+  }
+  CHECK(op->scratch_bytes >= need_scratch, "scratch of %llu bytes, needs %llu",
+        (unsigned long long)op->scratch_bytes, (unsigned long long)need_scratch);
+  if (op->type == EKR_OP_matmul) {
+    const int64_t n = T(1)->dims[T(1)->rank - 1];
+    op->aux = malloc((size_t)n * sizeof(int32_t));
+    CHECK(op->aux != NULL, "out of memory");
+    for (int64_t j = 0; j < n; j++) op->aux[j] = (int32_t)p[0];
+  }
+  return 0;
+}
+
+/* --- loading ---------------------------------------------------------------------------- */
+
+static int load_tensors(ekr_model *m, const uint8_t *f, uint64_t data_bytes, char *err,
+                        size_t en) {
+  for (uint32_t i = 0; i < m->n_tensors; i++) {
+    const uint8_t *r = f + EKR_HEADER_BYTES + (uint64_t)i * EKR_TENSOR_BYTES;
+    ekr_tensor *t = &m->tensors[i];
+    t->dtype = r[EKR_T_DTYPE];
+    t->rank = r[EKR_T_RANK];
+    t->storage = r[EKR_T_STORAGE];
+    t->offset = rd64(r + EKR_T_OFFSET);
+    t->nbytes = rd64(r + EKR_T_NBYTES);
+    t->first = -1;
+    t->last = -1;
+    const size_t size = dtype_size(t->dtype);
+    CHECK(size, "tensor %u: unknown dtype %d", i, t->dtype);
+    CHECK(t->rank <= EKR_MAX_RANK, "tensor %u: rank %d > %d", i, t->rank, EKR_MAX_RANK);
+    CHECK(t->storage == EKR_ARENA || t->storage == EKR_CONST, "tensor %u: unknown storage", i);
+    CHECK(r[3] == 0 && rd32(r + 28) == 0, "tensor %u: reserved bytes are not zero", i);
+    for (int k = EKR_T_RESERVED; k < (int)EKR_TENSOR_BYTES; k++)
+      CHECK(r[k] == 0, "tensor %u: reserved bytes are not zero", i);
+    uint64_t numel = 1;
+    for (int d = 0; d < EKR_MAX_RANK; d++) {
+      const int32_t v = (int32_t)rd32(r + EKR_T_DIMS + 4 * d);
+      if (d < t->rank) {
+        CHECK(v >= 1 && v <= EKR_MAX_DIM, "tensor %u: dim %d = %d outside 1..2^24", i, d, v);
+        numel *= (uint64_t)v;
+        CHECK(numel <= EKR_MAX_NUMEL, "tensor %u: more than 2^31 elements", i);
+        t->dims[d] = v;
+      } else {
+        CHECK(v == 0, "tensor %u: dims past the rank must be 0", i);
+        t->dims[d] = 1;
+      }
+    }
+    t->numel = numel;
+    CHECK(t->nbytes == numel * size, "tensor %u: %llu bytes for %llu elements", i,
+          (unsigned long long)t->nbytes, (unsigned long long)numel);
+    CHECK(t->offset % EKR_ALIGN == 0, "tensor %u: offset not 16-byte aligned", i);
+    const uint64_t limit = t->storage == EKR_CONST ? data_bytes : m->arena_bytes;
+    CHECK(t->offset <= limit && t->nbytes <= limit - t->offset,
+          "tensor %u: [%llu, +%llu) outside its %s (%llu bytes)", i,
+          (unsigned long long)t->offset, (unsigned long long)t->nbytes,
+          t->storage == EKR_CONST ? "data section" : "arena", (unsigned long long)limit);
+  }
+  return 0;
+}
+
+static int load_ops(ekr_model *m, const uint8_t *f, uint64_t ops_offset, char *err, size_t en) {
+  for (uint32_t i = 0; i < m->n_ops; i++) {
+    const uint8_t *r = f + ops_offset + (uint64_t)i * EKR_OP_BYTES;
+    ekr_op *op = &m->ops[i];
+    op->type = rd32(r + EKR_O_TYPE);
+    op->n_inputs = rd32(r + EKR_O_N_INPUTS);
+    op->output = rd32(r + EKR_O_OUTPUT);
+    op->scratch_offset = rd64(r + EKR_O_SCRATCH_OFFSET);
+    op->scratch_bytes = rd64(r + EKR_O_SCRATCH_BYTES);
+    for (int k = 0; k < EKR_MAX_PARAMS; k++) op->p[k] = (int64_t)rd64(r + EKR_O_PARAMS + 8 * k);
+    CHECK(op->type >= 1 && op->type < EKR_OP_COUNT, "op %u: unknown type %u", i, op->type);
+    CHECK(op->n_inputs <= EKR_MAX_INPUTS, "op %u (%s): %u inputs", i, op_name(op->type),
+          op->n_inputs);
+    CHECK(rd32(r + 44) == 0, "op %u: reserved bytes are not zero", i);
+    for (uint32_t k = 0; k < EKR_MAX_INPUTS; k++) {
+      op->inputs[k] = rd32(r + EKR_O_INPUTS + 4 * k);
+      if (k >= op->n_inputs) {
+        CHECK(op->inputs[k] == 0, "op %u: unused input slots must be 0", i);
+        continue;
+      }
+      CHECK(op->inputs[k] < m->n_tensors, "op %u (%s): input %u names tensor %u of %u", i,
+            op_name(op->type), k, op->inputs[k], m->n_tensors);
+      ekr_tensor *t = &m->tensors[op->inputs[k]];
+      CHECK(t->storage == EKR_CONST || t->written, "op %u (%s): reads tensor %u before it is "
+            "written", i, op_name(op->type), op->inputs[k]);
+      if (t->storage == EKR_ARENA) t->last = (int32_t)i;
+    }
+    CHECK(op->output < m->n_tensors, "op %u (%s): output names tensor %u of %u", i,
+          op_name(op->type), op->output, m->n_tensors);
+    ekr_tensor *out = &m->tensors[op->output];
+    CHECK(out->storage == EKR_ARENA && !out->written, "op %u (%s): output tensor %u is a "
+          "constant or written twice", i, op_name(op->type), op->output);
+    CHECK(op->scratch_offset % EKR_ALIGN == 0 && op->scratch_offset <= m->arena_bytes &&
+          op->scratch_bytes <= m->arena_bytes - op->scratch_offset,
+          "op %u (%s): scratch outside the arena", i, op_name(op->type));
+    char why[160];
+    if (check_op(m, op, why, sizeof why))
+      return fail(err, en, "op %u (%s): %s", i, op_name(op->type), why);
+    out->written = 1;
+    out->first = (int32_t)i;
+    out->last = (int32_t)i;
+  }
+  return 0;
+}
+
+/* The memory plan: no op writes (its output or scratch) over a tensor that is still to be
+ * read, except a reshape onto its own input's bytes (a view). */
+static int check_plan(ekr_model *m, char *err, size_t en) {
+  uint32_t *live = malloc(sizeof(uint32_t) * (m->n_tensors ? m->n_tensors : 1));
+  CHECK(live != NULL, "out of memory");
+  uint32_t n_live = 0;
+  m->tensors[m->input].first = -1;
+  m->tensors[m->output].last = (int32_t)m->n_ops;
+  live[n_live++] = m->input;
+  int bad = 0;
+  for (uint32_t i = 0; i < m->n_ops && !bad; i++) {
+    const ekr_op *op = &m->ops[i];
+    const ekr_tensor *out = &m->tensors[op->output];
+    const int view = op->type == EKR_OP_reshape && out->offset == m->tensors[op->inputs[0]].offset;
+    for (uint32_t k = 0; k < n_live && !bad; k++) {
+      const ekr_tensor *t = &m->tensors[live[k]];
+      if (t->last < (int32_t)i) continue;
+      if (!view && overlap(out->offset, out->nbytes, t->offset, t->nbytes)) {
+        bad = fail(err, en, "op %u (%s): output overlaps tensor %u, still to be read", i,
+                   op_name(op->type), live[k]);
+      } else if (overlap(op->scratch_offset, op->scratch_bytes, t->offset, t->nbytes) ||
+                 overlap(op->scratch_offset, op->scratch_bytes, out->offset, out->nbytes)) {
+        bad = fail(err, en, "op %u (%s): scratch overlaps a live tensor", i, op_name(op->type));
+      }
+    }
+    /* drop the dead, add the output */
+    uint32_t kept = 0;
+    for (uint32_t k = 0; k < n_live; k++)
+      if (m->tensors[live[k]].last > (int32_t)i) live[kept++] = live[k];
+    n_live = kept;
+    live[n_live++] = op->output;
+  }
+  free(live);
+  return bad;
+}
+
+static void choose_kernels(ekr_model *m) {
+#define EKR_PICK(field, op)                                     \
+  do {                                                          \
+    const ek_kernel *k = ek_select(#op);                        \
+    m->field = (ek_##op##_fn)k->fn;                             \
+    size_t used = strlen(m->paths);                             \
+    snprintf(m->paths + used, sizeof m->paths - used, "%s%s=%s", used ? " " : "", #op, \
+             k->path);                                          \
+  } while (0)
+  m->paths[0] = 0;
+  EKR_PICK(gemm, s8_gemm_requant);
+  EKR_PICK(dwconv3x3, s8_dwconv3x3_requant);
+  EKR_PICK(shiftmax, s8_shiftmax);
+  EKR_PICK(shiftgelu, s8_shiftgelu);
+  EKR_PICK(layernorm, s8_ilayernorm);
+  EKR_PICK(avgpool, s8_avgpool_requant);
+  EKR_PICK(add, s8_add_requant);
+  EKR_PICK(hardswish, s8_hardswish);
+#undef EKR_PICK
+}
+
+int ekr_load(const void *data, size_t size, ekr_model **model, char *err, size_t en) {
+  *model = NULL;
+  const uint8_t *f = data;
+  CHECK(data != NULL && size >= EKR_HEADER_BYTES, "not an .ekr file: %zu bytes, the header "
+        "alone is %u", size, EKR_HEADER_BYTES);
+  CHECK(memcmp(f, EKR_MAGIC, 4) == 0, "not an .ekr file (magic bytes)");
+  CHECK(rd32(f + EKR_H_VERSION) == EKR_VERSION, ".ekr version %u; this runtime reads %u: "
+        "re-export the model with this edgekit", rd32(f + EKR_H_VERSION), EKR_VERSION);
+  CHECK(rd32(f + EKR_H_HEADER_BYTES) == EKR_HEADER_BYTES, "header size %u",
+        rd32(f + EKR_H_HEADER_BYTES));
+  const uint64_t file_bytes = rd64(f + EKR_H_FILE_BYTES);
+  CHECK(file_bytes == size, "truncated or padded: the header says %llu bytes, the file has %zu",
+        (unsigned long long)file_bytes, size);
+  CHECK(crc32_ieee(f + 16, size - 16) == rd32(f + EKR_H_CRC), "checksum mismatch: the file is "
+        "corrupt (re-export or re-copy it)");
+  for (uint32_t k = EKR_H_RESERVED; k < EKR_HEADER_BYTES; k++)
+    CHECK(f[k] == 0, "reserved header bytes are not zero");
+  ekr_model *m = calloc(1, sizeof *m);
+  CHECK(m != NULL, "out of memory");
+  m->n_tensors = rd32(f + EKR_H_N_TENSORS);
+  m->n_ops = rd32(f + EKR_H_N_OPS);
+  m->arena_bytes = rd64(f + EKR_H_ARENA);
+  m->lower_bound = rd64(f + EKR_H_LOWER_BOUND);
+  m->input = rd32(f + EKR_H_INPUT);
+  m->output = rd32(f + EKR_H_OUTPUT);
+  const uint64_t tensors = rd64(f + EKR_H_TENSORS), ops = rd64(f + EKR_H_OPS);
+  const uint64_t data_at = rd64(f + EKR_H_DATA), data_bytes = rd64(f + EKR_H_DATA_BYTES);
+  int rc = 0;
+#define LOAD_CHECK(cond, ...) do { if (!rc && !(cond)) rc = fail(err, en, __VA_ARGS__); } while (0)
+  LOAD_CHECK(m->n_tensors >= 2 && m->n_tensors <= EKR_MAX_TENSORS, "%u tensors (2..%u)",
+             m->n_tensors, EKR_MAX_TENSORS);
+  LOAD_CHECK(m->n_ops >= 1 && m->n_ops <= EKR_MAX_OPS, "%u ops (1..%u)", m->n_ops, EKR_MAX_OPS);
+  LOAD_CHECK(tensors == EKR_HEADER_BYTES, "tensor table at %llu, expected %u",
+             (unsigned long long)tensors, EKR_HEADER_BYTES);
+  LOAD_CHECK(ops == tensors + (uint64_t)m->n_tensors * EKR_TENSOR_BYTES, "op table offset");
+  LOAD_CHECK(data_at % EKR_ALIGN == 0 && data_at >= ops + (uint64_t)m->n_ops * EKR_OP_BYTES &&
+             data_at <= size && data_bytes == size - data_at, "data section offset/size");
+  LOAD_CHECK(m->arena_bytes <= EKR_MAX_ARENA && m->lower_bound <= m->arena_bytes,
+             "arena of %llu bytes (lower bound %llu): at most 1 GiB, bound <= arena",
+             (unsigned long long)m->arena_bytes, (unsigned long long)m->lower_bound);
+  LOAD_CHECK(m->input < m->n_tensors && m->output < m->n_tensors && m->input != m->output,
+             "graph input/output tensor ids");
+  if (!rc) {
+    m->file = aligned_alloc(64, (size + 63) / 64 * 64);
+    m->tensors = calloc(m->n_tensors, sizeof *m->tensors);
+    m->ops = calloc(m->n_ops, sizeof *m->ops);
+    m->arena = aligned_alloc(64, (size_t)((m->arena_bytes + 63) / 64 * 64) + 64);
+    LOAD_CHECK(m->file && m->tensors && m->ops && m->arena, "out of memory (arena %llu bytes)",
+               (unsigned long long)m->arena_bytes);
+  }
+  if (!rc) {
+    memcpy(m->file, f, size);
+    m->data = m->file + data_at;
+    rc = load_tensors(m, m->file, data_bytes, err, en);
+  }
+  if (!rc) {
+    ekr_tensor *in = &m->tensors[m->input], *out = &m->tensors[m->output];
+    LOAD_CHECK(in->storage == EKR_ARENA && in->dtype == EKR_F32 && out->storage == EKR_ARENA &&
+               out->dtype == EKR_F32, "graph input and output must be float32 activations");
+    in->written = 1;
+  }
+  if (!rc) rc = load_ops(m, m->file, ops, err, en);
+  LOAD_CHECK(m->tensors[m->output].written, "no op writes the graph output");
+  if (!rc) rc = check_plan(m, err, en);
+#undef LOAD_CHECK
+  if (rc) {
+    ekr_free(m);
+    return rc;
+  }
+  choose_kernels(m);
+  *model = m;
+  return 0;
+}
+
+void ekr_free(ekr_model *m) {
+  if (!m) return;
+  if (m->ops)
+    for (uint32_t i = 0; i < m->n_ops; i++) free(m->ops[i].aux);
+  free(m->ops);
+  free(m->tensors);
+  free(m->arena);
+  free(m->file);
+  free(m);
+}
+
+/* --- execution --------------------------------------------------------------------------- */
+
+static int64_t outer_count(const ekr_tensor *t, int axis) {
+  int64_t n = 1;
+  for (int i = 0; i < axis; i++) n *= t->dims[i];
+  return n;
+}
+static int64_t inner_count(const ekr_tensor *t, int axis) {
+  int64_t n = 1;
+  for (int i = axis + 1; i < t->rank; i++) n *= t->dims[i];
+  return n;
+}
+static int8_t sat8(int64_t v) { return (int8_t)ek_clamp(v, -128, 127); }
+
+static void run_conv2d(ekr_model *m, const ekr_op *op) {
+  const ekr_tensor *x = T(0), *w = T(1), *y = OUT;
+  const int8_t *xs = PTR(x, const int8_t), *ws = PTR(w, const int8_t);
+  const int32_t *bias = PTR(T(2), const int32_t), *mult = PTR(T(3), const int32_t);
+  int8_t *ys = PTR(y, int8_t);
+  const int shift = (int)op->p[0];
+  const int32_t lo = op->p[1] ? 0 : -128;
+  const int64_t sh = op->p[2], sw = op->p[3], ph = op->p[4], pw = op->p[5], g = op->p[6];
+  const int64_t c = x->dims[1], h = x->dims[2], wd = x->dims[3];
+  const int64_t o = w->dims[0], cpg = w->dims[1], kh = w->dims[2], kw = w->dims[3];
+  const int64_t oh = y->dims[2], ow = y->dims[3], plane = oh * ow;
+  for (int64_t b = 0; b < x->dims[0]; b++) {
+    const int8_t *xb = xs + b * c * h * wd;
+    int8_t *yb = ys + b * o * plane;
+    if (g == c && cpg == 1 && o == c) {
+      if (kh == 3 && kw == 3 && sh == sw && (sh == 1 || sh == 2) && ph == pw && ph <= 1) {
+        m->dwconv3x3((size_t)c, (size_t)h, (size_t)wd, (int)sh, (int)ph, xb, ws, bias, mult,
+                     shift, lo, yb);
+        continue;
+      }
+      for (int64_t ch = 0; ch < c; ch++)  /* depthwise, any kernel: direct */
+        for (int64_t oy = 0; oy < oh; oy++)
+          for (int64_t ox = 0; ox < ow; ox++) {
+            int32_t acc = bias[ch];
+            for (int64_t ky = 0; ky < kh; ky++) {
+              const int64_t iy = oy * sh - ph + ky;
+              if (iy < 0 || iy >= h) continue;
+              for (int64_t kx = 0; kx < kw; kx++) {
+                const int64_t ix = ox * sw - pw + kx;
+                if (ix >= 0 && ix < wd)
+                  acc += (int32_t)xb[(ch * h + iy) * wd + ix] * ws[(ch * kh + ky) * kw + kx];
+              }
+            }
+            yb[ch * plane + oy * ow + ox] =
+                (int8_t)ek_clamp(ek_round_shift((int64_t)acc * mult[ch], shift), lo, 127);
+          }
+      continue;
+    }
+    /* im2col rows [plane][cpg·kh·kw] of one group, the gemm into [plane][o/g], then NCHW */
+    const int64_t kk = cpg * kh * kw, opg = o / g;
+    int8_t *cols = SCRATCH(int8_t, 0), *tmp = SCRATCH(int8_t, plane * kk);
+    for (int64_t gi = 0; gi < g; gi++) {
+      for (int64_t oy = 0; oy < oh; oy++)
+        for (int64_t ox = 0; ox < ow; ox++) {
+          int8_t *row = cols + (oy * ow + ox) * kk;
+          for (int64_t ci = 0; ci < cpg; ci++)
+            for (int64_t ky = 0; ky < kh; ky++) {
+              const int64_t iy = oy * sh - ph + ky;
+              for (int64_t kx = 0; kx < kw; kx++) {
+                const int64_t ix = ox * sw - pw + kx;
+                *row++ = (iy >= 0 && iy < h && ix >= 0 && ix < wd)
+                             ? xb[((gi * cpg + ci) * h + iy) * wd + ix] : 0;
+              }
+            }
+        }
+      m->gemm((size_t)plane, (size_t)kk, (size_t)opg, cols, ws + gi * opg * kk, bias + gi * opg,
+              mult + gi * opg, shift, lo, tmp);
+      for (int64_t p = 0; p < plane; p++)
+        for (int64_t j = 0; j < opg; j++) yb[(gi * opg + j) * plane + p] = tmp[p * opg + j];
+    }
+  }
+}
+
+static void run_matmul(ekr_model *m, const ekr_op *op) {
+  const ekr_tensor *a = T(0), *b = T(1), *y = OUT;
+  const int r = a->rank;
+  const int64_t rows = a->dims[r - 2], k = a->dims[r - 1], n = b->dims[r - 1];
+  const int64_t batches = (int64_t)(a->numel / (uint64_t)(rows * k));
+  const int is_u8 = a->dtype == EKR_U8;
+  int32_t *bias = SCRATCH(int32_t, 0);
+  int8_t *bt = SCRATCH(int8_t, align16(4 * (uint64_t)n));
+  int8_t *shifted = SCRATCH(int8_t, align16(4 * (uint64_t)n) + align16((uint64_t)(k * n)));
+  for (int64_t bi = 0; bi < batches; bi++) {
+    const int8_t *bb = PTR(b, const int8_t) + bi * k * n;
+    for (int64_t j = 0; j < n; j++) {
+      int32_t total = 0;
+      for (int64_t p = 0; p < k; p++) {
+        bt[j * k + p] = bb[p * n + j];
+        total += bb[p * n + j];
+      }
+      bias[j] = is_u8 ? 128 * total : 0;  /* Σ p·v = Σ (p − 128)·v + 128·Σ v */
+    }
+    const int8_t *aa;
+    if (is_u8) {
+      const uint8_t *src = PTR(a, const uint8_t) + bi * rows * k;
+      for (int64_t i = 0; i < rows * k; i++) shifted[i] = (int8_t)((int32_t)src[i] - 128);
+      aa = shifted;
+    } else {
+      aa = PTR(a, const int8_t) + bi * rows * k;
+    }
+    m->gemm((size_t)rows, (size_t)k, (size_t)n, aa, bt, bias, op->aux, (int)op->p[1], -128,
+            PTR(y, int8_t) + bi * rows * n);
+  }
+}
+
+static void run_transpose(ekr_model *m, const ekr_op *op) {
+  const ekr_tensor *x = T(0), *y = OUT;
+  const uint8_t *src = PTR(x, const uint8_t);
+  uint8_t *dst = PTR(y, uint8_t);
+  int64_t in_stride[EKR_MAX_RANK], stride[EKR_MAX_RANK], idx[EKR_MAX_RANK] = {0};
+  const int r = x->rank;
+  int64_t s = 1;
+  for (int i = r - 1; i >= 0; i--) { in_stride[i] = s; s *= x->dims[i]; }
+  for (int i = 0; i < r; i++) stride[i] = in_stride[op->p[i]];
+  int64_t at = 0;
+  for (uint64_t e = 0; e < y->numel; e++) {
+    dst[e] = src[at];
+    for (int i = r - 1; i >= 0; i--) {  /* odometer over the output index */
+      at += stride[i];
+      if (++idx[i] < y->dims[i]) break;
+      at -= stride[i] * y->dims[i];
+      idx[i] = 0;
+    }
+  }
+}
+
+/* y[e] = f(x[e], c[broadcast e]) over an output of x's shape */
+#define BROADCAST_LOOP(ctype, BODY)                                                     \
+  do {                                                                                  \
+    const ekr_tensor *x = T(0), *cst = T(1);                                            \
+    const int8_t *xs = PTR(x, const int8_t);                                            \
+    const ctype *cs = PTR(cst, const ctype);                                            \
+    int8_t *ys = PTR(OUT, int8_t);                                                      \
+    int64_t cstride[EKR_MAX_RANK], idx[EKR_MAX_RANK] = {0}, s = 1;                       \
+    for (int i = x->rank - 1; i >= 0; i--) {                                            \
+      cstride[i] = cst->dims[i] == 1 ? 0 : s;                                           \
+      s *= cst->dims[i];                                                                \
+    }                                                                                   \
+    int64_t at = 0;                                                                     \
+    for (uint64_t e = 0; e < x->numel; e++) {                                           \
+      const int64_t v = xs[e], c = cs[at];                                              \
+      ys[e] = (BODY);                                                                   \
+      for (int i = x->rank - 1; i >= 0; i--) {                                          \
+        at += cstride[i];                                                               \
+        if (++idx[i] < x->dims[i]) break;                                               \
+        at -= cstride[i] * x->dims[i];                                                  \
+        idx[i] = 0;                                                                     \
+      }                                                                                 \
+    }                                                                                   \
+  } while (0)
+
+static void run_mean(ekr_model *m, const ekr_op *op) {
+  const ekr_tensor *x = T(0);
+  const int8_t *xs = PTR(x, const int8_t);
+  int8_t *ys = PTR(OUT, int8_t);
+  const int64_t mask = op->p[0], mult = op->p[1];
+  const int shift = (int)op->p[2];
+  int64_t stride[EKR_MAX_RANK], s = 1;
+  int kept[EKR_MAX_RANK], red[EKR_MAX_RANK], nk = 0, nr = 0;
+  for (int i = x->rank - 1; i >= 0; i--) { stride[i] = s; s *= x->dims[i]; }
+  for (int i = 0; i < x->rank; i++) {
+    if (mask & (1 << i)) red[nr++] = i; else kept[nk++] = i;
+  }
+  int64_t count = 1;
+  for (int i = 0; i < nr; i++) count *= x->dims[red[i]];
+  for (uint64_t o = 0; o < OUT->numel; o++) {
+    int64_t base = 0, rest = (int64_t)o;
+    for (int i = nk - 1; i >= 0; i--) {
+      base += rest % x->dims[kept[i]] * stride[kept[i]];
+      rest /= x->dims[kept[i]];
+    }
+    int64_t total = 0;
+    for (int64_t q = 0; q < count; q++) {
+      int64_t at = base, r = q;
+      for (int i = nr - 1; i >= 0; i--) {
+        at += r % x->dims[red[i]] * stride[red[i]];
+        r /= x->dims[red[i]];
+      }
+      total += xs[at];
+    }
+    ys[o] = sat8(ek_round_shift(total * mult, shift));
+  }
+}
+
+static void run_op(ekr_model *m, const ekr_op *op) {
+  const ekr_tensor *x = T(0), *y = OUT;
+  const int64_t *p = op->p;
+  switch (op->type) {
+    case EKR_OP_quantize: {
+      double scale;
+      memcpy(&scale, &p[0], sizeof scale);
+      const float *xs = PTR(x, const float);
+      int8_t *ys = PTR(y, int8_t);
+      for (uint64_t i = 0; i < x->numel; i++) {
+        const double v = nearbyint((double)xs[i] / scale);  /* half to even, as np.rint */
+        ys[i] = v != v ? 0 : v <= -128 ? -128 : v >= 127 ? 127 : (int8_t)v;
+      }
+      break;
+    }
+    case EKR_OP_dequantize: {
+      float scale;
+      uint32_t bits = (uint32_t)p[0];
+      memcpy(&scale, &bits, sizeof scale);
+      float *ys = PTR(y, float);
+      if (x->dtype == EKR_U8)
+        for (uint64_t i = 0; i < x->numel; i++) ys[i] = (float)PTR(x, const uint8_t)[i] * scale;
+      else
+        for (uint64_t i = 0; i < x->numel; i++) ys[i] = (float)PTR(x, const int8_t)[i] * scale;
+      break;
+    }
+    case EKR_OP_linear: {
+      const int64_t k = x->dims[x->rank - 1], n = T(1)->dims[0];
+      m->gemm((size_t)(x->numel / (uint64_t)k), (size_t)k, (size_t)n, PTR(x, const int8_t),
+              PTR(T(1), const int8_t), PTR(T(2), const int32_t), PTR(T(3), const int32_t),
+              (int)p[0], p[1] ? 0 : -128, PTR(y, int8_t));
+      break;
+    }
+    case EKR_OP_conv2d: run_conv2d(m, op); break;
+    case EKR_OP_matmul: run_matmul(m, op); break;
+    case EKR_OP_add:
+      m->add((size_t)x->numel, PTR(x, const int8_t), PTR(T(1), const int8_t), (int32_t)p[0],
+             (int32_t)p[1], (int)p[2], PTR(y, int8_t));
+      break;
+    case EKR_OP_shiftmax: {
+      const int64_t len = x->dims[x->rank - 1];
+      m->shiftmax((size_t)(x->numel / (uint64_t)len), (size_t)len, PTR(x, const int8_t),
+                  (int32_t)p[0], (int)p[1], (int)p[2], SCRATCH(int32_t, 0), PTR(y, uint8_t));
+      break;
+    }
+    case EKR_OP_shiftgelu:
+      m->shiftgelu((size_t)x->numel, PTR(x, const int8_t), (int32_t)p[0], (int)p[1], (int)p[2],
+                   (int32_t)p[3], (int)p[4], PTR(y, int8_t));
+      break;
+    case EKR_OP_layernorm: {
+      const int64_t c = x->dims[x->rank - 1];
+      m->layernorm((size_t)(x->numel / (uint64_t)c), (size_t)c, PTR(x, const int8_t),
+                   PTR(T(1), const int32_t), PTR(T(2), const int64_t), (int)p[0], PTR(y, int8_t));
+      break;
+    }
+    case EKR_OP_reshape:
+      if (x->offset != y->offset) memmove(PTR(y, uint8_t), PTR(x, const uint8_t), x->nbytes);
+      break;
+    case EKR_OP_transpose: run_transpose(m, op); break;
+    case EKR_OP_slice: {
+      const int axis = (int)p[0];
+      const int64_t outer = outer_count(x, axis), inner = inner_count(x, axis);
+      const int64_t dim = x->dims[axis], take = y->dims[axis];
+      const uint8_t *src = PTR(x, const uint8_t);
+      uint8_t *dst = PTR(y, uint8_t);
+      for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < take; j++)
+          memcpy(dst + (o * take + j) * inner, src + (o * dim + p[1] + j * p[3]) * inner,
+                 (size_t)inner);
+      break;
+    }
+    case EKR_OP_concat: {
+      const int axis = (int)p[0];
+      const int64_t outer = outer_count(y, axis), row = y->dims[axis] * inner_count(y, axis);
+      int64_t at = 0;
+      for (uint32_t k = 0; k < op->n_inputs; k++) {
+        const ekr_tensor *t = T(k);
+        const int64_t part = t->dims[axis] * inner_count(t, axis);
+        const int8_t *src = PTR(t, const int8_t);
+        int8_t *dst = PTR(y, int8_t) + at;
+        for (int64_t o = 0; o < outer; o++)
+          for (int64_t j = 0; j < part; j++)
+            dst[o * row + j] = sat8(ek_round_shift(src[o * part + j] * p[2 + k], (int)p[1]));
+        at += part;
+      }
+      break;
+    }
+    case EKR_OP_mean: run_mean(m, op); break;
+    case EKR_OP_relu: {
+      const int8_t *xs = PTR(x, const int8_t);
+      int8_t *ys = PTR(y, int8_t);
+      for (uint64_t i = 0; i < x->numel; i++) ys[i] = xs[i] > 0 ? xs[i] : 0;
+      break;
+    }
+    case EKR_OP_avgpool:
+      m->avgpool((size_t)(x->dims[0] * x->dims[1]), (size_t)x->dims[2], (size_t)x->dims[3],
+                 (int)p[0], (int)p[1], (int)p[2], PTR(x, const int8_t), PTR(T(1), const int32_t),
+                 (int)p[3], PTR(y, int8_t));
+      break;
+    case EKR_OP_mulconst: {
+      const int shift = (int)p[0];
+      BROADCAST_LOOP(int32_t, sat8(ek_round_shift(v * c, shift)));
+      break;
+    }
+    case EKR_OP_addconst: {
+      const int64_t mult = p[0];
+      const int shift = (int)p[1];
+      BROADCAST_LOOP(int64_t, sat8(ek_round_shift(v * mult + c, shift)));
+      break;
+    }
+    case EKR_OP_hardswish:
+      m->hardswish((size_t)x->numel, PTR(x, const int8_t), (int32_t)p[0], (int32_t)p[1],
+                   (int32_t)p[2], (int)p[3], PTR(y, int8_t));
+      break;
+    default: break;  /* the loader admits no other type */
+  }
+}
+
+int ekr_run(ekr_model *m, const float *input, size_t input_count, float *output,
+            size_t output_count, char *err, size_t en) {
+  CHECK(m != NULL && input != NULL && output != NULL, "no model or buffers");
+  const ekr_tensor *in = &m->tensors[m->input], *out = &m->tensors[m->output];
+  CHECK(input_count == in->numel, "input has %zu values, the model takes %llu", input_count,
+        (unsigned long long)in->numel);
+  CHECK(output_count == out->numel, "output buffer of %zu values, the model gives %llu",
+        output_count, (unsigned long long)out->numel);
+  memcpy(m->arena + in->offset, input, in->nbytes);
+  for (uint32_t i = 0; i < m->n_ops; i++) run_op(m, &m->ops[i]);
+  memcpy(output, m->arena + out->offset, out->nbytes);
+  return 0;
+}
+
+size_t ekr_input_count(const ekr_model *m) { return (size_t)m->tensors[m->input].numel; }
+size_t ekr_output_count(const ekr_model *m) { return (size_t)m->tensors[m->output].numel; }
+static int shape_of(const ekr_tensor *t, int32_t *dims) {
+  for (int i = 0; i < EKR_MAX_RANK; i++) dims[i] = i < t->rank ? t->dims[i] : 0;
+  return t->rank;
+}
+int ekr_input_shape(const ekr_model *m, int32_t *dims) { return shape_of(&m->tensors[m->input], dims); }
+int ekr_output_shape(const ekr_model *m, int32_t *dims) { return shape_of(&m->tensors[m->output], dims); }
+uint64_t ekr_arena_bytes(const ekr_model *m) { return m->arena_bytes; }
+uint64_t ekr_arena_lower_bound(const ekr_model *m) { return m->lower_bound; }
+uint32_t ekr_op_count(const ekr_model *m) { return m->n_ops; }
+const char *ekr_kernel_paths(const ekr_model *m) { return m->paths; }
