@@ -64,6 +64,9 @@ class ValidationReport:
     # worst cosine on the noise inputs is reported here, not judged (None: none, or judged).
     cosine_noise: float | None = None
     judged_inputs: int | None = None  # how many golden inputs the verdict is over (None: all)
+    # Integer-only artifacts carry the integer reference's outputs (golden.npz "exact."): the
+    # runtime must reproduce them bit for bit (None: no exact reference to compare with).
+    bit_exact: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -194,11 +197,18 @@ class Artifact:
     def golden_kinds(self) -> tuple[str, ...] | None:
         return load_golden_kinds(self.golden_path)
 
+    def golden_exact(self) -> dict[str, np.ndarray]:
+        return load_golden_exact(self.golden_path)
+
 
 def save_golden(path: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
-                kinds: tuple[str, ...] | None = None) -> None:
+                kinds: tuple[str, ...] | None = None,
+                exact: dict[str, np.ndarray] | None = None) -> None:
+    """Golden inputs, the fp32 reference outputs, what each input is, and (integer-only) the
+    outputs the integer reference computes, which a runtime must match bit for bit."""
     arrays = {f"in.{k}": v for k, v in inputs.items()}
     arrays.update({f"out.{k}": v for k, v in outputs.items()})
+    arrays.update({f"exact.{k}": v for k, v in (exact or {}).items()})
     if kinds is not None:
         arrays[GOLDEN_KINDS] = np.asarray(kinds, dtype=str)  # unicode, loads without pickle
     with open(path, "wb") as f:
@@ -219,6 +229,15 @@ def load_golden_kinds(path: Path) -> tuple[str, ...] | None:
         raise ArtifactError("golden.npz holds a malformed input-kind list", path=path,
                             hint="re-export the artifact")
     return tuple(str(k) for k in kinds)
+
+
+def load_golden_exact(path: Path) -> dict[str, np.ndarray]:
+    """The integer reference's outputs on the golden inputs ({} when the artifact has none)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k[6:]: data[k] for k in data.files if k.startswith("exact.")}
+    except (FileNotFoundError, ValueError, OSError):
+        return {}  # load_golden reports the file itself
 
 
 def load_golden(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

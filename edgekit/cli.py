@@ -151,12 +151,16 @@ def doctor(as_json: bool) -> None:
             click.echo(f"  {mark}{row['name']:<16} {row.get('version') or ''}{extra}")
 
 
-def _split_formats(value: str) -> tuple[str, ...]:
+def _split_formats(value: str, quant: str | None = None) -> tuple[str, ...]:
+    """A comma list of formats; `all` = every format that implements `quant` (every format
+    when no quantization mode is in play)."""
     from edgekit.exporter import EXPORTERS
+    from edgekit.pipeline import IMPLEMENTED_QUANTS
 
     parts = tuple(p.strip() for p in value.split(",") if p.strip())
     if parts == ("all",):
-        return tuple(EXPORTERS.list())
+        return tuple(f for f in EXPORTERS.list()
+                     if quant is None or quant in IMPLEMENTED_QUANTS.get(f, ()))
     return parts
 
 
@@ -231,7 +235,7 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
         if v is not None}
     quant_config = QuantConfig(**quant_opts) if quant_opts or quant == "int8" else None
 
-    req = ExportRequest(model=model, formats=_split_formats(to), quant=quant, out=out,
+    req = ExportRequest(model=model, formats=_split_formats(to, quant), quant=quant, out=out,
                         weights=weights, opset=opset, batch=batch, reparam=not no_reparam,
                         seed=seed, n_golden=n_golden, threads=threads, layout=layout,
                         compute_precision=compute_precision,

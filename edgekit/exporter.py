@@ -78,6 +78,7 @@ EXPORTERS.register("tflite", "edgekit.exporters.tflite:TFLiteExporter", extra="t
 EXPORTERS.register("executorch", "edgekit.exporters.executorch:ExecuTorchExporter",
                    extra="executorch")
 EXPORTERS.register("coreml", "edgekit.exporters.coreml:CoreMLExporter", extra="coreml")
+EXPORTERS.register("ekr", "edgekit.exporters.ekr:EkrExporter")
 
 SUFFIX_TO_FORMAT = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch",
-                    ".mlpackage": "coreml"}
+                    ".mlpackage": "coreml", ".ekr": "ekr"}

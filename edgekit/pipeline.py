@@ -51,7 +51,7 @@ from edgekit.validate import validate_artifact
 IMPLEMENTED_QUANTS: dict[str, tuple[str, ...]] = {
     "onnx": ("fp32", "int8", "int-only"), "tflite": ("fp32", "int8"),
     "executorch": ("fp32", "int8"),
-    "coreml": ("fp32", "fp16", "int8")}
+    "coreml": ("fp32", "fp16", "int8"), "ekr": ("int-only",)}
 # Input layouts a format's exporter can produce (NHWC: what mobile camera pipelines feed).
 LAYOUTS: dict[str, tuple[str, ...]] = {"tflite": ("nchw", "nhwc")}
 
@@ -178,11 +178,12 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
         quant_model, repq = _repq(model, quant[1].samples, golden[: req.batch], on_step)
     outcomes: list[ExportOutcome] = []
     failures: dict[str, EdgekitError] = {}
+    integer: dict[str, Any] = {}  # int-only: one integer graph for every format of the request
     for fmt in req.formats:
         try:
             outcomes.append(_export_format(
                 fmt, req, source, finals[fmt], golden, kinds, reference, check, model,
-                quant_model, quant, repq, non_finite, passes, flops, on_step))
+                quant_model, quant, repq, non_finite, passes, flops, on_step, integer))
         except EdgekitError as exc:
             if len(req.formats) == 1:
                 raise
@@ -206,11 +207,11 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
                    quant: tuple[QuantConfig, Any, np.ndarray] | None,
                    repq: dict[str, Any] | None, non_finite: list[dict[str, Any]],
                    passes: list[PassRecord], flops: int | None,
-                   on_step: Callable[[str], None]) -> ExportOutcome:
+                   on_step: Callable[[str], None],
+                   integer: dict[str, Any] | None = None) -> ExportOutcome:
     """One format of an export request: quantize, convert, golden I/O, validate, commit."""
     import time
 
-    import torch
 
     started = time.perf_counter()
     exporter = EXPORTERS.get(fmt)()
@@ -247,31 +248,24 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
                 **prepared.details}
         try:
             if req.quant == "int-only":
-                from edgekit.intonly.export import export_onnx
-
                 assert quant is not None
-                finetuned = None
-                if req.finetune_steps:
-                    from edgekit.intonly.qat import finetune
+                if integer is None:
+                    integer = {}
+                if not integer:
+                    integer.update(_integer_graph(req, source, to_export, golden, quant,
+                                                  on_step))
+                golden_reference = integer["golden_reference"]
+                from edgekit.intonly.export import INTEGER_WRITERS
 
-                    finetuned = finetune(to_export, golden[: req.batch], quant[1].samples,
-                                         req.finetune_steps, str(req.finetune_data),
-                                         source.data_config, seed=req.seed,
-                                         on_step=on_step)
-                    with torch.no_grad():
-                        tuned = to_export(golden)
-                    golden_reference = (tuned[0] if isinstance(tuned, (tuple, list))
-                                        else tuned).float().numpy()
-                on_step("calibrating and translating to integer-only ops")
-                result = export_onnx(to_export, golden[: req.batch], quant[1].samples,
-                                     options, tmp, holdout=quant[2])
+                result = INTEGER_WRITERS[fmt](to_export, golden[: req.batch], quant[1].samples,
+                                              options, tmp, integer=integer["graph"])
                 quant_details = {"calibration": {"set": quant[1].name,
                                                  "samples": len(quant[1])},
                                  "scheme": "int8 weights per channel, int8 activations "
                                            "per tensor (absmax or percentile), int32 "
                                            "accumulators, dyadic requantization, "
                                            "shift-based non-linears",
-                                 "finetune": finetuned}
+                                 "finetune": integer["finetuned"]}
             else:
                 result = exporter.export(to_export, golden[: req.batch], options, tmp)
         except ExportError as exc:
@@ -289,7 +283,9 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
             golden_in = np.ascontiguousarray(golden_in.transpose(0, 2, 3, 1))
         save_golden(tmp / GOLDEN_NAME, {result.inputs[0].name: golden_in},
                     {result.outputs[0].name: reference if golden_reference is None
-                     else golden_reference}, kinds)
+                     else golden_reference}, kinds,
+                    exact={result.outputs[0].name: integer["exact"]}
+                    if req.quant == "int-only" and integer else None)
         manifest = Manifest(
             format=fmt, file=result.file, sha256=sha256_path(tmp / result.file),
             size_bytes=_size(tmp / result.file), model=source.name,
@@ -313,6 +309,37 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
             (tmp / MANIFEST_NAME).write_text(manifest.to_json())
     return ExportOutcome(Artifact(final, manifest), time.perf_counter() - started,
                          [*passes, *format_passes])
+
+
+def _integer_graph(req: ExportRequest, source: Any, to_export: Any, golden: Any,
+                   quant: tuple[QuantConfig, Any, np.ndarray], on_step: Callable[[str], None]
+                   ) -> dict[str, Any]:
+    """--quant int-only, once per request: optional QAT, calibration and translation to the
+    integer graph, and its reference outputs on the golden inputs (what every integer-only
+    runtime must reproduce bit for bit)."""
+    import torch
+
+    from edgekit.intonly.export import build_integer_graph
+    from edgekit.intonly.graph import run_reference
+
+    finetuned, golden_reference = None, None
+    if req.finetune_steps:
+        from edgekit.intonly.qat import finetune
+
+        finetuned = finetune(to_export, golden[: req.batch], quant[1].samples,
+                             req.finetune_steps, str(req.finetune_data), source.data_config,
+                             seed=req.seed, on_step=on_step)
+        with torch.no_grad():
+            tuned = to_export(golden)
+        golden_reference = (tuned[0] if isinstance(tuned, (tuple, list)) else tuned
+                            ).float().numpy()
+    on_step("calibrating and translating to integer-only ops")
+    graph = build_integer_graph(to_export, golden[: req.batch], quant[1].samples, quant[2])
+    x = golden.numpy()
+    exact = np.concatenate([run_reference(graph.graph, x[i:i + req.batch], kernels=True)
+                            for i in range(0, len(x), req.batch)])
+    return {"graph": graph, "finetuned": finetuned, "golden_reference": golden_reference,
+            "exact": exact.astype(np.float32)}
 
 
 _DEVICE_VALIDATABLE = {"onnx", "tflite", "executorch"}

@@ -73,7 +73,8 @@ RUNTIMES.register("litert", "edgekit.runtimes.litert:LiteRtRuntime", extra="tfli
 RUNTIMES.register("executorch", "edgekit.runtimes.executorch:ExecuTorchRuntime",
                   extra="executorch")
 RUNTIMES.register("coreml", "edgekit.runtimes.coreml:CoreMLRuntime", extra="coreml")
+RUNTIMES.register("ekr", "edgekit.runtimes.ekr:EkrRuntime")
 
 # Which runtime validates/benchmarks a format by default (no import needed to decide).
 DEFAULT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch",
-                   "coreml": "coreml"}
+                   "coreml": "coreml", "ekr": "ekr"}

@@ -185,5 +185,30 @@ def validate_artifact(artifact: Artifact, *, runtime: str | None = None,
                        path=str(artifact.model_path), timeout=timeout)
     # Outputs are matched by position: runtimes may rename them.
     got_by_ref = dict(zip(reference, got.values(), strict=False))
-    return compare(reference, got_by_ref, quant=artifact.manifest.quant, runtime=runtime_name,
-                   kinds=artifact.golden_kinds())
+    report = compare(reference, got_by_ref, quant=artifact.manifest.quant, runtime=runtime_name,
+                     kinds=artifact.golden_kinds())
+    return with_exactness(report, artifact.golden_exact(), got_by_ref)
+
+
+def with_exactness(report: ValidationReport, exact: dict[str, np.ndarray],
+                   got: dict[str, np.ndarray]) -> ValidationReport:
+    """An integer-only artifact must also reproduce the integer reference bit for bit (its
+    golden.npz "exact." outputs): any differing value fails it, whatever the cosine."""
+    if not exact:
+        return report
+    import dataclasses
+
+    diffs = []
+    for (name, want), out in zip(exact.items(), got.values(), strict=False):
+        out = np.asarray(out)
+        if out.shape != want.shape:
+            diffs.append(f"'{name}' shape {out.shape} != {want.shape}")
+        elif not np.array_equal(out, want):
+            worst = float(np.abs(out.astype(np.float64) - want).max())
+            diffs.append(f"'{name}' differs from the integer reference in "
+                         f"{int((out != want).sum())} of {want.size} values (max |Δ| {worst:g})")
+    if not diffs:
+        return dataclasses.replace(report, bit_exact=True)
+    reason = "not bit-exact: " + "; ".join(diffs)
+    return dataclasses.replace(report, bit_exact=False, validated=False,
+                               reason=f"{report.reason}; {reason}" if report.reason else reason)

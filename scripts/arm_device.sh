@@ -124,6 +124,17 @@ if ! stamp_ok plugin "$key"; then
   stamp plugin "$key"
 fi
 
+# 4b. The edgekit runtime's on-device app: one static aarch64 binary (kernels_arm/tools).
+key="$(cat "$root"/kernels_arm/src/* "$root"/kernels_arm/include/* "$root"/kernels_arm/runtime/* \
+  "$root"/kernels_arm/tools/ekr_runner.c "$root"/kernels_arm/Makefile | sha256sum | cut -c1-16)"
+if ! stamp_ok runner "$key" || [ ! -x "$DEV/ekr_runner" ]; then
+  say "building the edgekit runtime's aarch64 runner"
+  make -s -C "$root/kernels_arm" build/a64/ekr_runner build/host/ekr_runner
+  cp "$root/kernels_arm/build/a64/ekr_runner" "$DEV/ekr_runner.tmp"
+  mv "$DEV/ekr_runner.tmp" "$DEV/ekr_runner"
+  stamp runner "$key"
+fi
+
 # 5. What is on the device (edgekit doctor reads it): versions as the guest itself reports them.
 key="$(cat "$DEV"/.stamp-{sysroot,cpus,site,site-et,plugin} 2>/dev/null | sha256sum | cut -c1-16)"
 if ! stamp_ok info "$key"; then

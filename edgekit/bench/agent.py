@@ -27,7 +27,11 @@ AGENT_VERSION = "1"
 RESULT_BEGIN = "EDGEKIT-RESULT-BEGIN"
 RESULT_END = "EDGEKIT-RESULT-END"
 PARTIAL = "EDGEKIT-PARTIAL"
-FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch"}
+FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch",
+                  "ekr": "ekr"}
+# The edgekit runtime's shared library (ekr.h), for .ekr artifacts: the collector points here
+# (on the host: the package's _ek_kernels library).
+EKR_LIB_ENV = "EDGEKIT_EKR_LIB"
 # Pause before switching to another target in an interleaved run: a runtime's worker threads
 # keep spinning after a run (ONNX Runtime's intra-op pool does by default), and on a small
 # machine they steal the cores from the next target. Measured here, two ORT sessions of
@@ -120,7 +124,54 @@ class ExecuTorchSession:
         return [o.numpy() for o in self.method.execute([self.torch.from_numpy(x)])]
 
 
-SESSIONS = {"onnxruntime": OrtSession, "litert": LiteRtSession, "executorch": ExecuTorchSession}
+class EkrSession:
+    """edgekit's native runtime through ctypes (ekr.h): the library at $EDGEKIT_EKR_LIB."""
+
+    def __init__(self, path, threads):
+        import ctypes
+
+        import numpy as np
+
+        if threads and threads > 1:
+            raise SystemExit("the edgekit runtime runs one thread in this version")
+        lib_path = os.environ.get(EKR_LIB_ENV)
+        if not lib_path:
+            raise SystemExit(f"{EKR_LIB_ENV} is not set: the edgekit runtime library is not "
+                             "on this device")
+        lib = ctypes.CDLL(lib_path)
+        vp, sz = ctypes.c_void_p, ctypes.c_size_t
+        lib.ekr_load.argtypes = [vp, sz, ctypes.POINTER(vp), ctypes.c_char_p, sz]
+        lib.ekr_run.argtypes = [vp, vp, sz, vp, sz, ctypes.c_char_p, sz]
+        lib.ekr_input_shape.argtypes = lib.ekr_output_shape.argtypes = [
+            vp, ctypes.POINTER(ctypes.c_int32)]
+        lib.ek_build_info.restype = ctypes.c_char_p
+        with open(path, "rb") as f:
+            data = f.read()
+        self._err = ctypes.create_string_buffer(512)
+        self._model = vp()
+        if lib.ekr_load(data, len(data), ctypes.byref(self._model), self._err, 512):
+            raise SystemExit(f"the edgekit runtime rejects {path}: {self._err.value.decode()}")
+
+        def shape(fn):
+            dims = (ctypes.c_int32 * 6)()
+            return tuple(dims[:fn(self._model, dims)])
+
+        self._lib, self._out_shape = lib, shape(lib.ekr_output_shape)
+        self._np = np
+        self.version = "edgekit runtime (" + lib.ek_build_info().decode() + ")"
+
+    def run(self, x):
+        np = self._np
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.empty(self._out_shape, dtype=np.float32)
+        if self._lib.ekr_run(self._model, x.ctypes.data, x.size, y.ctypes.data, y.size,
+                             self._err, 512):
+            raise SystemExit(f"edgekit runtime: {self._err.value.decode()}")
+        return [y]
+
+
+SESSIONS = {"onnxruntime": OrtSession, "litert": LiteRtSession, "executorch": ExecuTorchSession,
+            "ekr": EkrSession}
 
 
 # --- measurement -------------------------------------------------------------------------------

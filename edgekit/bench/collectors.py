@@ -152,6 +152,20 @@ def _finish(device: str, out: str, err: str, code: int | None, timed_out: bool,
                            "rerun, and check the device with `edgekit doctor` there")
 
 
+def _agent_env() -> dict[str, str]:
+    """The local agent's environment: the host's edgekit runtime library for .ekr artifacts."""
+    import os
+
+    env = dict(os.environ)
+    try:
+        from edgekit.kernels import _library_file
+
+        env["EDGEKIT_EKR_LIB"] = str(_library_file())
+    except Exception:  # noqa: BLE001 - not built: .ekr targets then fail with the agent's message
+        env.pop("EDGEKIT_EKR_LIB", None)
+    return env
+
+
 class LocalCollector:
     name = "local"
 
@@ -181,7 +195,8 @@ class LocalCollector:
     def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
         cmd = [sys.executable, str(AGENT), *cfg.agent_args([str(a.resolve()) for a in artifacts])]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=_agent_env())
         out, err, timed_out = _stream(proc, cfg.timeout)
         return _finish("local", out, err, proc.returncode, timed_out, cfg.timeout)
 

@@ -13,7 +13,9 @@ from edgekit.artifact import Artifact
 from edgekit.bench.collectors import BenchConfig, BenchFailed, collector_for
 from edgekit.errors import UsageError
 
-BENCHABLE = {"onnx", "tflite", "executorch"}
+BENCHABLE = {"onnx", "tflite", "executorch", "ekr"}
+# .ekr on ssh/adb devices needs the runtime's runner pushed there (not yet: local and qemu://)
+AGENT_ONLY_HERE = {"ekr"}
 
 
 def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = BenchConfig(),
@@ -28,6 +30,12 @@ def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = Be
             raise UsageError(f"{a.manifest.format} artifacts cannot be benchmarked here",
                              path=a.path, hint="Core ML latency needs a Mac (Xcode's "
                              "performance report); bench onnx/tflite/executorch artifacts")
+    for a in artifacts:
+        if a.manifest.format in AGENT_ONLY_HERE and not (device in ("", "local") or device.startswith("qemu://")):
+            raise UsageError(f"{a.manifest.format} artifacts are benchmarked on local and "
+                             f"qemu:// devices in this version, not {device}",
+                             path=a.path, hint="bench it with --device local or "
+                                               "--device qemu://CPU")
     collector = collector_for(device, identity=identity, known_hosts=known_hosts,
                               remote_tmp=remote_tmp)
     groups = [[a.path for a in artifacts]] if compare else [[a.path] for a in artifacts]
@@ -70,6 +78,12 @@ def _run_native(artifacts: list[Artifact], device: str, cfg: BenchConfig, tool: 
                 remote_tmp: str) -> list[dict[str, Any]]:
     from edgekit.bench.collectors import LocalCollector, SshCollector, run_native_local
 
+    for a in artifacts:
+        if a.manifest.format in AGENT_ONLY_HERE and not (device in ("", "local") or device.startswith("qemu://")):
+            raise UsageError(f"{a.manifest.format} artifacts are benchmarked on local and "
+                             f"qemu:// devices in this version, not {device}",
+                             path=a.path, hint="bench it with --device local or "
+                                               "--device qemu://CPU")
     collector = collector_for(device, identity=identity, known_hosts=known_hosts,
                               remote_tmp=remote_tmp)
     rows = []

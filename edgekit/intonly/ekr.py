@@ -373,9 +373,9 @@ def lower(graph: ig.IntGraph, x: np.ndarray) -> Lowering:
         if fn is None:
             raise EkrError(f"the .ekr runtime has no {type(op).__name__} op")
         fn(low, op)
-        out = low.tensors[low.ids[op.output]]
-        if out.shape != shapes[op.output]:
-            raise EkrError(f"{op.output}: lowered shape {out.shape} != {shapes[op.output]}")
+        lowered = low.tensors[low.ids[op.output]].shape
+        if lowered != shapes[op.output]:
+            raise EkrError(f"{op.output}: lowered shape {lowered} != {shapes[op.output]}")
     for t in low.tensors:
         if len(t.shape) > MAX_RANK:
             raise EkrError(f"tensor of rank {len(t.shape)} (at most {MAX_RANK})")
@@ -428,3 +428,41 @@ def to_ekr(graph: ig.IntGraph, x: np.ndarray) -> tuple[bytes, dict[str, Any]]:
         "arena_bytes": plan.arena_bytes, "arena_lower_bound": plan.lower_bound,
         "input_shape": list(low.tensors[graph_input].shape),
         "output_shape": list(low.tensors[graph_output].shape)}
+
+
+def summarize(data: bytes) -> dict[str, Any]:
+    """Header and op histogram of an .ekr file, parsed in Python with bounds checks (for
+    `inspect`; the C loader is the full check). Raises EkrError on a malformed file."""
+    if len(data) < HEADER_BYTES or data[:4] != MAGIC:
+        raise EkrError("not an .ekr file (magic bytes)")
+    version, header_bytes, crc = struct.unpack_from("<III", data, 4)
+    (size, n_tensors, n_ops, tensors_offset, ops_offset, data_offset, data_bytes, arena, lower,
+     graph_input, graph_output) = struct.unpack_from("<QIIQQQQQQII", data, 16)
+    if version != VERSION:
+        raise EkrError(f".ekr version {version}; this edgekit reads {VERSION}")
+    if size != len(data):
+        raise EkrError(f"truncated or padded: header says {size} bytes, file has {len(data)}")
+    if zlib.crc32(data[16:]) != crc:
+        raise EkrError("checksum mismatch: the file is corrupt")
+    if not (tensors_offset == HEADER_BYTES
+            and ops_offset == tensors_offset + TENSOR_BYTES * n_tensors
+            and ops_offset + OP_BYTES * n_ops <= data_offset <= size
+            and data_offset + data_bytes == size
+            and graph_input < n_tensors and graph_output < n_tensors):
+        raise EkrError("section offsets or tensor ids out of range")
+    names = {code: name for name, code in OPS.items()}
+    ops: dict[str, int] = {}
+    for i in range(n_ops):
+        (kind,) = struct.unpack_from("<I", data, ops_offset + OP_BYTES * i)
+        ops[names.get(kind, f"unknown#{kind}")] = ops.get(names.get(kind, f"unknown#{kind}"),
+                                                          0) + 1
+
+    def shape(t: int) -> list[int]:
+        rank = data[tensors_offset + TENSOR_BYTES * t + 1]
+        dims = struct.unpack_from("<6i", data, tensors_offset + TENSOR_BYTES * t + 4)
+        return [int(d) for d in dims[:min(rank, MAX_RANK)]]
+
+    return {"version": version, "size_bytes": size, "tensors": n_tensors, "n_ops": n_ops,
+            "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+            "constant_bytes": data_bytes, "arena_bytes": arena, "arena_lower_bound": lower,
+            "input_shape": shape(graph_input), "output_shape": shape(graph_output)}

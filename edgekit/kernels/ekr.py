@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class EkrModel:
     def from_file(cls, path: Path) -> EkrModel:
         return cls.from_bytes(Path(path).read_bytes(), str(path))
 
-    def _shape(self, fn: ctypes._CFuncPtr) -> tuple[int, ...]:
+    def _shape(self, fn: Any) -> tuple[int, ...]:
         dims = (ctypes.c_int32 * MAX_RANK)()
         rank = fn(self._handle, dims)
         return tuple(int(d) for d in dims[:rank])

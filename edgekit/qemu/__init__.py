@@ -77,15 +77,26 @@ class QemuDevice:
         data: dict[str, Any] = json.loads((self.root / "device.json").read_text())
         return data
 
-    def command(self, *args: str, count_to: Path | None = None) -> list[str]:
-        """argv running the device's Python with `args` on this CPU model (plus the
-        instruction counter writing to `count_to`)."""
+    @property
+    def runner(self) -> Path:
+        """The edgekit runtime's on-device app (static aarch64, kernels_arm/tools/ekr_runner.c)."""
+        return self.root / "ekr_runner"
+
+    def command(self, *args: str, count_to: Path | None = None,
+                binary: Path | None = None) -> list[str]:
+        """argv running the device's Python (or a static aarch64 `binary`) with `args` on this
+        CPU model (plus the instruction counter writing to `count_to`)."""
         cmd = ["qemu-aarch64", "-cpu", QEMU_CPU_ARG.get(self.cpu, self.cpu)]
         if count_to is not None:
             if not self.plugin.exists():
                 raise DeviceNotBuilt("the instruction-count plugin is not built",
                                      hint=BUILD_HINT)
             cmd += ["-plugin", f"{self.plugin},out={count_to}"]
+        if binary is not None:
+            if not binary.exists():
+                raise DeviceNotBuilt(f"{binary.name} is not built on the emulated device",
+                                     hint=BUILD_HINT)
+            return cmd + ["-L", str(self.root / f"cpu-{self.cpu}"), str(binary), *args]
         return cmd + ["-L", str(self.root / f"cpu-{self.cpu}"), str(self.python), *args]
 
     def env(self, threads: int | None = 1) -> dict[str, str]:

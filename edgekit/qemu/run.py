@@ -20,8 +20,9 @@ import numpy as np
 
 from edgekit.artifact import Artifact
 from edgekit.bench.collectors import AGENT, DeviceError
+from edgekit.errors import UsageError
 from edgekit.qemu import BUILD_HINT, DeviceNotBuilt, QemuDevice
-from edgekit.validate import ValidationReport, compare
+from edgekit.validate import ValidationReport, compare, with_exactness
 
 # format -> the runtime's distribution name on the device (device.json's keys)
 DEVICE_DIST = {"onnx": "onnxruntime", "tflite": "ai-edge-litert", "executorch": "executorch"}
@@ -74,16 +75,21 @@ class GuestRun:
 
 def _guest(dev: QemuDevice, artifact: Artifact, args: list[str], timeout: float,
            count_to: Path | None = None) -> str:
-    """Run the agent on the device; stdout's last line (its JSON) or a DeviceError."""
+    """Run the agent on the device (for .ekr: the runtime's own runner binary, with `args` in
+    its syntax); stdout's last line (its JSON) or a DeviceError."""
     dev.check()
     runtime = DEVICE_DIST.get(artifact.manifest.format, artifact.manifest.format)
-    if dev.info().get("runtimes", {}).get(runtime) is None:
-        why = dev.info().get("errors", {}).get(runtime, "not installed")
-        raise DeviceError(f"{runtime} is not available on {dev.url} ({why})",
-                          hint="rebuild the device with `make arm-device`; the other "
-                               "runtimes still run")
-    cmd = dev.command(str(AGENT), "--artifact", str(artifact.path.resolve()), "--threads", "1",
-                      *args, count_to=count_to)
+    if artifact.manifest.format == "ekr":
+        cmd = dev.command(str(artifact.model_path.resolve()), *args, count_to=count_to,
+                          binary=dev.runner)
+    else:
+        if dev.info().get("runtimes", {}).get(runtime) is None:
+            why = dev.info().get("errors", {}).get(runtime, "not installed")
+            raise DeviceError(f"{runtime} is not available on {dev.url} ({why})",
+                              hint="rebuild the device with `make arm-device`; the other "
+                                   "runtimes still run")
+        cmd = dev.command(str(AGENT), "--artifact", str(artifact.path.resolve()), "--threads",
+                          "1", *args, count_to=count_to)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                               env=dev.env(threads=1), stdin=subprocess.DEVNULL)
@@ -116,9 +122,38 @@ def _guest(dev: QemuDevice, artifact: Artifact, args: list[str], timeout: float,
     return lines[-1]
 
 
+def _runner_outputs(dev: QemuDevice, artifact: Artifact, inputs: np.ndarray | None,
+                    timeout: float) -> GuestRun:
+    """.ekr on the device: raw float32 inputs in, raw float32 outputs out, via ekr_runner."""
+    x = artifact.load_golden()[0] if inputs is None else None
+    batch = np.ascontiguousarray(next(iter(x.values())) if x is not None else inputs,
+                                 dtype=np.float32)
+    want = tuple(artifact.manifest.inputs[0].shape[1:])
+    if tuple(batch.shape[1:]) != want:
+        raise UsageError(f"input shape {tuple(batch.shape)} does not fit the artifact's "
+                         f"(N, {', '.join(map(str, want))})",
+                         hint="resize/crop to the model's input (edgekit run applies the "
+                              "manifest's preprocessing to images)")
+    out_shape = tuple(artifact.manifest.outputs[0].shape)
+    with tempfile.TemporaryDirectory(prefix="edgekit-qemu-") as tmp:
+        src, dst = Path(tmp) / "inputs.f32", Path(tmp) / "outputs.f32"
+        batch.astype("<f4").tofile(src)
+        info = json.loads(_guest(dev, artifact, ["--inputs", str(src), "--outputs", str(dst)],
+                                 timeout))
+        y = np.fromfile(dst, dtype="<f4")
+    per = int(np.prod(out_shape[1:], dtype=np.int64)) * max(1, out_shape[0])
+    if y.size != per * len(batch):
+        raise DeviceError(f"ekr_runner on {dev.url} wrote {y.size} values, not "
+                          f"{per * len(batch)}", hint="rebuild the device (make arm-device)")
+    return GuestRun([y.reshape(len(batch), *out_shape[1:]).astype(np.float32)],
+                    info["runtime_version"], info["machine"])
+
+
 def run_outputs(dev: QemuDevice, artifact: Artifact, inputs: np.ndarray | None = None,
                 timeout: float = 1800.0) -> GuestRun:
     """The artifact's outputs on the device, on its golden inputs or on `inputs`."""
+    if artifact.manifest.format == "ekr":
+        return _runner_outputs(dev, artifact, inputs, timeout)
     with tempfile.TemporaryDirectory(prefix="edgekit-qemu-") as tmp:
         out = Path(tmp) / "outputs.npz"
         args = ["--outputs", str(out)]
@@ -137,9 +172,10 @@ def validate_on(dev: QemuDevice, artifact: Artifact, timeout: float = 1800.0
     _, reference = artifact.load_golden()
     run = run_outputs(dev, artifact, timeout=timeout)
     got = dict(zip(reference, run.outputs, strict=False))
-    return compare(reference, got, quant=artifact.manifest.quant,
-                   runtime=f"{run.runtime_version} on {dev.url} ({run.machine}, emulated)",
-                   kinds=artifact.golden_kinds())
+    report = compare(reference, got, quant=artifact.manifest.quant,
+                     runtime=f"{run.runtime_version} on {dev.url} ({run.machine}, emulated)",
+                     kinds=artifact.golden_kinds())
+    return with_exactness(report, artifact.golden_exact(), got)
 
 
 # The counted inferences are at least this many instructions, so the Python loop around them

@@ -46,7 +46,7 @@ typedef struct {
 } ekr_op;
 
 struct ekr_model {
-  uint8_t *file;  /* owned copy, 64-byte aligned */
+  uint8_t *file;  /* owned copy of the file */
   uint8_t *arena;
   const uint8_t *data;
   uint64_t arena_bytes, lower_bound;
@@ -628,10 +628,12 @@ int ekr_load(const void *data, size_t size, ekr_model **model, char *err, size_t
   LOAD_CHECK(m->input < m->n_tensors && m->output < m->n_tensors && m->input != m->output,
              "graph input/output tensor ids");
   if (!rc) {
-    m->file = aligned_alloc(64, (size + 63) / 64 * 64);
+    /* exact sizes (malloc aligns to 16, all the loader needs): a sanitizer build then
+     * catches any access past the file or the arena */
+    m->file = malloc(size);
     m->tensors = calloc(m->n_tensors, sizeof *m->tensors);
     m->ops = calloc(m->n_ops, sizeof *m->ops);
-    m->arena = aligned_alloc(64, (size_t)((m->arena_bytes + 63) / 64 * 64) + 64);
+    m->arena = malloc(m->arena_bytes ? (size_t)m->arena_bytes : 1);
     LOAD_CHECK(m->file && m->tensors && m->ops && m->arena, "out of memory (arena %llu bytes)",
                (unsigned long long)m->arena_bytes);
   }
