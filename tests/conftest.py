@@ -62,17 +62,23 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def int_only_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An integer-only ONNX artifact of the trained Fashion-MNIST LeViT (its manifest lists the
-    kernel shapes `edgekit bench --kernels` times)."""
+def int_only_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The integer-only ONNX and .ekr artifacts of the trained Fashion-MNIST LeViT, from one
+    export (one integer graph; the ONNX manifest lists the kernel shapes `edgekit bench
+    --kernels` times)."""
     from edgekit.pipeline import ExportRequest, export_model
 
     def export(out: Path) -> dict[str, Path]:
-        (o,) = export_model(ExportRequest(model="fmnist_levit", formats=("onnx",),
-                                          quant="int-only", out=out))
-        return {"onnx": o.artifact.path}
+        outcomes = export_model(ExportRequest(model="fmnist_levit", formats=("onnx", "ekr"),
+                                              quant="int-only", out=out))
+        return {o.artifact.manifest.format: o.artifact.path for o in outcomes}
 
-    return exported_once(tmp_path_factory, "int-only", export)["onnx"]
+    return exported_once(tmp_path_factory, "int-only", export)
+
+
+@pytest.fixture(scope="session")
+def int_only_artifact(int_only_artifacts: dict[str, Path]) -> Path:
+    return int_only_artifacts["onnx"]
 
 
 REAL_MODELS = ("efficientformer_l1", "levit_128s")
