@@ -29,9 +29,10 @@ N_INPUTS = 50
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Each trained Fashion-MNIST config as an integer graph, its .ekr file and 50 test images."""
+    from edgekit.models.source import load_source
+
     from edgekit.calibration import calibration_set
     from edgekit.intonly.convert import convert
-    from edgekit.models.source import load_source
     from edgekit.transforms.base import DEFAULT_PASSES, DeployPipeline
 
     out = tmp_path_factory.mktemp("ekr")
