@@ -151,15 +151,17 @@ def _linear(low: Lowering, op: ig.Linear) -> None:
 
 def conv_scratch_bytes(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
                        stride: tuple[int, int], padding: tuple[int, int], groups: int) -> int:
-    """ekr_conv2d_scratch(): im2col rows of one group plus its transposed output, unless the
-    conv is depthwise (direct, no scratch). Same formula as the C loader checks."""
+    """ekr_conv2d_scratch(): one group's input as NHWC, its im2col rows (k padded to 16) and
+    its gemm output, unless the conv is depthwise (direct, no scratch). The C loader checks
+    the same formula."""
     _, c, h, w = x_shape
     cout, cpg, kh, kw = w_shape
     if groups == c and cpg == 1 and cout == c:
         return 0
     oh = (h + 2 * padding[0] - kh) // stride[0] + 1
     ow = (w + 2 * padding[1] - kw) // stride[1] + 1
-    return oh * ow * (cpg * kh * kw + cout // groups)
+    k = _align(cpg * kh * kw)
+    return _align(h * w * cpg) + _align(oh * ow * k) + oh * ow * (cout // groups)
 
 
 @_lowers(ig.Conv2d)
@@ -174,17 +176,51 @@ def _conv2d(low: Lowering, op: ig.Conv2d) -> None:
 
 @_lowers(ig.MatMul)
 def _matmul(low: Lowering, op: ig.MatMul) -> None:
+    """a @ b (b as [..., k, n]; _fold_transposes may hand it over as [..., n, k])."""
     a, b = low.ids[op.a], _i8(low, op.b)
     rows, k = low.tensors[a].shape[-2:]
     n = low.tensors[b].shape[-1]
     unsigned = low.tensors[a].dtype == U8
-    low.emit("matmul", [a, b], low.activation(op.output, I8), [op.mult, op.shift],
-             matmul_scratch_bytes(rows, k, n, unsigned))
+    low.emit("matmul", [a, b], low.activation(op.output, I8), [op.mult, op.shift, 0],
+             matmul_scratch_bytes(rows, k, n, unsigned, False))
 
 
-def matmul_scratch_bytes(rows: int, k: int, n: int, unsigned: bool) -> int:
-    """ekr_matmul_scratch(): bias [n] int32, bᵀ [n][k], and for uint8 a, a − 128 [rows][k]."""
-    return _align(4 * n) + _align(k * n) + (rows * k if unsigned else 0)
+def _fold_transposes(low: Lowering) -> None:
+    """The gemm takes b as [n][k]. When a matmul's b is the output of a transpose read by
+    nothing else (attention's Kᵀ, V's head permute), that transpose writes bᵀ instead (its
+    permutation with the last two axes swapped) and the matmul reads it flagged (p[2] = 1):
+    one copy instead of two. A swap that becomes the identity leaves the transpose without
+    readers (_drop_dead_ops removes it)."""
+    readers: dict[int, int] = {}
+    for op in low.ops:
+        for t in op.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    producers = {op.output: op for op in low.ops}
+    for op in low.ops:
+        if op.kind != "matmul" or op.params[2]:
+            continue
+        b = op.inputs[1]
+        producer = producers.get(b)
+        if producer is None or producer.kind != "transpose" or readers.get(b) != 1:
+            continue
+        perm = list(producer.params)
+        perm[-2], perm[-1] = perm[-1], perm[-2]
+        shape = low.tensors[b].shape
+        low.tensors[b].shape = (*shape[:-2], shape[-1], shape[-2])
+        rows, k = low.tensors[op.inputs[0]].shape[-2:]
+        if perm == list(range(len(perm))):
+            op.inputs[1] = producer.inputs[0]
+        else:
+            producer.params = perm
+        op.params[2] = 1
+        op.scratch_bytes = matmul_scratch_bytes(rows, k, shape[-1],
+                                                low.tensors[op.inputs[0]].dtype == U8, True)
+
+
+def matmul_scratch_bytes(rows: int, k: int, n: int, unsigned: bool, b_transposed: bool) -> int:
+    """ekr_matmul_scratch(): bias [n] int32, bᵀ [n][k] (unless b comes transposed), and for
+    uint8 a, a − 128 [rows][k]."""
+    return _align(4 * n) + (0 if b_transposed else _align(k * n)) + (rows * k if unsigned else 0)
 
 
 @_lowers(ig.Add)
@@ -376,10 +412,31 @@ def lower(graph: ig.IntGraph, x: np.ndarray) -> Lowering:
         lowered = low.tensors[low.ids[op.output]].shape
         if lowered != shapes[op.output]:
             raise EkrError(f"{op.output}: lowered shape {lowered} != {shapes[op.output]}")
+    _fold_transposes(low)
+    _drop_dead_ops(low, low.ids[graph.input], low.ids[graph.output])
     for t in low.tensors:
         if len(t.shape) > MAX_RANK:
             raise EkrError(f"tensor of rank {len(t.shape)} (at most {MAX_RANK})")
     return low
+
+
+def _drop_dead_ops(low: Lowering, graph_input: int, graph_output: int) -> None:
+    """Remove ops nothing reads (a transpose folded into its matmul) and every tensor no
+    remaining op touches, renumbering the rest."""
+    while True:
+        read = {t for op in low.ops for t in op.inputs} | {graph_output}
+        kept = [op for op in low.ops if op.output in read]
+        if len(kept) == len(low.ops):
+            break
+        low.ops = kept
+    used = sorted({graph_input, graph_output} | {t for op in low.ops for t in op.inputs}
+                  | {op.output for op in low.ops})
+    renumber = {old: new for new, old in enumerate(used)}
+    low.tensors = [low.tensors[old] for old in used]
+    for op in low.ops:
+        op.inputs = [renumber[t] for t in op.inputs]
+        op.output = renumber[op.output]
+    low.ids = {name: renumber[t] for name, t in low.ids.items() if t in renumber}
 
 
 def to_ekr(graph: ig.IntGraph, x: np.ndarray) -> tuple[bytes, dict[str, Any]]:

@@ -47,6 +47,13 @@ uint32_t ekr_op_count(const ekr_model *model);
 /* The kernel paths chosen at load ("s8_gemm_requant=neondot ..."). */
 const char *ekr_kernel_paths(const ekr_model *model);
 
+/* Profiling: `hook(ctx, op_index, op_type, after)` runs before (after = 0) and after (1) every
+ * op of ekr_run; NULL removes it. ekr_op_name(type) names an op type ("linear"). */
+typedef void ekr_op_hook(void *ctx, uint32_t op_index, uint32_t op_type, int after);
+void ekr_set_op_hook(ekr_model *model, ekr_op_hook *hook, void *ctx);
+uint32_t ekr_op_type(const ekr_model *model, uint32_t op_index);
+const char *ekr_op_name(uint32_t op_type);
+
 #ifdef __cplusplus
 }
 #endif

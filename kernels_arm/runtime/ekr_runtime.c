@@ -42,7 +42,8 @@ typedef struct {
   uint32_t output;
   uint64_t scratch_offset, scratch_bytes;
   int64_t p[EKR_MAX_PARAMS];
-  int32_t *aux;  /* matmul: the requant multiplier per output column */
+  int32_t *aux;   /* matmul: the requant multiplier per output column */
+  int8_t *aux8;   /* conv2d (im2col): weights as [O][kh][kw][C/g], k padded to 16 */
 } ekr_op;
 
 struct ekr_model {
@@ -62,6 +63,8 @@ struct ekr_model {
   ek_s8_add_requant_fn add;
   ek_s8_hardswish_fn hardswish;
   char paths[512];
+  ekr_op_hook *hook;
+  void *hook_ctx;
 };
 
 /* --- little helpers ---------------------------------------------------------------------- */
@@ -182,14 +185,23 @@ static int check_broadcast(const ekr_tensor *c, const ekr_tensor *x, int dtype, 
 }
 static uint64_t align16(uint64_t n) { return (n + EKR_ALIGN - 1) / EKR_ALIGN * EKR_ALIGN; }
 
-uint64_t ekr_matmul_scratch(uint64_t m_rows, uint64_t k, uint64_t n, int a_unsigned) {
-  return align16(4 * n) + align16(k * n) + (a_unsigned ? m_rows * k : 0);
+/* bias [n] int32, then bᵀ [n][k] unless b comes transposed, then (uint8 a) a − 128 */
+uint64_t ekr_matmul_scratch(uint64_t m_rows, uint64_t k, uint64_t n, int a_unsigned,
+                            int b_transposed) {
+  return align16(4 * n) + (b_transposed ? 0 : align16(k * n)) + (a_unsigned ? m_rows * k : 0);
 }
 
+static uint64_t padded_k(uint64_t kk) { return (kk + 15) / 16 * 16; }
+
+/* im2col: the group's input as NHWC [h][w][C/g], rows [oh·ow][k padded to 16] (k ordered
+ * ky, kx, c), the gemm's [oh·ow][O/g]; depthwise convolutions run direct, with none */
 uint64_t ekr_conv2d_scratch(const int32_t *x, const int32_t *w, int64_t oh, int64_t ow,
                             int64_t groups) {
-  if (groups == x[1] && w[1] == 1 && w[0] == x[1]) return 0; /* depthwise: direct */
-  return (uint64_t)(oh * ow) * ((uint64_t)w[1] * w[2] * w[3] + (uint64_t)(w[0] / groups));
+  if (groups == x[1] && w[1] == 1 && w[0] == x[1]) return 0;
+  const uint64_t plane = (uint64_t)(oh * ow), cpg = (uint64_t)w[1];
+  return align16((uint64_t)x[2] * (uint64_t)x[3] * cpg) +
+         align16(plane * padded_k(cpg * (uint64_t)w[2] * (uint64_t)w[3])) +
+         plane * (uint64_t)(w[0] / groups);
 }
 
 static int check_op(ekr_model *m, ekr_op *op, char *err, size_t en) {
@@ -272,20 +284,22 @@ static int check_op(ekr_model *m, ekr_op *op, char *err, size_t en) {
     }
     case EKR_OP_matmul: {
       const ekr_tensor *b = T(1);
-      const int r = x->rank;
+      const int r = x->rank, bt = (int)p[2];
       CHECK((x->dtype == EKR_I8 || x->dtype == EKR_U8) && b->dtype == EKR_I8 &&
             out->dtype == EKR_I8 && r >= 2 && b->rank == r && out->rank == r,
             "int8|uint8 [..., M, K] @ int8 [..., K, N] of one rank");
       CHECK(b->storage == EKR_ARENA && x->storage == EKR_ARENA, "operands are activations");
+      CHECK(bt == 0 || bt == 1, "b-transposed flag must be 0 or 1");
       for (int i = 0; i + 2 < r; i++)
         CHECK(x->dims[i] == b->dims[i] && out->dims[i] == x->dims[i], "batch dims differ");
-      CHECK(b->dims[r - 2] == x->dims[r - 1] && out->dims[r - 2] == x->dims[r - 2] &&
-            out->dims[r - 1] == b->dims[r - 1], "matmul shapes do not chain");
+      const int32_t bk = b->dims[r - 2 + bt], bn = b->dims[r - 1 - bt];
+      CHECK(bk == x->dims[r - 1] && out->dims[r - 2] == x->dims[r - 2] && out->dims[r - 1] == bn,
+            "matmul shapes do not chain");
       CHECK((int64_t)x->dims[r - 1] * 32768 < EKR_ACC_LIMIT, "int32 accumulator bound (K)");
       CHECK(p[0] >= 0 && p[0] <= INT32_MAX, "multiplier outside int32");
       if (check_shift(p[1], err, en)) return 1;
       need_scratch = ekr_matmul_scratch((uint64_t)x->dims[r - 2], (uint64_t)x->dims[r - 1],
-                                        (uint64_t)b->dims[r - 1], x->dtype == EKR_U8);
+                                        (uint64_t)bn, x->dtype == EKR_U8, bt);
       break;
     }
     case EKR_OP_add:
@@ -406,11 +420,13 @@ static int check_op(ekr_model *m, ekr_op *op, char *err, size_t en) {
       break;
     }
     case EKR_OP_mulconst:
-      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && same_dims(x, out), "int8 in and out");
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && same_dims(x, out) && x->rank >= 1,
+            "int8 in and out");
       if (check_broadcast(T(1), x, EKR_I32, err, en) || check_shift(p[0], err, en)) return 1;
       break;
     case EKR_OP_addconst:
-      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && same_dims(x, out), "int8 in and out");
+      CHECK(x->dtype == EKR_I8 && out->dtype == EKR_I8 && same_dims(x, out) && x->rank >= 1,
+            "int8 in and out");
       if (check_broadcast(T(1), x, EKR_I64, err, en) || check_shift(p[1], err, en)) return 1;
       CHECK(abs_max(m, T(1)) < ((int64_t)1 << 61), "constant outside +-2^61");
       CHECK(p[0] >= INT32_MIN && p[0] <= INT32_MAX, "multiplier outside int32");
@@ -427,8 +443,21 @@ static int check_op(ekr_model *m, ekr_op *op, char *err, size_t en) {
   }
   CHECK(op->scratch_bytes >= need_scratch, "scratch of %llu bytes, needs %llu",
         (unsigned long long)op->scratch_bytes, (unsigned long long)need_scratch);
+  if (op->type == EKR_OP_conv2d && need_scratch) {  /* im2col: weights as [O][kh][kw][c] */
+    const ekr_tensor *w = T(1);
+    const int64_t o = w->dims[0], cpg = w->dims[1], kh = w->dims[2], kw = w->dims[3];
+    const int64_t kk = cpg * kh * kw, kkp = (int64_t)padded_k((uint64_t)kk);
+    const int8_t *ws = PTR(w, const int8_t);
+    op->aux8 = calloc((size_t)(o * kkp), 1);
+    CHECK(op->aux8 != NULL, "out of memory");
+    for (int64_t oc = 0; oc < o; oc++)
+      for (int64_t ci = 0; ci < cpg; ci++)
+        for (int64_t ky = 0; ky < kh; ky++)
+          for (int64_t kx = 0; kx < kw; kx++)
+            op->aux8[oc * kkp + (ky * kw + kx) * cpg + ci] = ws[((oc * cpg + ci) * kh + ky) * kw + kx];
+  }
   if (op->type == EKR_OP_matmul) {
-    const int64_t n = T(1)->dims[T(1)->rank - 1];
+    const int64_t n = OUT->dims[OUT->rank - 1];
     op->aux = malloc((size_t)n * sizeof(int32_t));
     CHECK(op->aux != NULL, "out of memory");
     for (int64_t j = 0; j < n; j++) op->aux[j] = (int32_t)p[0];
@@ -664,7 +693,10 @@ int ekr_load(const void *data, size_t size, ekr_model **model, char *err, size_t
 void ekr_free(ekr_model *m) {
   if (!m) return;
   if (m->ops)
-    for (uint32_t i = 0; i < m->n_ops; i++) free(m->ops[i].aux);
+    for (uint32_t i = 0; i < m->n_ops; i++) {
+      free(m->ops[i].aux);
+      free(m->ops[i].aux8);
+    }
   free(m->ops);
   free(m->tensors);
   free(m->arena);
@@ -724,49 +756,68 @@ static void run_conv2d(ekr_model *m, const ekr_op *op) {
           }
       continue;
     }
-    /* im2col rows [plane][cpg·kh·kw] of one group, the gemm into [plane][o/g], then NCHW */
-    const int64_t kk = cpg * kh * kw, opg = o / g;
-    int8_t *cols = SCRATCH(int8_t, 0), *tmp = SCRATCH(int8_t, plane * kk);
+    /* im2col over the group's NHWC copy (each tap a copy of C/g contiguous bytes), the gemm
+     * into [plane][O/g] on the repacked weights, then back to NCHW */
+    const int64_t kk = cpg * kh * kw, kkp = (int64_t)padded_k((uint64_t)kk), opg = o / g;
+    int8_t *nhwc = SCRATCH(int8_t, 0);
+    int8_t *cols = SCRATCH(int8_t, align16((uint64_t)(h * wd * cpg)));
+    int8_t *tmp = cols + align16((uint64_t)(plane * kkp));
     for (int64_t gi = 0; gi < g; gi++) {
+      for (int64_t ci = 0; ci < cpg; ci++) {
+        const int8_t *src = xb + (gi * cpg + ci) * h * wd;
+        for (int64_t e = 0; e < h * wd; e++) nhwc[e * cpg + ci] = src[e];
+      }
       for (int64_t oy = 0; oy < oh; oy++)
         for (int64_t ox = 0; ox < ow; ox++) {
-          int8_t *row = cols + (oy * ow + ox) * kk;
-          for (int64_t ci = 0; ci < cpg; ci++)
-            for (int64_t ky = 0; ky < kh; ky++) {
-              const int64_t iy = oy * sh - ph + ky;
-              for (int64_t kx = 0; kx < kw; kx++) {
-                const int64_t ix = ox * sw - pw + kx;
-                *row++ = (iy >= 0 && iy < h && ix >= 0 && ix < wd)
-                             ? xb[((gi * cpg + ci) * h + iy) * wd + ix] : 0;
+          int8_t *row = cols + (oy * ow + ox) * kkp;
+          for (int64_t ky = 0; ky < kh; ky++) {
+            const int64_t iy = oy * sh - ph + ky;
+            for (int64_t kx = 0; kx < kw; kx++, row += cpg) {
+              const int64_t ix = ox * sw - pw + kx;
+              const int8_t *tap = nhwc + (iy * wd + ix) * cpg;
+              const int inside = iy >= 0 && iy < h && ix >= 0 && ix < wd;
+              if (cpg >= 16) {
+                if (inside) memcpy(row, tap, (size_t)cpg);
+                else memset(row, 0, (size_t)cpg);
+              } else {  /* a few channels (the RGB stem): no library call per tap */
+                for (int64_t c = 0; c < cpg; c++) row[c] = inside ? tap[c] : 0;
               }
             }
+          }
+          memset(row, 0, (size_t)(kkp - kk));
         }
-      m->gemm((size_t)plane, (size_t)kk, (size_t)opg, cols, ws + gi * opg * kk, bias + gi * opg,
-              mult + gi * opg, shift, lo, tmp);
-      for (int64_t p = 0; p < plane; p++)
-        for (int64_t j = 0; j < opg; j++) yb[(gi * opg + j) * plane + p] = tmp[p * opg + j];
+      m->gemm((size_t)plane, (size_t)kkp, (size_t)opg, cols, op->aux8 + gi * opg * kkp,
+              bias + gi * opg, mult + gi * opg, shift, lo, tmp);
+      for (int64_t j = 0; j < opg; j++) {
+        int8_t *dst = yb + (gi * opg + j) * plane;
+        for (int64_t q = 0; q < plane; q++) dst[q] = tmp[q * opg + j];
+      }
     }
   }
 }
 
 static void run_matmul(ekr_model *m, const ekr_op *op) {
   const ekr_tensor *a = T(0), *b = T(1), *y = OUT;
-  const int r = a->rank;
-  const int64_t rows = a->dims[r - 2], k = a->dims[r - 1], n = b->dims[r - 1];
+  const int r = a->rank, bt = (int)op->p[2];
+  const int64_t rows = a->dims[r - 2], k = a->dims[r - 1], n = y->dims[r - 1];
   const int64_t batches = (int64_t)(a->numel / (uint64_t)(rows * k));
   const int is_u8 = a->dtype == EKR_U8;
   int32_t *bias = SCRATCH(int32_t, 0);
-  int8_t *bt = SCRATCH(int8_t, align16(4 * (uint64_t)n));
-  int8_t *shifted = SCRATCH(int8_t, align16(4 * (uint64_t)n) + align16((uint64_t)(k * n)));
+  const uint64_t bt_at = align16(4 * (uint64_t)n);
+  int8_t *bt_buf = SCRATCH(int8_t, bt_at);
+  int8_t *shifted = SCRATCH(int8_t, bt_at + (bt ? 0 : align16((uint64_t)(k * n))));
   for (int64_t bi = 0; bi < batches; bi++) {
-    const int8_t *bb = PTR(b, const int8_t) + bi * k * n;
+    const int8_t *bb = PTR(b, const int8_t) + bi * k * n, *w = bb;
+    if (!bt) {  /* the gemm takes w as [n][k] */
+      for (int64_t p = 0; p < k; p++)
+        for (int64_t j = 0; j < n; j++) bt_buf[j * k + p] = bb[p * n + j];
+      w = bt_buf;
+    }
     for (int64_t j = 0; j < n; j++) {
       int32_t total = 0;
-      for (int64_t p = 0; p < k; p++) {
-        bt[j * k + p] = bb[p * n + j];
-        total += bb[p * n + j];
-      }
-      bias[j] = is_u8 ? 128 * total : 0;  /* Σ p·v = Σ (p − 128)·v + 128·Σ v */
+      if (is_u8)
+        for (int64_t p = 0; p < k; p++) total += w[j * k + p];
+      bias[j] = 128 * total;  /* Σ p·v = Σ (p − 128)·v + 128·Σ v; 0 for int8 a */
     }
     const int8_t *aa;
     if (is_u8) {
@@ -776,7 +827,7 @@ static void run_matmul(ekr_model *m, const ekr_op *op) {
     } else {
       aa = PTR(a, const int8_t) + bi * rows * k;
     }
-    m->gemm((size_t)rows, (size_t)k, (size_t)n, aa, bt, bias, op->aux, (int)op->p[1], -128,
+    m->gemm((size_t)rows, (size_t)k, (size_t)n, aa, w, bias, op->aux, (int)op->p[1], -128,
             PTR(y, int8_t) + bi * rows * n);
   }
 }
@@ -786,14 +837,26 @@ static void run_transpose(ekr_model *m, const ekr_op *op) {
   const uint8_t *src = PTR(x, const uint8_t);
   uint8_t *dst = PTR(y, uint8_t);
   int64_t in_stride[EKR_MAX_RANK], stride[EKR_MAX_RANK], idx[EKR_MAX_RANK] = {0};
-  const int r = x->rank;
+  int r = x->rank;
   int64_t s = 1;
   for (int i = r - 1; i >= 0; i--) { in_stride[i] = s; s *= x->dims[i]; }
+  /* trailing axes that stay in place move as contiguous runs */
+  int64_t run = 1;
+  while (r > 0 && op->p[r - 1] == r - 1) run *= x->dims[--r];
+  if (r == 0) { memcpy(dst, src, (size_t)x->nbytes); return; }
   for (int i = 0; i < r; i++) stride[i] = in_stride[op->p[i]];
+  const int64_t last = y->dims[r - 1], step = stride[r - 1];
+  const int64_t outer = (int64_t)y->numel / (run * last);
   int64_t at = 0;
-  for (uint64_t e = 0; e < y->numel; e++) {
-    dst[e] = src[at];
-    for (int i = r - 1; i >= 0; i--) {  /* odometer over the output index */
+  for (int64_t o = 0; o < outer; o++) {
+    if (run == 1) {
+      for (int64_t j = 0; j < last; j++) dst[j] = src[at + j * step];
+    } else {
+      for (int64_t j = 0; j < last; j++)
+        memcpy(dst + j * run, src + at + j * step, (size_t)run);
+    }
+    dst += last * run;
+    for (int i = r - 2; i >= 0; i--) {  /* odometer over the outer output axes */
       at += stride[i];
       if (++idx[i] < y->dims[i]) break;
       at -= stride[i] * y->dims[i];
@@ -802,23 +865,36 @@ static void run_transpose(ekr_model *m, const ekr_op *op) {
   }
 }
 
-/* y[e] = f(x[e], c[broadcast e]) over an output of x's shape */
+/* y[e] = f(x[e], c[broadcast e]) over an output of x's shape, in blocks: the trailing axes
+ * where c matches x run element by element, or where c is 1 run on one constant value */
 #define BROADCAST_LOOP(ctype, BODY)                                                     \
   do {                                                                                  \
     const ekr_tensor *x = T(0), *cst = T(1);                                            \
     const int8_t *xs = PTR(x, const int8_t);                                            \
     const ctype *cs = PTR(cst, const ctype);                                            \
     int8_t *ys = PTR(OUT, int8_t);                                                      \
-    int64_t cstride[EKR_MAX_RANK], idx[EKR_MAX_RANK] = {0}, s = 1;                       \
+    int64_t cstride[EKR_MAX_RANK], idx[EKR_MAX_RANK] = {0}, s = 1, inner = 1;           \
     for (int i = x->rank - 1; i >= 0; i--) {                                            \
       cstride[i] = cst->dims[i] == 1 ? 0 : s;                                           \
       s *= cst->dims[i];                                                                \
     }                                                                                   \
+    int split = x->rank;                                                                \
+    const int scalar_run = cst->dims[split - 1] == 1;                                   \
+    while (split > 0 && (scalar_run ? cst->dims[split - 1] == 1                          \
+                                    : cst->dims[split - 1] == x->dims[split - 1]))      \
+      inner *= x->dims[--split];                                                        \
     int64_t at = 0;                                                                     \
-    for (uint64_t e = 0; e < x->numel; e++) {                                           \
-      const int64_t v = xs[e], c = cs[at];                                              \
-      ys[e] = (BODY);                                                                   \
-      for (int i = x->rank - 1; i >= 0; i--) {                                          \
+    for (uint64_t e = 0; e < x->numel; e += (uint64_t)inner) {                          \
+      if (scalar_run) {                                                                 \
+        const int64_t c = cs[at];                                                       \
+        for (int64_t q = 0; q < inner; q++) { const int64_t v = xs[e + q]; ys[e + q] = (BODY); } \
+      } else {                                                                          \
+        for (int64_t q = 0; q < inner; q++) {                                           \
+          const int64_t v = xs[e + q], c = cs[at + q];                                  \
+          ys[e + q] = (BODY);                                                           \
+        }                                                                               \
+      }                                                                                 \
+      for (int i = split - 1; i >= 0; i--) {                                            \
         at += cstride[i];                                                               \
         if (++idx[i] < x->dims[i]) break;                                               \
         at -= cstride[i] * x->dims[i];                                                  \
@@ -925,10 +1001,18 @@ static void run_op(ekr_model *m, const ekr_op *op) {
       const int64_t dim = x->dims[axis], take = y->dims[axis];
       const uint8_t *src = PTR(x, const uint8_t);
       uint8_t *dst = PTR(y, uint8_t);
-      for (int64_t o = 0; o < outer; o++)
-        for (int64_t j = 0; j < take; j++)
-          memcpy(dst + (o * take + j) * inner, src + (o * dim + p[1] + j * p[3]) * inner,
-                 (size_t)inner);
+      if (p[3] == 1) {  /* one contiguous run per outer index */
+        for (int64_t o = 0; o < outer; o++)
+          memcpy(dst + o * take * inner, src + (o * dim + p[1]) * inner, (size_t)(take * inner));
+      } else if (inner == 1) {
+        for (int64_t o = 0; o < outer; o++)
+          for (int64_t j = 0; j < take; j++) dst[o * take + j] = src[o * dim + p[1] + j * p[3]];
+      } else {
+        for (int64_t o = 0; o < outer; o++)
+          for (int64_t j = 0; j < take; j++)
+            memcpy(dst + (o * take + j) * inner, src + (o * dim + p[1] + j * p[3]) * inner,
+                   (size_t)inner);
+      }
       break;
     }
     case EKR_OP_concat: {
@@ -987,7 +1071,15 @@ int ekr_run(ekr_model *m, const float *input, size_t input_count, float *output,
   CHECK(output_count == out->numel, "output buffer of %zu values, the model gives %llu",
         output_count, (unsigned long long)out->numel);
   memcpy(m->arena + in->offset, input, in->nbytes);
-  for (uint32_t i = 0; i < m->n_ops; i++) run_op(m, &m->ops[i]);
+  if (m->hook) {
+    for (uint32_t i = 0; i < m->n_ops; i++) {
+      m->hook(m->hook_ctx, i, m->ops[i].type, 0);
+      run_op(m, &m->ops[i]);
+      m->hook(m->hook_ctx, i, m->ops[i].type, 1);
+    }
+  } else {
+    for (uint32_t i = 0; i < m->n_ops; i++) run_op(m, &m->ops[i]);
+  }
   memcpy(output, m->arena + out->offset, out->nbytes);
   return 0;
 }
@@ -1004,3 +1096,9 @@ uint64_t ekr_arena_bytes(const ekr_model *m) { return m->arena_bytes; }
 uint64_t ekr_arena_lower_bound(const ekr_model *m) { return m->lower_bound; }
 uint32_t ekr_op_count(const ekr_model *m) { return m->n_ops; }
 const char *ekr_kernel_paths(const ekr_model *m) { return m->paths; }
+void ekr_set_op_hook(ekr_model *m, ekr_op_hook *hook, void *ctx) {
+  m->hook = hook;
+  m->hook_ctx = ctx;
+}
+uint32_t ekr_op_type(const ekr_model *m, uint32_t i) { return i < m->n_ops ? m->ops[i].type : 0; }
+const char *ekr_op_name(uint32_t type) { return op_name(type); }

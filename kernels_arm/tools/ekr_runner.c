@@ -4,7 +4,10 @@
  * instruction-count markers of edgekit/qemu/insncount.c. Prints one JSON line.
  *
  *   ekr_runner MODEL.ekr [--inputs X.f32 --outputs Y.f32] [--warmup N] [--runs N]
- *                        [--count-runs N]
+ *                        [--count-runs N [--count-op TYPE]]
+ *
+ * --count-op TYPE marks only the ops of that type inside the counted runs (one pair per op:
+ * the plugin sums them), which gives the instructions an op type costs per inference.
  *
  * X.f32 holds N whole inputs (raw little-endian float32, the model's input shape each); Y.f32
  * gets N outputs. Exit codes: 0 ok, 2 usage, 3 the model file is rejected, 4 a run failed. */
@@ -35,6 +38,13 @@ static double now_ms(void) {
 static void count_mark(long long offset) {
   /* fails with EBADF by design: only the counting plugin acts on it */
   (void)lseek(-1, (off_t)offset, SEEK_SET);
+}
+
+static uint32_t counted_type;  /* --count-op: the op type whose ops are marked, 0 = all */
+static void mark_op(void *ctx, uint32_t index, uint32_t type, int after) {
+  (void)ctx;
+  (void)index;
+  if (type == counted_type) count_mark(after ? COUNT_MARK_STOP : COUNT_MARK_START);
 }
 
 static int usage(const char *msg) {
@@ -78,7 +88,7 @@ static int parse_count(const char *s, int *out) {
 }
 
 int main(int argc, char **argv) {
-  const char *model_path = NULL, *inputs_path = NULL, *outputs_path = NULL;
+  const char *model_path = NULL, *inputs_path = NULL, *outputs_path = NULL, *count_op = NULL;
   int warmup = 10, runs = 50, count_runs = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -87,6 +97,7 @@ int main(int argc, char **argv) {
     else if (i + 1 < argc && strcmp(a, "--warmup") == 0) { if (parse_count(argv[++i], &warmup)) return usage("bad --warmup"); }
     else if (i + 1 < argc && strcmp(a, "--runs") == 0) { if (parse_count(argv[++i], &runs)) return usage("bad --runs"); }
     else if (i + 1 < argc && strcmp(a, "--count-runs") == 0) { if (parse_count(argv[++i], &count_runs)) return usage("bad --count-runs"); }
+    else if (i + 1 < argc && strcmp(a, "--count-op") == 0) count_op = argv[++i];
     else if (a[0] == '-') return usage("unknown option");
     else if (!model_path) model_path = a;
     else return usage("one model only");
@@ -151,11 +162,22 @@ int main(int argc, char **argv) {
   double *warm = calloc((size_t)warmup + 1, sizeof *warm);
   double *samples = calloc((size_t)runs + 1, sizeof *samples);
   if (!warm || !samples) { fprintf(stderr, "ekr_runner: out of memory\n"); return 4; }
+  if (count_op) {
+    for (uint32_t t = 1; t < 64 && !counted_type; t++)
+      if (strcmp(ekr_op_name(t), count_op) == 0) counted_type = t;
+    if (!counted_type || count_runs < 0) return usage("--count-op needs --count-runs and an op type");
+  }
   if (count_runs >= 0) {
     runs = warmup = 0;
-    count_mark(COUNT_MARK_START);
-    for (int i = 0; i < count_runs; i++) ekr_run(m, x, n_in, y, n_out, err, sizeof err);
-    count_mark(COUNT_MARK_STOP);
+    if (counted_type) {
+      ekr_set_op_hook(m, mark_op, NULL);
+      for (int i = 0; i < count_runs; i++) ekr_run(m, x, n_in, y, n_out, err, sizeof err);
+      ekr_set_op_hook(m, NULL, NULL);
+    } else {
+      count_mark(COUNT_MARK_START);
+      for (int i = 0; i < count_runs; i++) ekr_run(m, x, n_in, y, n_out, err, sizeof err);
+      count_mark(COUNT_MARK_STOP);
+    }
   }
   for (int i = 0; i < warmup; i++) {
     const double t = now_ms();
