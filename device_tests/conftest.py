@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import int_only_artifact, small_tmpfs, tiny_artifact  # noqa: F401 - shared
+from tests.conftest import (  # noqa: F401 - shared
+    int_only_artifact,
+    int_only_artifacts,
+    small_tmpfs,
+    tiny_artifact,
+)
 
 SSHD = "/usr/sbin/sshd"
 

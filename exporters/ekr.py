@@ -12,6 +12,10 @@ from typing import Any, ClassVar
 from edgekit.errors import ArtifactError, ExportError
 from edgekit.exporter import ExportOptions, ExportResult, check_file_kind
 
+# Ops the deploy passes remove before the integer translation sees the graph (BN folded into
+# the conv/linear before it, dropout stripped): not a missing translation.
+FOLDED_BEFORE_TRANSLATION = {"batch_norm", "_native_batch_norm_legit_no_training", "dropout"}
+
 
 class EkrExporter:
     format: ClassVar[str] = "ekr"
@@ -29,7 +33,8 @@ class EkrExporter:
         from edgekit.intonly.convert import TRANSLATORS
 
         targets = list(call_targets(exported.graph_module))
-        missing = Counter(name for name in map(op_name, targets) if name not in TRANSLATORS)
+        missing = Counter(name for name in map(op_name, targets)
+                          if name not in TRANSLATORS and name not in FOLDED_BEFORE_TRANSLATION)
         return Support("ekr", dict(histogram(targets).most_common()), dict(missing),
                        note="--quant int-only only: every op integer, on edgekit's kernels")
 

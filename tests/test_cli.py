@@ -37,7 +37,8 @@ def test_doctor_reports_onnx_stack():
     if platform.system() != "Darwin":
         assert not runtimes["coreml"]["ok"] and "macOS" in runtimes["coreml"]["fix"]
     assert {e["name"] for e in report["exporters"] if e["ok"]} == {
-        "onnx", "tflite", "executorch", "coreml"}
+        "onnx", "tflite", "executorch", "coreml", "ekr"}
+    assert runtimes["ekr"]["ok"] and "edgekit" in runtimes["ekr"]["version"], runtimes["ekr"]
     (lib,) = report["kernels"]
     assert lib["ok"] and "scalar" in lib["version"], lib  # built at install
     assert all("fix" in t for t in report["tools"])

@@ -139,6 +139,10 @@ def cases(seed: int = 0) -> Iterator[Case]:
     for m, k, n in [(1, 1, 1), (5, 19, 7), (3, 16, 5), (7, 33, 9), (4, 48, 4), (9, 200, 13),
                     (17, 72, 6), (2, 8200, 3)]:  # 8-row blocks + tail; k past i8mm's panel
         yield gemm(rng, m, k, n, note="odd sizes")
+    # the 4x16c4 dot kernel: 16-column panels with an edge panel, k tails inside the last 16,
+    # one exact 16×16 panel, k past its panel limit (4096)
+    for m, k, n in [(6, 37, 35), (9, 16, 17), (4, 64, 16), (3, 4, 33), (5, 4099, 18)]:
+        yield gemm(rng, m, k, n, note="16-column panels")
     yield gemm(rng, 6, 40, 10, relu=True, note="ReLU")
     yield gemm(rng, 5, 64, 6, mult=np.full(6, 1), shift=1, note="ties")
     yield gemm(rng, 3, 17, 5, mult=np.full(5, 3), shift=2, note="ties, mult 3")

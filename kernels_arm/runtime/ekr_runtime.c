@@ -13,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+
 #include "ek_common.h"
 #include "ek_kernels.h"
 #include "ekr.h"
@@ -945,7 +949,24 @@ static void run_op(ekr_model *m, const ekr_op *op) {
       memcpy(&scale, &p[0], sizeof scale);
       const float *xs = PTR(x, const float);
       int8_t *ys = PTR(y, int8_t);
-      for (uint64_t i = 0; i < x->numel; i++) {
+      uint64_t i = 0;
+#if defined(__aarch64__) && defined(__ARM_NEON)
+      /* two lanes of float64: x / scale, round half to even, clamp (NaN stays NaN and
+       * converts to 0, as the scalar tail below), convert */
+      const float64x2_t vs = vdupq_n_f64(scale), vlo = vdupq_n_f64(-128.0), vhi = vdupq_n_f64(127.0);
+      for (; i + 4 <= x->numel; i += 4) {
+        const float32x4_t v = vld1q_f32(xs + i);
+        const float64x2_t a = vminq_f64(vmaxq_f64(vrndnq_f64(vdivq_f64(vcvt_f64_f32(vget_low_f32(v)), vs)), vlo), vhi);
+        const float64x2_t b = vminq_f64(vmaxq_f64(vrndnq_f64(vdivq_f64(vcvt_high_f64_f32(v), vs)), vlo), vhi);
+        const int32x4_t q = vcombine_s32(vmovn_s64(vcvtq_s64_f64(a)), vmovn_s64(vcvtq_s64_f64(b)));
+        const int16x4_t h = vmovn_s32(q);
+        ys[i] = (int8_t)vget_lane_s16(h, 0);
+        ys[i + 1] = (int8_t)vget_lane_s16(h, 1);
+        ys[i + 2] = (int8_t)vget_lane_s16(h, 2);
+        ys[i + 3] = (int8_t)vget_lane_s16(h, 3);
+      }
+#endif
+      for (; i < x->numel; i++) {
         const double v = nearbyint((double)xs[i] / scale);  /* half to even, as np.rint */
         ys[i] = v != v ? 0 : v <= -128 ? -128 : v >= 127 ? 127 : (int8_t)v;
       }

@@ -130,10 +130,125 @@ void ek_s8_gemm_requant__neon(size_t m, size_t k, size_t n, const int8_t *a, con
 #pragma GCC push_options
 #pragma GCC target("arch=armv8.2-a+dotprod")
 #define EK_DOT16_DOT(acc, va, vb) acc = vdotq_s32(acc, va, vb)
+/* 4×16 output blocks, k in groups of 4 (XNNPACK's 4x16c4): each 16-column panel of w is
+ * packed once per call as [k/4][16 columns][4 k] (zero-padded to 16 columns and to k rounded
+ * up to 16), so one SDOT by element multiplies 4 k of one row into 4 columns at once: the
+ * accumulators hold whole outputs (no horizontal reduction) and requantize 4 columns per
+ * vector. Panels over EK_DOT_PANEL_K and fewer than 16 columns (half a panel would be
+ * padding) fall back to the 4×4 body. */
+#define EK_DOT_PANEL_K 4096
+
+/* panel[g][c][t] = w[c][4g + t] for 16 columns of w (nc valid), k valid, kp = k rounded to 16 */
+EK_INLINE void pack_panel16(const int8_t *w, size_t k, size_t kp, size_t nc, int8_t *panel) {
+  const size_t k16 = k & ~(size_t)15;
+  for (size_t c0 = 0; c0 < 16; c0 += 4) {
+    const int8_t *r[4];
+    for (size_t q = 0; q < 4; q++) r[q] = w + (c0 + q < nc ? c0 + q : nc - 1) * k;
+    for (size_t p = 0; p < k16; p += 16) {
+      /* 4 columns × 16 k → for each group of 4 k: [c0 t0..3, c1 t0..3, c2 .., c3 ..] */
+      const int32x4_t v0 = vreinterpretq_s32_s8(vld1q_s8(r[0] + p));
+      const int32x4_t v1 = vreinterpretq_s32_s8(vld1q_s8(r[1] + p));
+      const int32x4_t v2 = vreinterpretq_s32_s8(vld1q_s8(r[2] + p));
+      const int32x4_t v3 = vreinterpretq_s32_s8(vld1q_s8(r[3] + p));
+      const int32x4_t t01l = vzip1q_s32(v0, v1), t01h = vzip2q_s32(v0, v1);
+      const int32x4_t t23l = vzip1q_s32(v2, v3), t23h = vzip2q_s32(v2, v3);
+      int8_t *dst = panel + (p / 4) * 64 + c0 * 4;
+      vst1q_s8(dst, vreinterpretq_s8_s64(vzip1q_s64(vreinterpretq_s64_s32(t01l),
+                                                     vreinterpretq_s64_s32(t23l))));
+      vst1q_s8(dst + 64, vreinterpretq_s8_s64(vzip2q_s64(vreinterpretq_s64_s32(t01l),
+                                                          vreinterpretq_s64_s32(t23l))));
+      vst1q_s8(dst + 128, vreinterpretq_s8_s64(vzip1q_s64(vreinterpretq_s64_s32(t01h),
+                                                           vreinterpretq_s64_s32(t23h))));
+      vst1q_s8(dst + 192, vreinterpretq_s8_s64(vzip2q_s64(vreinterpretq_s64_s32(t01h),
+                                                           vreinterpretq_s64_s32(t23h))));
+    }
+    for (size_t p = k16; p < kp; p++)
+      for (size_t q = 0; q < 4; q++)
+        panel[(p / 4) * 64 + (c0 + q) * 4 + p % 4] = p < k ? r[q][p] : 0;
+  }
+  if (nc < 16) /* columns past the end multiply to zero (their outputs are never stored) */
+    for (size_t g = 0; g < kp / 4; g++)
+      for (size_t c = nc; c < 16; c++)
+        for (size_t t = 0; t < 4; t++) panel[g * 64 + c * 4 + t] = 0;
+}
+
+EK_INLINE void store_row16(int8_t *dst, const int32x4_t acc[4], const int32_t *bias,
+                           const int32_t *mult, size_t nc, int64x2_t neg_shift, int8x16_t lo) {
+  int32x4_t r[4];
+  for (int v = 0; v < 4; v++)
+    r[v] = requant_s32(vaddq_s32(acc[v], vld1q_s32(bias + 4 * v)), vld1q_s32(mult + 4 * v),
+                       neg_shift);
+  const int8x16_t q = vmaxq_s8(narrow_s32x16(r[0], r[1], r[2], r[3]), lo);
+  if (nc == 16) {
+    vst1q_s8(dst, q);
+  } else {
+    int8_t tmp[16];
+    vst1q_s8(tmp, q);
+    for (size_t c = 0; c < nc; c++) dst[c] = tmp[c];
+  }
+}
+
 void ek_s8_gemm_requant__neondot(size_t m, size_t k, size_t n, const int8_t *a,
                                  const int8_t *w, const int32_t *bias, const int32_t *mult,
                                  int shift, int32_t lo, int8_t *y) {
-  EK_GEMM_BODY(EK_DOT16_DOT)
+  if (k > EK_DOT_PANEL_K || k == 0 || n < 16) {
+    EK_GEMM_BODY(EK_DOT16_DOT)
+    return;
+  }
+  const size_t kp = (k + 15) & ~(size_t)15, k16 = k & ~(size_t)15;
+  const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  const int8x16_t lo16 = vdupq_n_s8((int8_t)lo);
+  int8_t panel[EK_DOT_PANEL_K * 16] __attribute__((aligned(16)));
+  for (size_t j = 0; j < n; j += 16) {
+    const size_t nc = n - j < 16 ? n - j : 16;
+    pack_panel16(w + j * k, k, kp, nc, panel);
+    int32_t bias16[16], mult16[16];
+    const int32_t *bj = bias + j, *mj = mult + j;
+    if (nc < 16) { /* an edge panel: do not read past the per-channel arrays */
+      for (size_t c = 0; c < 16; c++) {
+        bias16[c] = bias[j + (c < nc ? c : 0)];
+        mult16[c] = mult[j + (c < nc ? c : 0)];
+      }
+      bj = bias16;
+      mj = mult16;
+    }
+    for (size_t i = 0; i < m; i += 4) {
+      const size_t mr = m - i < 4 ? m - i : 4;
+      const int8_t *ar[4];
+      for (size_t r = 0; r < 4; r++) ar[r] = a + (i + (r < mr ? r : mr - 1)) * k;
+      int32x4_t acc[4][4];
+      for (int r = 0; r < 4; r++)
+        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_s32(0);
+#define EK_DOT_GROUP(g)                                                               \
+        {                                                                             \
+          const int8x16_t w0 = vld1q_s8(pw + 64 * (g)), w1 = vld1q_s8(pw + 64 * (g) + 16);  \
+          const int8x16_t w2 = vld1q_s8(pw + 64 * (g) + 32), w3 = vld1q_s8(pw + 64 * (g) + 48); \
+          for (int r = 0; r < 4; r++) {                                               \
+            acc[r][0] = vdotq_laneq_s32(acc[r][0], w0, va[r], g);                     \
+            acc[r][1] = vdotq_laneq_s32(acc[r][1], w1, va[r], g);                     \
+            acc[r][2] = vdotq_laneq_s32(acc[r][2], w2, va[r], g);                     \
+            acc[r][3] = vdotq_laneq_s32(acc[r][3], w3, va[r], g);                     \
+          }                                                                           \
+        }
+      const int8_t *pw = panel;
+      for (size_t p = 0; p < k16; p += 16, pw += 256) {
+        const int8x16_t va[4] = {vld1q_s8(ar[0] + p), vld1q_s8(ar[1] + p), vld1q_s8(ar[2] + p),
+                                 vld1q_s8(ar[3] + p)};
+        EK_DOT_GROUP(0) EK_DOT_GROUP(1) EK_DOT_GROUP(2) EK_DOT_GROUP(3)
+      }
+      if (k16 < kp) { /* the last partial 16 of k: zero-padded copies of the rows' tails */
+        int8_t tail[4][16];
+        for (int r = 0; r < 4; r++)
+          for (size_t t = 0; t < 16; t++) tail[r][t] = k16 + t < k ? ar[r][k16 + t] : 0;
+        const int8x16_t va[4] = {vld1q_s8(tail[0]), vld1q_s8(tail[1]), vld1q_s8(tail[2]),
+                                 vld1q_s8(tail[3])};
+        EK_DOT_GROUP(0) EK_DOT_GROUP(1) EK_DOT_GROUP(2) EK_DOT_GROUP(3)
+      }
+#undef EK_DOT_GROUP
+      for (size_t r = 0; r < mr; r++)
+        store_row16(y + (i + r) * n + j, acc[r], bj, mj, nc, neg_shift, lo16);
+    }
+  }
 }
 #pragma GCC pop_options
 
