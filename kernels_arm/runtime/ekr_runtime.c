@@ -47,7 +47,8 @@ typedef struct {
   uint64_t scratch_offset, scratch_bytes;
   int64_t p[EKR_MAX_PARAMS];
   int32_t *aux;   /* matmul: the requant multiplier per output column */
-  int8_t *aux8;   /* conv2d (im2col): weights as [O][kh][kw][C/g], k padded to 16 */
+  int8_t *aux8;   /* conv2d (im2col): weights as [O][kh][kw][C/g], k padded to 16;
+                   * elementwise ops of one int8 input: their 256-entry table, by (uint8) x */
 } ekr_op;
 
 struct ekr_model {
@@ -597,6 +598,65 @@ static int check_plan(ekr_model *m, char *err, size_t en) {
   return bad;
 }
 
+/* An elementwise op of one int8 input with scalar parameters is a function of 256 values:
+ * its table is the selected kernel run once on every input, so a lookup is bit-exact by
+ * construction. */
+static int is_table_op(const ekr_op *op) {
+  return op->type == EKR_OP_shiftgelu || op->type == EKR_OP_hardswish ||
+         op->type == EKR_OP_relu;
+}
+
+static void compute_elementwise(const ekr_model *m, const ekr_op *op, size_t count,
+                                const int8_t *x, int8_t *y) {
+  const int64_t *p = op->p;
+  switch (op->type) {
+    case EKR_OP_shiftgelu:
+      m->shiftgelu(count, x, (int32_t)p[0], (int)p[1], (int)p[2], (int32_t)p[3], (int)p[4], y);
+      break;
+    case EKR_OP_hardswish:
+      m->hardswish(count, x, (int32_t)p[0], (int32_t)p[1], (int32_t)p[2], (int)p[3], y);
+      break;
+    default:  /* relu */
+      for (size_t i = 0; i < count; i++) y[i] = x[i] > 0 ? x[i] : 0;
+  }
+}
+
+static int build_tables(ekr_model *m) {
+  int8_t every[256];
+  for (int i = 0; i < 256; i++) every[i] = (int8_t)(uint8_t)i;
+  for (uint32_t i = 0; i < m->n_ops; i++) {
+    ekr_op *op = &m->ops[i];
+    if (!is_table_op(op)) continue;
+    op->aux8 = malloc(256);
+    if (!op->aux8) return -1;
+    compute_elementwise(m, op, 256, every, op->aux8);
+  }
+  return 0;
+}
+
+/* y[i] = table[(uint8) x[i]]: on NEON four 64-byte TBL/TBX lookups per 16 bytes */
+static void apply_table(const int8_t *table, size_t count, const int8_t *x, int8_t *y) {
+  size_t i = 0;
+#if defined(__aarch64__) && defined(__ARM_NEON)
+  const uint8_t *t = (const uint8_t *)table;
+  const uint8x16x4_t t0 = vld1q_u8_x4(t), t1 = vld1q_u8_x4(t + 64);
+  const uint8x16x4_t t2 = vld1q_u8_x4(t + 128), t3 = vld1q_u8_x4(t + 192);
+  const uint8x16_t step = vdupq_n_u8(64);
+  for (; i + 16 <= count; i += 16) {
+    uint8x16_t v = vld1q_u8((const uint8_t *)x + i);
+    uint8x16_t r = vqtbl4q_u8(t0, v);
+    v = vsubq_u8(v, step);
+    r = vqtbx4q_u8(r, t1, v);
+    v = vsubq_u8(v, step);
+    r = vqtbx4q_u8(r, t2, v);
+    v = vsubq_u8(v, step);
+    r = vqtbx4q_u8(r, t3, v);
+    vst1q_u8((uint8_t *)y + i, r);
+  }
+#endif
+  for (; i < count; i++) y[i] = table[(uint8_t)x[i]];
+}
+
 static void choose_kernels(ekr_model *m) {
 #define EKR_PICK(field, op)                                     \
   do {                                                          \
@@ -690,6 +750,10 @@ int ekr_load(const void *data, size_t size, ekr_model **model, char *err, size_t
     return rc;
   }
   choose_kernels(m);
+  if (build_tables(m) != 0) {
+    ekr_free(m);
+    return fail(err, en, "out of memory");
+  }
   *model = m;
   return 0;
 }
@@ -721,6 +785,53 @@ static int64_t inner_count(const ekr_tensor *t, int axis) {
   return n;
 }
 static int8_t sat8(int64_t v) { return (int8_t)ek_clamp(v, -128, 127); }
+
+/* dst[c·ds + r] = src[r·ss + c] for a rows × cols byte matrix: 16×16 tiles in registers on
+ * NEON (four TRN stages: bytes, halves, words, doublewords; register j ends as column j),
+ * the edges and other targets element by element in cache-sized tiles */
+static void transpose_bytes(const uint8_t *src, int64_t rows, int64_t cols, int64_t ss,
+                            uint8_t *dst, int64_t ds) {
+  int64_t r0 = 0, c0 = 0;
+#if defined(__aarch64__) && defined(__ARM_NEON)
+  const int64_t r16 = rows & ~(int64_t)15, c16 = cols & ~(int64_t)15;
+  for (int64_t r = 0; r < r16; r += 16)
+    for (int64_t c = 0; c < c16; c += 16) {
+      uint8x16_t v[16];
+      for (int i = 0; i < 16; i++) v[i] = vld1q_u8(src + (r + i) * ss + c);
+      for (int i = 0; i < 16; i += 2) {
+        const uint8x16_t a = v[i], b = v[i + 1];
+        v[i] = vtrn1q_u8(a, b);
+        v[i + 1] = vtrn2q_u8(a, b);
+      }
+      for (int i = 0; i < 16; i++) {
+        if (i & 2) continue;
+        const uint16x8_t a = vreinterpretq_u16_u8(v[i]), b = vreinterpretq_u16_u8(v[i + 2]);
+        v[i] = vreinterpretq_u8_u16(vtrn1q_u16(a, b));
+        v[i + 2] = vreinterpretq_u8_u16(vtrn2q_u16(a, b));
+      }
+      for (int i = 0; i < 16; i++) {
+        if (i & 4) continue;
+        const uint32x4_t a = vreinterpretq_u32_u8(v[i]), b = vreinterpretq_u32_u8(v[i + 4]);
+        v[i] = vreinterpretq_u8_u32(vtrn1q_u32(a, b));
+        v[i + 4] = vreinterpretq_u8_u32(vtrn2q_u32(a, b));
+      }
+      for (int i = 0; i < 8; i++) {
+        const uint64x2_t a = vreinterpretq_u64_u8(v[i]), b = vreinterpretq_u64_u8(v[i + 8]);
+        v[i] = vreinterpretq_u8_u64(vtrn1q_u64(a, b));
+        v[i + 8] = vreinterpretq_u8_u64(vtrn2q_u64(a, b));
+      }
+      for (int j = 0; j < 16; j++) vst1q_u8(dst + (c + j) * ds + r, v[j]);
+    }
+  /* what the tiles left: the bottom rows (all columns) and the right columns (tiled rows) */
+  for (int64_t r = 0; r < r16; r++)
+    for (int64_t c = c16; c < cols; c++) dst[c * ds + r] = src[r * ss + c];
+  r0 = r16;
+#endif
+  for (int64_t rb = r0; rb < rows; rb += 32)
+    for (int64_t cb = c0; cb < cols; cb += 32)
+      for (int64_t r = rb; r < rows && r < rb + 32; r++)
+        for (int64_t c = cb; c < cols && c < cb + 32; c++) dst[c * ds + r] = src[r * ss + c];
+}
 
 static void run_conv2d(ekr_model *m, const ekr_op *op) {
   const ekr_tensor *x = T(0), *w = T(1), *y = OUT;
@@ -767,11 +878,12 @@ static void run_conv2d(ekr_model *m, const ekr_op *op) {
     int8_t *cols = SCRATCH(int8_t, align16((uint64_t)(h * wd * cpg)));
     int8_t *tmp = cols + align16((uint64_t)(plane * kkp));
     for (int64_t gi = 0; gi < g; gi++) {
-      for (int64_t ci = 0; ci < cpg; ci++) {
-        const int8_t *src = xb + (gi * cpg + ci) * h * wd;
-        for (int64_t e = 0; e < h * wd; e++) nhwc[e * cpg + ci] = src[e];
-      }
-      for (int64_t oy = 0; oy < oh; oy++)
+      transpose_bytes((const uint8_t *)(xb + gi * cpg * h * wd), cpg, h * wd, h * wd,
+                      (uint8_t *)nhwc, cpg);
+      /* a pointwise convolution's rows are the NHWC pixels themselves */
+      const int pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 &&
+                            kk == kkp;
+      for (int64_t oy = 0; oy < (pointwise ? 0 : oh); oy++)
         for (int64_t ox = 0; ox < ow; ox++) {
           int8_t *row = cols + (oy * ow + ox) * kkp;
           for (int64_t ky = 0; ky < kh; ky++) {
@@ -790,12 +902,10 @@ static void run_conv2d(ekr_model *m, const ekr_op *op) {
           }
           memset(row, 0, (size_t)(kkp - kk));
         }
-      m->gemm((size_t)plane, (size_t)kkp, (size_t)opg, cols, op->aux8 + gi * opg * kkp,
-              bias + gi * opg, mult + gi * opg, shift, lo, tmp);
-      for (int64_t j = 0; j < opg; j++) {
-        int8_t *dst = yb + (gi * opg + j) * plane;
-        for (int64_t q = 0; q < plane; q++) dst[q] = tmp[q * opg + j];
-      }
+      m->gemm((size_t)plane, (size_t)kkp, (size_t)opg, pointwise ? nhwc : cols,
+              op->aux8 + gi * opg * kkp, bias + gi * opg, mult + gi * opg, shift, lo, tmp);
+      transpose_bytes((const uint8_t *)tmp, plane, opg, opg,
+                      (uint8_t *)(yb + gi * opg * plane), plane);
     }
   }
 }
@@ -852,6 +962,22 @@ static void run_transpose(ekr_model *m, const ekr_op *op) {
   const int64_t last = y->dims[r - 1], step = stride[r - 1];
   const int64_t outer = (int64_t)y->numel / (run * last);
   int64_t at = 0;
+  if (run == 1 && r >= 2 && stride[r - 2] == 1) {
+    /* the input's innermost axis becomes the second-last output axis: a batch of 2-D
+     * transposes [last][d] → [d][last], in register tiles */
+    const int64_t d = y->dims[r - 2];
+    for (int64_t o = 0; o < outer; o += d) {
+      transpose_bytes(src + at, last, d, step, dst, last);
+      dst += d * last;
+      for (int i = r - 3; i >= 0; i--) {
+        at += stride[i];
+        if (++idx[i] < y->dims[i]) break;
+        at -= stride[i] * y->dims[i];
+        idx[i] = 0;
+      }
+    }
+    return;
+  }
   for (int64_t o = 0; o < outer; o++) {
     if (run == 1) {
       for (int64_t j = 0; j < last; j++) dst[j] = src[at + j * step];
@@ -889,7 +1015,15 @@ static void run_transpose(ekr_model *m, const ekr_op *op) {
       inner *= x->dims[--split];                                                        \
     int64_t at = 0;                                                                     \
     for (uint64_t e = 0; e < x->numel; e += (uint64_t)inner) {                          \
-      if (scalar_run) {                                                                 \
+      if (scalar_run && inner >= 1024) { /* a long run on one value: through a table */ \
+        const int64_t c = cs[at];                                                       \
+        int8_t table[256];                                                              \
+        for (int q = 0; q < 256; q++) {                                                 \
+          const int64_t v = (int8_t)(uint8_t)q;                                         \
+          table[q] = (BODY);                                                            \
+        }                                                                               \
+        apply_table(table, (size_t)inner, xs + e, ys + e);                              \
+      } else if (scalar_run) {                                                          \
         const int64_t c = cs[at];                                                       \
         for (int64_t q = 0; q < inner; q++) { const int64_t v = xs[e + q]; ys[e + q] = (BODY); } \
       } else {                                                                          \
@@ -1003,8 +1137,9 @@ static void run_op(ekr_model *m, const ekr_op *op) {
       break;
     }
     case EKR_OP_shiftgelu:
-      m->shiftgelu((size_t)x->numel, PTR(x, const int8_t), (int32_t)p[0], (int)p[1], (int)p[2],
-                   (int32_t)p[3], (int)p[4], PTR(y, int8_t));
+    case EKR_OP_hardswish:
+    case EKR_OP_relu:
+      apply_table(op->aux8, (size_t)x->numel, PTR(x, const int8_t), PTR(y, int8_t));
       break;
     case EKR_OP_layernorm: {
       const int64_t c = x->dims[x->rank - 1];
@@ -1053,12 +1188,6 @@ static void run_op(ekr_model *m, const ekr_op *op) {
       break;
     }
     case EKR_OP_mean: run_mean(m, op); break;
-    case EKR_OP_relu: {
-      const int8_t *xs = PTR(x, const int8_t);
-      int8_t *ys = PTR(y, int8_t);
-      for (uint64_t i = 0; i < x->numel; i++) ys[i] = xs[i] > 0 ? xs[i] : 0;
-      break;
-    }
     case EKR_OP_avgpool:
       m->avgpool((size_t)(x->dims[0] * x->dims[1]), (size_t)x->dims[2], (size_t)x->dims[3],
                  (int)p[0], (int)p[1], (int)p[2], PTR(x, const int8_t), PTR(T(1), const int32_t),
@@ -1075,10 +1204,6 @@ static void run_op(ekr_model *m, const ekr_op *op) {
       BROADCAST_LOOP(int64_t, sat8(ek_round_shift(v * mult + c, shift)));
       break;
     }
-    case EKR_OP_hardswish:
-      m->hardswish((size_t)x->numel, PTR(x, const int8_t), (int32_t)p[0], (int32_t)p[1],
-                   (int32_t)p[2], (int)p[3], PTR(y, int8_t));
-      break;
     default: break;  /* the loader admits no other type */
   }
 }
