@@ -16,6 +16,6 @@ setup(ext_modules=[Extension(
              f"{KERNELS}/src/ek_portable.inc", f"{KERNELS}/include/ekr.h",
              f"{KERNELS}/runtime/ekr_format.h"],
     extra_compile_args=["-O3", "-std=c11"],
-    libraries=["m"],
+    libraries=["m", "pthread"],
     py_limited_api=False,
 )])

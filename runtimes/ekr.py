@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from edgekit.errors import InputMismatch, MissingDependency, UsageError
+from edgekit.errors import InputMismatch, MissingDependency
 
 INPUT, OUTPUT = "input", "output"
 
@@ -17,10 +17,9 @@ class EkrSession:
     def __init__(self, path: Path, threads: int | None) -> None:
         from edgekit.kernels.ekr import EkrModel
 
-        if threads is not None and threads > 1:
-            raise UsageError(f"the edgekit runtime runs one thread in this version (asked for "
-                             f"{threads})", hint="drop --threads, or pass --threads 1")
         self._model = EkrModel.from_file(path)
+        if threads is not None:
+            self._model.set_threads(threads)
         self.inputs = {INPUT: (self._model.input_shape, "float32")}
         self.output_names = [OUTPUT]
         self.kernel_paths = self._model.kernel_paths

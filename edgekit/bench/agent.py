@@ -132,8 +132,6 @@ class EkrSession:
 
         import numpy as np
 
-        if threads and threads > 1:
-            raise SystemExit("the edgekit runtime runs one thread in this version")
         lib_path = os.environ.get(EKR_LIB_ENV)
         if not lib_path:
             raise SystemExit(f"{EKR_LIB_ENV} is not set: the edgekit runtime library is not "
@@ -151,6 +149,9 @@ class EkrSession:
         self._model = vp()
         if lib.ekr_load(data, len(data), ctypes.byref(self._model), self._err, 512):
             raise SystemExit(f"the edgekit runtime rejects {path}: {self._err.value.decode()}")
+        lib.ekr_set_threads.argtypes = [vp, ctypes.c_int, ctypes.c_char_p, sz]
+        if threads and lib.ekr_set_threads(self._model, int(threads), self._err, 512):
+            raise SystemExit(f"--threads {threads}: {self._err.value.decode()}")
 
         def shape(fn):
             dims = (ctypes.c_int32 * 6)()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import ArtifactError, InputMismatch
+from edgekit.errors import ArtifactError, InputMismatch, UsageError
 from edgekit.kernels import library
 
 MAX_RANK = 6
@@ -44,6 +44,10 @@ def _lib() -> ctypes.CDLL:
             getattr(lib, name).restype = ctypes.c_uint64
         lib.ekr_op_count.argtypes = [vp]
         lib.ekr_op_count.restype = ctypes.c_uint32
+        lib.ekr_set_threads.argtypes = [vp, ctypes.c_int, cp, sz]
+        lib.ekr_set_threads.restype = ctypes.c_int
+        lib.ekr_threads.argtypes = [vp]
+        lib.ekr_threads.restype = ctypes.c_int
         lib.ekr_kernel_paths.argtypes = [vp]
         lib.ekr_kernel_paths.restype = cp
         lib._ekr_typed = True  # type: ignore[attr-defined]
@@ -83,6 +87,22 @@ class EkrModel:
     @classmethod
     def from_file(cls, path: Path) -> EkrModel:
         return cls.from_bytes(Path(path).read_bytes(), str(path))
+
+    MAX_THREADS = 64
+
+    def set_threads(self, threads: int) -> None:
+        """Worker threads for the heavy ops (the output does not depend on the count)."""
+        if not 1 <= threads <= self.MAX_THREADS:
+            raise UsageError(f"{threads} threads: the edgekit runtime takes 1 to "
+                             f"{self.MAX_THREADS}", hint="pass --threads 1..64")
+        err = ctypes.create_string_buffer(_ERR)
+        if _lib().ekr_set_threads(self._handle, threads, err, _ERR):
+            raise UsageError(f"cannot start {threads} threads: "
+                             f"{err.value.decode(errors='replace')}", hint="use fewer threads")
+
+    @property
+    def threads(self) -> int:
+        return int(_lib().ekr_threads(self._handle))
 
     def _shape(self, fn: Any) -> tuple[int, ...]:
         dims = (ctypes.c_int32 * MAX_RANK)()

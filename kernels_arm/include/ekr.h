@@ -1,6 +1,6 @@
 /* edgekit runtime (ekr): loads an integer-only graph (.ekr, written by edgekit/intonly/ekr.py)
  * and runs it on the kernels of ek_kernels.h. No allocation after load; no dependency beyond
- * libc and libm.
+ * libc, libm and (for ekr_set_threads) POSIX threads.
  *
  *   ekr_model *m; char err[256];
  *   if (ekr_load(bytes, size, &m, err, sizeof err)) { puts(err); ... }   // untrusted bytes
@@ -34,6 +34,14 @@ int ekr_run(ekr_model *model, const float *input, size_t input_count, float *out
             size_t output_count, char *err, size_t err_size);
 
 void ekr_free(ekr_model *model);
+
+/* Worker threads for the heavy ops (GEMM rows of linear / conv / matmul, depthwise channels):
+ * threads - 1 workers start here and wait between runs; 1 (the default) runs on the caller's
+ * thread alone. Outputs do not depend on the thread count (every split is of independent
+ * rows). 0 on success; EKR_MAX_THREADS at most. */
+#define EKR_MAX_THREADS 64
+int ekr_set_threads(ekr_model *model, int threads, char *err, size_t err_size);
+int ekr_threads(const ekr_model *model);
 
 size_t ekr_input_count(const ekr_model *model);
 size_t ekr_output_count(const ekr_model *model);

@@ -8,6 +8,7 @@
  * enter as p − 128 (int8) with 128·Σ_k b[k][n] added through the bias, which is exact. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,7 @@ struct ekr_model {
   ek_s8_add_requant_fn add;
   ek_s8_hardswish_fn hardswish;
   char paths[512];
+  struct ekr_pool *pool;  /* NULL: one thread */
   ekr_op_hook *hook;
   void *hook_ctx;
 };
@@ -657,6 +659,157 @@ static void apply_table(const int8_t *table, size_t count, const int8_t *x, int8
   for (; i < count; i++) y[i] = table[(uint8_t)x[i]];
 }
 
+/* ---- the thread pool: workers 1..n-1 wait for a generation bump, run part t of the job,
+ * and the caller runs part 0 then waits for the rest ------------------------------------ */
+typedef void ekr_job(void *ctx, int part, int parts);
+struct ekr_pool;
+typedef struct { struct ekr_pool *pool; int part; } pool_arg;
+
+typedef struct ekr_pool {
+  int n, started, stop, pending;
+  unsigned generation;
+  ekr_job *job;
+  void *ctx;
+  pthread_mutex_t mu;
+  pthread_cond_t go, done;
+  pthread_t workers[EKR_MAX_THREADS];
+  pool_arg args[EKR_MAX_THREADS];
+} ekr_pool;
+
+static void *pool_worker(void *arg) {
+  ekr_pool *pool = ((pool_arg *)arg)->pool;
+  const int part = ((pool_arg *)arg)->part;
+  unsigned seen = 0;
+  for (;;) {
+    pthread_mutex_lock(&pool->mu);
+    while (pool->generation == seen && !pool->stop) pthread_cond_wait(&pool->go, &pool->mu);
+    if (pool->stop) {
+      pthread_mutex_unlock(&pool->mu);
+      return NULL;
+    }
+    seen = pool->generation;
+    ekr_job *job = pool->job;
+    void *ctx = pool->ctx;
+    pthread_mutex_unlock(&pool->mu);
+    job(ctx, part, pool->n);
+    pthread_mutex_lock(&pool->mu);
+    if (--pool->pending == 0) pthread_cond_signal(&pool->done);
+    pthread_mutex_unlock(&pool->mu);
+  }
+}
+
+static void pool_stop(ekr_pool *pool) {
+  if (!pool) return;
+  pthread_mutex_lock(&pool->mu);
+  pool->stop = 1;
+  pthread_cond_broadcast(&pool->go);
+  pthread_mutex_unlock(&pool->mu);
+  for (int i = 1; i < pool->started; i++) pthread_join(pool->workers[i], NULL);
+  pthread_mutex_destroy(&pool->mu);
+  pthread_cond_destroy(&pool->go);
+  pthread_cond_destroy(&pool->done);
+  free(pool);
+}
+
+static void pool_run(ekr_pool *pool, ekr_job *job, void *ctx) {
+  if (!pool || pool->n <= 1) {
+    job(ctx, 0, 1);
+    return;
+  }
+  pthread_mutex_lock(&pool->mu);
+  pool->job = job;
+  pool->ctx = ctx;
+  pool->pending = pool->n - 1;
+  pool->generation++;
+  pthread_cond_broadcast(&pool->go);
+  pthread_mutex_unlock(&pool->mu);
+  job(ctx, 0, pool->n);
+  pthread_mutex_lock(&pool->mu);
+  while (pool->pending > 0) pthread_cond_wait(&pool->done, &pool->mu);
+  pthread_mutex_unlock(&pool->mu);
+}
+
+int ekr_set_threads(ekr_model *m, int threads, char *err, size_t en) {
+  if (!m) return fail(err, en, "no model");
+  if (threads < 1 || threads > EKR_MAX_THREADS)
+    return fail(err, en, "%d threads (1..%d)", threads, EKR_MAX_THREADS);
+  pool_stop(m->pool);
+  m->pool = NULL;
+  if (threads == 1) return 0;
+  ekr_pool *pool = calloc(1, sizeof *pool);
+  if (!pool) return fail(err, en, "out of memory");
+  pool->n = threads;
+  pool->started = 1;
+  pthread_mutex_init(&pool->mu, NULL);
+  pthread_cond_init(&pool->go, NULL);
+  pthread_cond_init(&pool->done, NULL);
+  for (int i = 1; i < threads; i++) {
+    pool->args[i].pool = pool;
+    pool->args[i].part = i;
+    if (pthread_create(&pool->workers[i], NULL, pool_worker, &pool->args[i]) != 0) {
+      pool_stop(pool);
+      return fail(err, en, "cannot start thread %d of %d", i + 1, threads);
+    }
+    pool->started = i + 1;
+  }
+  m->pool = pool;
+  return 0;
+}
+
+int ekr_threads(const ekr_model *m) { return m && m->pool ? m->pool->n : 1; }
+
+/* GEMM rows split across the pool in blocks of 4 (the kernels' row block); small GEMMs run
+ * whole on the caller */
+typedef struct {
+  ek_s8_gemm_requant_fn gemm;
+  size_t rows, k, n;
+  const int8_t *a, *w;
+  const int32_t *bias, *mult;
+  int shift;
+  int32_t lo;
+  int8_t *y;
+} gemm_job;
+
+static void gemm_part(void *arg, int part, int parts) {
+  const gemm_job *j = arg;
+  const size_t blocks = (j->rows + 3) / 4, per = (blocks + (size_t)parts - 1) / (size_t)parts;
+  const size_t r0 = (size_t)part * per * 4;
+  size_t r1 = r0 + per * 4;
+  if (r1 > j->rows) r1 = j->rows;
+  if (r0 < r1)
+    j->gemm(r1 - r0, j->k, j->n, j->a + r0 * j->k, j->w, j->bias, j->mult, j->shift, j->lo,
+            j->y + r0 * j->n);
+}
+
+static void run_gemm(ekr_model *m, size_t rows, size_t k, size_t n, const int8_t *a,
+                     const int8_t *w, const int32_t *bias, const int32_t *mult, int shift,
+                     int32_t lo, int8_t *y) {
+  gemm_job j = {m->gemm, rows, k, n, a, w, bias, mult, shift, lo, y};
+  if (!m->pool || rows < 8 || (uint64_t)rows * k * n < ((uint64_t)1 << 17))
+    gemm_part(&j, 0, 1);
+  else
+    pool_run(m->pool, gemm_part, &j);
+}
+
+typedef struct {
+  ek_s8_dwconv3x3_requant_fn dw;
+  size_t c, h, w, plane;
+  int stride, pad, shift;
+  int32_t lo;
+  const int8_t *x, *ws;
+  const int32_t *bias, *mult;
+  int8_t *y;
+} dw_job;
+
+static void dw_part(void *arg, int part, int parts) {
+  const dw_job *j = arg;
+  const size_t per = (j->c + (size_t)parts - 1) / (size_t)parts, c0 = (size_t)part * per;
+  const size_t c1 = c0 + per < j->c ? c0 + per : j->c;
+  if (c0 < c1)
+    j->dw(c1 - c0, j->h, j->w, j->stride, j->pad, j->x + c0 * j->h * j->w, j->ws + c0 * 9,
+          j->bias + c0, j->mult + c0, j->shift, j->lo, j->y + c0 * j->plane);
+}
+
 static void choose_kernels(ekr_model *m) {
 #define EKR_PICK(field, op)                                     \
   do {                                                          \
@@ -760,6 +913,7 @@ int ekr_load(const void *data, size_t size, ekr_model **model, char *err, size_t
 
 void ekr_free(ekr_model *m) {
   if (!m) return;
+  pool_stop(m->pool);
   if (m->ops)
     for (uint32_t i = 0; i < m->n_ops; i++) {
       free(m->ops[i].aux);
@@ -849,8 +1003,9 @@ static void run_conv2d(ekr_model *m, const ekr_op *op) {
     int8_t *yb = ys + b * o * plane;
     if (g == c && cpg == 1 && o == c) {
       if (kh == 3 && kw == 3 && sh == sw && (sh == 1 || sh == 2) && ph == pw && ph <= 1) {
-        m->dwconv3x3((size_t)c, (size_t)h, (size_t)wd, (int)sh, (int)ph, xb, ws, bias, mult,
-                     shift, lo, yb);
+        dw_job j = {m->dwconv3x3, (size_t)c, (size_t)h, (size_t)wd, (size_t)plane, (int)sh,
+                    (int)ph, shift, lo, xb, ws, bias, mult, yb};
+        pool_run(m->pool, dw_part, &j);
         continue;
       }
       for (int64_t ch = 0; ch < c; ch++)  /* depthwise, any kernel: direct */
@@ -902,7 +1057,7 @@ static void run_conv2d(ekr_model *m, const ekr_op *op) {
           }
           memset(row, 0, (size_t)(kkp - kk));
         }
-      m->gemm((size_t)plane, (size_t)kkp, (size_t)opg, pointwise ? nhwc : cols,
+      run_gemm(m, (size_t)plane, (size_t)kkp, (size_t)opg, pointwise ? nhwc : cols,
               op->aux8 + gi * opg * kkp, bias + gi * opg, mult + gi * opg, shift, lo, tmp);
       transpose_bytes((const uint8_t *)tmp, plane, opg, opg,
                       (uint8_t *)(yb + gi * opg * plane), plane);
@@ -941,7 +1096,7 @@ static void run_matmul(ekr_model *m, const ekr_op *op) {
     } else {
       aa = PTR(a, const int8_t) + bi * rows * k;
     }
-    m->gemm((size_t)rows, (size_t)k, (size_t)n, aa, w, bias, op->aux, (int)op->p[1], -128,
+    run_gemm(m, (size_t)rows, (size_t)k, (size_t)n, aa, w, bias, op->aux, (int)op->p[1], -128,
             PTR(y, int8_t) + bi * rows * n);
   }
 }
@@ -1119,7 +1274,7 @@ static void run_op(ekr_model *m, const ekr_op *op) {
     }
     case EKR_OP_linear: {
       const int64_t k = x->dims[x->rank - 1], n = T(1)->dims[0];
-      m->gemm((size_t)(x->numel / (uint64_t)k), (size_t)k, (size_t)n, PTR(x, const int8_t),
+      run_gemm(m, (size_t)(x->numel / (uint64_t)k), (size_t)k, (size_t)n, PTR(x, const int8_t),
               PTR(T(1), const int8_t), PTR(T(2), const int32_t), PTR(T(3), const int32_t),
               (int)p[0], p[1] ? 0 : -128, PTR(y, int8_t));
       break;

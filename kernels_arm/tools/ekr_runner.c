@@ -4,7 +4,7 @@
  * instruction-count markers of edgekit/qemu/insncount.c. Prints one JSON line.
  *
  *   ekr_runner MODEL.ekr [--inputs X.f32 --outputs Y.f32] [--warmup N] [--runs N]
- *                        [--count-runs N [--count-op TYPE]]
+ *                        [--threads N] [--count-runs N [--count-op TYPE]]
  *
  * --count-op TYPE marks only the ops of that type inside the counted runs (one pair per op:
  * the plugin sums them), which gives the instructions an op type costs per inference.
@@ -65,7 +65,7 @@ static long peak_rss_kb(void) {
 
 static int usage(const char *msg) {
   fprintf(stderr, "ekr_runner: %s\nusage: ekr_runner MODEL.ekr [--inputs X.f32 --outputs Y.f32] "
-          "[--warmup N] [--runs N] [--count-runs N]\n", msg);
+          "[--warmup N] [--runs N] [--threads N] [--count-runs N [--count-op TYPE]]\n", msg);
   return 2;
 }
 
@@ -105,7 +105,7 @@ static int parse_count(const char *s, int *out) {
 
 int main(int argc, char **argv) {
   const char *model_path = NULL, *inputs_path = NULL, *outputs_path = NULL, *count_op = NULL;
-  int warmup = 10, runs = 50, count_runs = -1;
+  int warmup = 10, runs = 50, count_runs = -1, threads = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (i + 1 < argc && strcmp(a, "--inputs") == 0) inputs_path = argv[++i];
@@ -113,6 +113,7 @@ int main(int argc, char **argv) {
     else if (i + 1 < argc && strcmp(a, "--warmup") == 0) { if (parse_count(argv[++i], &warmup)) return usage("bad --warmup"); }
     else if (i + 1 < argc && strcmp(a, "--runs") == 0) { if (parse_count(argv[++i], &runs)) return usage("bad --runs"); }
     else if (i + 1 < argc && strcmp(a, "--count-runs") == 0) { if (parse_count(argv[++i], &count_runs)) return usage("bad --count-runs"); }
+    else if (i + 1 < argc && strcmp(a, "--threads") == 0) { if (parse_count(argv[++i], &threads) || threads < 1) return usage("bad --threads"); }
     else if (i + 1 < argc && strcmp(a, "--count-op") == 0) count_op = argv[++i];
     else if (a[0] == '-') return usage("unknown option");
     else if (!model_path) model_path = a;
@@ -132,6 +133,10 @@ int main(int argc, char **argv) {
   const double load_ms = now_ms() - t0, read_ms = t0 - t_read;
   free(bytes);
   if (rc) { fprintf(stderr, "ekr_runner: %s: %s\n", model_path, err); return 3; }
+  if (ekr_set_threads(m, threads, err, sizeof err)) {
+    fprintf(stderr, "ekr_runner: --threads %d: %s\n", threads, err);
+    return 2;
+  }
   const size_t n_in = ekr_input_count(m), n_out = ekr_output_count(m);
   float *x = calloc(n_in, sizeof *x), *y = calloc(n_out, sizeof *y);
   if (!x || !y) { fprintf(stderr, "ekr_runner: out of memory\n"); return 4; }
@@ -214,10 +219,10 @@ int main(int argc, char **argv) {
          "\"machine\": \"%s\", \"kernel_paths\": \"%s\", \"isa\": %u, \"ops\": %u, "
          "\"arena_bytes\": %llu, \"arena_lower_bound\": %llu, \"peak_rss_kb\": %ld, "
          "\"read_ms\": %.6f, \"init_ms\": %.6f, \"first_ms\": %.6f, \"inputs\": %ld, "
-         "\"count_runs\": %d, \"input_shape\": [",
+         "\"count_runs\": %d, \"threads\": %d, \"input_shape\": [",
          ek_build_info(), machine, ekr_kernel_paths(m), ek_cpu_isa(), ekr_op_count(m),
          (unsigned long long)ekr_arena_bytes(m), (unsigned long long)ekr_arena_lower_bound(m),
-         peak_kb, read_ms, load_ms, first_ms, n_inputs, count_runs);
+         peak_kb, read_ms, load_ms, first_ms, n_inputs, count_runs, ekr_threads(m));
   for (int i = 0; i < rank; i++) printf("%s%d", i ? ", " : "", dims[i]);
   printf("]");
   print_ms("warmup_ms", warm, warmup);

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from edgekit import fashion_mnist as fm
-from edgekit.errors import ArtifactError
+from edgekit.errors import ArtifactError, UsageError
 from edgekit.intonly import ekr
 from edgekit.intonly.graph import run_reference
 from edgekit.kernels.ekr import EkrModel
@@ -62,6 +62,17 @@ def test_runtime_is_bit_exact_with_the_reference_on_the_host(graphs, name):
     got = model.run(g["x"])
     assert got.dtype == np.float32 and got.shape == g["want"].shape
     assert np.array_equal(got, g["want"]), np.abs(got - g["want"]).max()
+
+
+def test_threads_split_the_work_without_changing_a_bit(graphs):
+    for name, g in graphs.items():
+        model = EkrModel.from_bytes(g["data"])
+        for threads in (2, 3, 1):
+            model.set_threads(threads)
+            assert model.threads == threads
+            assert np.array_equal(model.run(g["x"][:16]), g["want"][:16]), (name, threads)
+    with pytest.raises(UsageError, match="1 to 64"):
+        model.set_threads(0)
 
 
 def test_the_three_configs_cover_every_op_of_the_file_format(graphs):
@@ -203,13 +214,15 @@ def test_runner_is_bit_exact_at_every_kernel_level_under_qemu(graphs, tmp_path, 
         g = graphs[name]
         src, dst = tmp_path / f"{name}.in", tmp_path / f"{name}.out"
         g["x"][:8].astype("<f4").tofile(src)
+        threads = "2" if gemm == "neondot" else "1"  # workers under qemu, at one level
         cmd = dev.command(str(g["path"]), "--inputs", str(src), "--outputs", str(dst),
-                          binary=KERNELS / f"build/{build}/ekr_runner")
+                          "--threads", threads, binary=KERNELS / f"build/{build}/ekr_runner")
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
         report = json.loads(proc.stdout.strip().splitlines()[-1])
         assert f"s8_gemm_requant={gemm}" in report["kernel_paths"], report["kernel_paths"]
         assert report["machine"] == "aarch64" and report["inputs"] == 8
+        assert report["threads"] == int(threads)
         got = np.fromfile(dst, dtype="<f4").reshape(g["want"][:8].shape)
         assert np.array_equal(got, g["want"][:8]), (name, np.abs(got - g["want"][:8]).max())
 
