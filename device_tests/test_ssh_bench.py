@@ -234,3 +234,82 @@ def test_run_over_ssh_names_a_runtime_missing_on_the_board(ssh_device, tiny_arti
     with pytest.raises(DeviceError, match="could not run the artifact"):
         run_artifact(art, x, ssh_device.url, identity=ssh_device.identity,
                      known_hosts=ssh_device.known_hosts, python="/usr/bin/python3", timeout=120)
+
+
+def test_ekr_over_ssh_pushes_the_runner_alone_and_is_bit_exact(ssh_device, int_only_artifacts,
+                                                               tmp_path):
+    """The edgekit runtime on the loopback board: only the static runner and the .ekr go over
+    (no agent run, no Python), bench checks the golden outputs bit for bit, validate and run
+    use the same runner, and the remote temp dirs are gone afterwards."""
+    from edgekit.artifact import Artifact
+    from edgekit.kernels.ekr import EkrModel
+
+    from tests.kernels import make_kernels
+
+    assert make_kernels("runner").returncode == 0
+    ekr = int_only_artifacts["ekr"]
+    before = set(Path("/tmp").glob("edgekit.*"))
+    proc = subprocess.run([sys.executable, "-m", "edgekit.cli", "bench", str(ekr), "--runs", "5",
+                           "--warmup", "2", "--threads", "2", "--json",
+                           *ssh_device.cli_args()], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(proc.stdout)
+    assert row["status"] == "ok" and row["device"] == ssh_device.url, row
+    assert row["runtime"] == "ekr" and row["emulated"] is False and row["threads"] == 2
+    assert row["validated"] is True and row["bit_exact"] is True
+    assert len(row["samples_ms"]) == 5 and len(row["warmup_ms"]) == 2
+    assert row["median_ms"] > 0 and row["peak_rss_mb"] > 0
+    assert row["arena_bytes"] >= row["arena_lower_bound"] > 0
+    assert not _agent_processes(ssh_device)
+
+    proc = subprocess.run([sys.executable, "-m", "edgekit.cli", "validate", str(ekr), "--json",
+                           *ssh_device.cli_args()], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["validated"] and report["bit_exact"] is True
+    assert ssh_device.url in report["runtime"]
+
+    art = Artifact.open(ekr)
+    x = next(iter(art.load_golden()[0].values()))[:3]
+    np.save(tmp_path / "x.npy", x)
+    proc = subprocess.run([sys.executable, "-m", "edgekit.cli", "run", str(ekr), "--input",
+                           str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy"), "--json",
+                           *ssh_device.cli_args()], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["runtime"].startswith("edgekit runtime")
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"),
+                                  EkrModel.from_file(art.model_path).run(x))
+    assert set(Path("/tmp").glob("edgekit.*")) <= before  # remote temp dirs removed
+
+
+def test_ekr_over_ssh_reports_a_rejected_model_file(ssh_device, int_only_artifacts, tmp_path):
+    """A .ekr damaged after export: the artifact's sha256 check refuses it before anything is
+    copied; a file the runner itself rejects comes back as a failure record, not 0 ms."""
+    import shutil
+
+    from edgekit.artifact import Artifact, sha256_path
+    from edgekit.bench import ekr_device
+    from edgekit.errors import ArtifactError
+
+    bad = tmp_path / "bad.int-only.ekr"
+    shutil.copytree(int_only_artifacts["ekr"], bad)
+    model = bad / Artifact.open(bad).manifest.file
+    model.write_bytes(model.read_bytes()[:4096])
+    with pytest.raises(ArtifactError, match="sha256"):
+        run_bench([bad], device=ssh_device.url, cfg=FAST, identity=ssh_device.identity,
+                  known_hosts=ssh_device.known_hosts)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["sha256"] = sha256_path(model)  # a consistent artifact holding a bad file
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BenchFailed, match="rejects the model file.*truncated"):
+        ekr_device.measure(bad, collector(ssh_device), FAST)
+
+
+def test_validate_over_ssh_runs_the_golden_check_on_the_board(ssh_device, tiny_artifact):
+    proc = subprocess.run([sys.executable, "-m", "edgekit.cli", "validate", str(tiny_artifact),
+                           "--python", PY, "--json", *ssh_device.cli_args()],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["validated"] and report["cosine"] > 0.9999
+    assert ssh_device.url in report["runtime"] and "onnxruntime" in report["runtime"].lower()

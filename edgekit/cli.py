@@ -360,11 +360,18 @@ def check(model: str, to: str, weights: Path | None, no_reparam: bool, as_json: 
 @click.argument("artifact_dir", type=click.Path(path_type=Path))
 @click.option("--threads", type=int, default=None)
 @click.option("--device", default="host", show_default=True,
-              help="host, or qemu://CPU: the aarch64 build of the runtime on the emulated ARM "
-                   "device (`make arm-device`)")
+              help="host; qemu://CPU: the aarch64 build of the runtime on the emulated ARM "
+                   "device (`make arm-device`); ssh://user@host[:port] or adb://SERIAL: the "
+                   "device's runtime (the agent; for .ekr the pushed runner)")
+@click.option("--identity", type=click.Path(path_type=Path), default=None, help="ssh key")
+@click.option("--known-hosts", type=click.Path(path_type=Path), default=None,
+              help="ssh known_hosts holding the device's host key (never added to)")
+@click.option("--python", "device_python", default="python3", show_default=True,
+              help="the interpreter on an ssh/adb device (not needed for .ekr)")
 @click.option("--timeout", type=float, default=1800, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def validate(artifact_dir: Path, threads: int | None, device: str, timeout: float,
+def validate(artifact_dir: Path, threads: int | None, device: str, identity: Path | None,
+             known_hosts: Path | None, device_python: str, timeout: float,
              as_json: bool) -> None:
     """Re-run the golden check of an artifact in its runtime (here or on a device)."""
     from edgekit.artifact import Artifact
@@ -379,10 +386,14 @@ def validate(artifact_dir: Path, threads: int | None, device: str, timeout: floa
             from edgekit.qemu.run import validate_on
 
             report = validate_on(QemuDevice.from_url(device), artifact, timeout=timeout)
+        elif device.startswith(("ssh://", "adb://")):
+            from edgekit.run_one import validate_on_device
+
+            report = validate_on_device(artifact, device, timeout, identity=identity,
+                                        known_hosts=known_hosts, python=device_python)
         else:
-            raise UsageError(f"validate runs on the host or qemu://CPU, not '{device}'",
-                             hint="for ssh/adb devices `edgekit bench --device` checks the "
-                                  "outputs on the device")
+            raise UsageError(f"unknown device '{device}'",
+                             hint="host, qemu://CPU, ssh://user@host[:port] or adb://SERIAL")
     if as_json:
         _emit_json({"artifact": str(artifact_dir), **report.__dict__})
     else:

@@ -65,12 +65,19 @@ def run_artifact(artifact: Artifact, x: np.ndarray, device: str = "local",
                  known_hosts: Path | None = None, python: str = "python3") -> dict[str, Any]:
     """{outputs: [array...], runtime, device, machine, emulated}: the artifact's outputs on
     `device`, through the same collector `edgekit bench` uses there."""
-    from edgekit.bench.collectors import BenchConfig, collector_for
+    from edgekit.bench.collectors import AdbCollector, BenchConfig, SshCollector, collector_for
 
     collector = collector_for("local" if device == "host" else device, identity=identity,
                               known_hosts=known_hosts)
-    result: dict[str, Any] = collector.outputs(artifact.path, x,
-                                               BenchConfig(timeout=timeout, python=python))
+    cfg = BenchConfig(timeout=timeout, python=python)
+    result: dict[str, Any]
+    if artifact.manifest.format == "ekr" and isinstance(collector,
+                                                         (SshCollector, AdbCollector)):
+        from edgekit.bench import ekr_device
+
+        result = ekr_device.outputs(artifact, collector, x, cfg)  # the runner, no Python
+    else:
+        result = collector.outputs(artifact.path, x, cfg)
     want = len(artifact.manifest.outputs)
     if len(result["outputs"]) != want or any(len(o) != len(x) for o in result["outputs"]):
         from edgekit.bench.collectors import DeviceError
@@ -80,3 +87,20 @@ def run_artifact(artifact: Artifact, x: np.ndarray, device: str = "local",
                           f"{len(x)} rows", hint="the device's runtime disagrees with the "
                           "manifest: rerun with `edgekit bench --device` to see its check")
     return result
+
+
+def validate_on_device(artifact: Artifact, device: str, timeout: float = 1800.0, *,
+                       identity: Path | None = None, known_hosts: Path | None = None,
+                       python: str = "python3") -> Any:
+    """The golden check with the outputs the device computes (ssh/adb: the agent, or for .ekr
+    the pushed runner), bit-exactness included where golden.npz holds the integer reference."""
+    from edgekit.validate import compare, with_exactness
+
+    inputs, reference = artifact.load_golden()
+    res = run_artifact(artifact, next(iter(inputs.values())), device, timeout, identity=identity,
+                       known_hosts=known_hosts, python=python)
+    got = dict(zip(reference, res["outputs"], strict=False))
+    report = compare(reference, got, quant=artifact.manifest.quant,
+                     runtime=f"{res['runtime']} on {res['device']} ({res['machine']})",
+                     kinds=artifact.golden_kinds())
+    return with_exactness(report, artifact.golden_exact(), got)

@@ -14,8 +14,13 @@ from edgekit.bench.collectors import BenchConfig, BenchFailed, collector_for
 from edgekit.errors import UsageError
 
 BENCHABLE = {"onnx", "tflite", "executorch", "ekr"}
-# .ekr on ssh/adb devices needs the runtime's runner pushed there (not yet: local and qemu://)
-AGENT_ONLY_HERE = {"ekr"}
+# Formats that an ssh/adb device runs with a static runner pushed there, not the Python agent
+# (edgekit/bench/ekr_device.py); local and qemu:// devices run them through the agent.
+RUNNER_FORMATS = {"ekr"}
+
+
+def _agent_device(device: str) -> bool:
+    return device in ("", "local") or device.startswith("qemu://")
 
 
 def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = BenchConfig(),
@@ -30,16 +35,13 @@ def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = Be
             raise UsageError(f"{a.manifest.format} artifacts cannot be benchmarked here",
                              path=a.path, hint="Core ML latency needs a Mac (Xcode's "
                              "performance report); bench onnx/tflite/executorch artifacts")
-    for a in artifacts:
-        if a.manifest.format in AGENT_ONLY_HERE and not (device in ("", "local") or device.startswith("qemu://")):
-            raise UsageError(f"{a.manifest.format} artifacts are benchmarked on local and "
-                             f"qemu:// devices in this version, not {device}",
-                             path=a.path, hint="bench it with --device local or "
-                                               "--device qemu://CPU")
     collector = collector_for(device, identity=identity, known_hosts=known_hosts,
                               remote_tmp=remote_tmp)
-    groups = [[a.path for a in artifacts]] if compare else [[a.path] for a in artifacts]
-    rows: list[dict[str, Any]] = []
+    by_runner = [a.path for a in artifacts
+                 if a.manifest.format in RUNNER_FORMATS and not _agent_device(device)]
+    agent = [a.path for a in artifacts if a.path not in by_runner]
+    groups = ([agent] if agent else []) if compare else [[p] for p in agent]
+    rows: list[dict[str, Any]] = [_runner_row(p, collector, cfg, device) for p in by_runner]
     for group in groups:
         failures = []
         for attempt in range(cfg.retries + 1):
@@ -58,6 +60,8 @@ def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = Be
             for path in group:
                 rows.append({"artifact": str(path), "device": device, "status": "failed",
                              "error": failures[-1]["error"], "attempts": failures})
+    order = {str(a.path): i for i, a in enumerate(artifacts)}
+    rows.sort(key=lambda r: order.get(str(r.get("artifact")), len(order)))
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     for r in rows:
         r.setdefault("fingerprint", {})["edgekit_version"] = edgekit.__version__
@@ -73,17 +77,35 @@ def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = Be
     return rows
 
 
+def _runner_row(path: Path, collector: Any, cfg: BenchConfig, device: str) -> dict[str, Any]:
+    """An .ekr on an ssh/adb device, by the pushed runner, with the agent's retry rules."""
+    from edgekit.bench import ekr_device
+
+    failures = []
+    for attempt in range(cfg.retries + 1):
+        try:
+            row = ekr_device.measure(path, collector, cfg)
+        except BenchFailed as exc:
+            failures.append({"attempt": attempt, "error": exc.message,
+                             "partial_samples_ms": exc.partial})
+            continue
+        row["failed_attempts"] = failures
+        return row
+    return {"artifact": str(path), "device": device, "status": "failed",
+            "error": failures[-1]["error"], "attempts": failures}
+
+
 def _run_native(artifacts: list[Artifact], device: str, cfg: BenchConfig, tool: str,
                 identity: Path | None, known_hosts: Path | None,
                 remote_tmp: str) -> list[dict[str, Any]]:
     from edgekit.bench.collectors import LocalCollector, SshCollector, run_native_local
 
     for a in artifacts:
-        if a.manifest.format in AGENT_ONLY_HERE and not (device in ("", "local") or device.startswith("qemu://")):
-            raise UsageError(f"{a.manifest.format} artifacts are benchmarked on local and "
-                             f"qemu:// devices in this version, not {device}",
-                             path=a.path, hint="bench it with --device local or "
-                                               "--device qemu://CPU")
+        if a.manifest.format in RUNNER_FORMATS:
+            raise UsageError(f"{a.manifest.format} artifacts are timed by edgekit's own "
+                             "runner, not a native tool", path=a.path,
+                             hint="drop --native: `edgekit bench` pushes the runner to "
+                                  "ssh/adb devices")
     collector = collector_for(device, identity=identity, known_hosts=known_hosts,
                               remote_tmp=remote_tmp)
     rows = []
