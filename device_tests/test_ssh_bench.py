@@ -243,7 +243,6 @@ def test_ekr_over_ssh_pushes_the_runner_alone_and_is_bit_exact(ssh_device, int_o
     use the same runner, and the remote temp dirs are gone afterwards."""
     from edgekit.artifact import Artifact
     from edgekit.kernels.ekr import EkrModel
-
     from tests.kernels import make_kernels
 
     assert make_kernels("runner").returncode == 0

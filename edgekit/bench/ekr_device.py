@@ -184,11 +184,11 @@ def _outputs(data: bytes, art: Artifact, n: int, device: str) -> np.ndarray:
     return y.reshape(n, *shape).astype(np.float32)
 
 
-def outputs(art: Artifact, collector: Any, x: np.ndarray, cfg: BenchConfig) -> dict[str, Any]:
-    """The .ekr's outputs on `x`, computed on the device by the runner."""
-    remote = remote_for(collector)
-    machine = remote.machine()
-    runner = runner_for(machine)
+def _run_on_device(remote: _Remote, art: Artifact, x: np.ndarray, cfg: BenchConfig,
+                   timed: bool) -> tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]:
+    """Stage the runner, the .ekr and x; run x through it (outputs read back), then, if
+    `timed`, the warm-up and timed runs. (info of the inputs run, outputs, timing info)."""
+    runner = runner_for(remote.machine())
     threads = f" --threads {int(cfg.threads)}" if cfg.threads else ""
     with tempfile.TemporaryDirectory(prefix="edgekit-ekr-in-") as tmp:
         files = {"ekr_runner": runner, "model.ekr": art.model_path,
@@ -201,6 +201,18 @@ def outputs(art: Artifact, collector: Any, x: np.ndarray, cfg: BenchConfig) -> d
             info = _runner_info(code, out, err, remote.device, "run")
             y = _outputs(remote.read(f"{where}/outputs.f32", timeout=600), art, len(x),
                          remote.device)
+            if not timed:
+                return info, y, None
+            code, out, err = remote.run(
+                f"cd {d} && timeout {int(cfg.timeout)} ./ekr_runner model.ekr --warmup "
+                f"{cfg.warmup} --runs {cfg.runs}{threads}", timeout=cfg.timeout + 30)
+            return info, y, _runner_info(code, out, err, remote.device, "timing")
+
+
+def outputs(art: Artifact, collector: Any, x: np.ndarray, cfg: BenchConfig) -> dict[str, Any]:
+    """The .ekr's outputs on `x`, computed on the device by the runner."""
+    remote = remote_for(collector)
+    info, y, _ = _run_on_device(remote, art, x, cfg, timed=False)
     return {"outputs": [y], "runtime": info["runtime_version"], "device": remote.device,
             "machine": info["machine"], "emulated": False, "kernel_paths": info["kernel_paths"]}
 
@@ -213,26 +225,10 @@ def measure(path: Path, collector: Any, cfg: BenchConfig) -> dict[str, Any]:
 
     art = Artifact.open(path)
     remote = remote_for(collector)
-    machine = remote.machine()
-    runner = runner_for(machine)
     golden_in, reference = art.load_golden()
-    x = next(iter(golden_in.values()))
-    threads = f" --threads {int(cfg.threads)}" if cfg.threads else ""
-    with tempfile.TemporaryDirectory(prefix="edgekit-ekr-in-") as tmp:
-        files = {"ekr_runner": runner, "model.ekr": art.model_path,
-                 "inputs.f32": _raw_inputs(x, Path(tmp))}
-        with remote.staged(files, cfg) as where:
-            d = shlex.quote(where)
-            code, out, err = remote.run(
-                f"cd {d} && timeout {int(cfg.timeout)} ./ekr_runner model.ekr --inputs "
-                f"inputs.f32 --outputs outputs.f32{threads}", timeout=cfg.timeout + 30)
-            _runner_info(code, out, err, remote.device, "validation")
-            y = _outputs(remote.read(f"{where}/outputs.f32", timeout=600), art, len(x),
-                         remote.device)
-            code, out, err = remote.run(
-                f"cd {d} && timeout {int(cfg.timeout)} ./ekr_runner model.ekr --warmup "
-                f"{cfg.warmup} --runs {cfg.runs}{threads}", timeout=cfg.timeout + 30)
-            info = _runner_info(code, out, err, remote.device, "timing")
+    _, y, timing = _run_on_device(remote, art, next(iter(golden_in.values())), cfg, timed=True)
+    assert timing is not None
+    info = timing
     got = dict(zip(reference, [y], strict=False))
     report = with_exactness(compare(reference, got, quant=art.manifest.quant,
                                     runtime=f"{info['runtime_version']} on {remote.device}",
