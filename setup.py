@@ -9,7 +9,7 @@ KERNELS = "kernels_arm"
 setup(ext_modules=[Extension(
     "edgekit.kernels._ek_kernels",
     sources=[f"{KERNELS}/src/{name}.c" for name in ("ek_scalar", "ek_autovec", "ek_neon",
-                                                    "ek_dispatch")]
+                                                    "ek_x86", "ek_dispatch")]
     + [f"{KERNELS}/runtime/ekr_runtime.c"],
     include_dirs=[f"{KERNELS}/include", f"{KERNELS}/src", f"{KERNELS}/runtime"],
     depends=[f"{KERNELS}/include/ek_kernels.h", f"{KERNELS}/src/ek_common.h",

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgekit.errors import MissingDependency, UsageError
 
-ISA_BITS = {1: "neon", 2: "dotprod", 4: "i8mm"}
+ISA_BITS = {1: "neon", 2: "dotprod", 4: "i8mm", 8: "avx2", 16: "avx512vnni"}
 OPS = ("s8_gemm_requant", "s8_dwconv3x3_requant", "s8_shiftmax", "s8_shiftgelu",
        "s8_ilayernorm", "s8_avgpool_requant", "s8_add_requant", "s8_hardswish")
 INT32 = (-2**31, 2**31 - 1)

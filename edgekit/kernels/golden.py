@@ -146,6 +146,7 @@ def cases(seed: int = 0) -> Iterator[Case]:
     yield gemm(rng, 6, 40, 10, relu=True, note="ReLU")
     yield gemm(rng, 5, 64, 6, mult=np.full(6, 1), shift=1, note="ties")
     yield gemm(rng, 3, 17, 5, mult=np.full(5, 3), shift=2, note="ties, mult 3")
+    yield gemm(rng, 5, 66, 12, mult=np.full(12, 1), shift=1, note="ties, vector requant")
     yield gemm(rng, 4, 32, 8, mult=np.full(8, 2**30), shift=20, note="saturation")
     yield gemm(rng, 4, 20, 8, mult=np.full(8, 1), shift=0, note="shift 0")
     # depthwise 3×3: stride 1/2, pad 0/1, widths around the 8-wide NEON step

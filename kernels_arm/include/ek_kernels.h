@@ -76,7 +76,8 @@ typedef void ek_s8_hardswish_t(size_t count, const int8_t *x, int32_t r3, int32_
   X(s8_ilayernorm) X(s8_avgpool_requant) X(s8_add_requant) X(s8_hardswish)
 
 /* ISA bits a kernel needs (ek_cpu_isa() reports what the CPU has). */
-enum { EK_ISA_NONE = 0, EK_ISA_NEON = 1, EK_ISA_DOT = 2, EK_ISA_I8MM = 4 };
+enum { EK_ISA_NONE = 0, EK_ISA_NEON = 1, EK_ISA_DOT = 2, EK_ISA_I8MM = 4, EK_ISA_AVX2 = 8,
+       EK_ISA_VNNI = 16 /* AVX512-VNNI with AVX512-F/BW/VL */ };
 
 #define EK_PORTABLE_KERNELS(X) \
   X(s8_gemm_requant, scalar, EK_ISA_NONE) X(s8_gemm_requant, autovec, EK_ISA_NONE) \
@@ -100,8 +101,16 @@ enum { EK_ISA_NONE = 0, EK_ISA_NEON = 1, EK_ISA_DOT = 2, EK_ISA_I8MM = 4 };
 #define EK_NEON_KERNELS(X)
 #endif
 
+#if defined(__x86_64__)
+#define EK_X86_KERNELS(X) \
+  X(s8_gemm_requant, avx2, EK_ISA_AVX2) \
+  X(s8_gemm_requant, avx512vnni, EK_ISA_AVX2 | EK_ISA_VNNI)
+#else
+#define EK_X86_KERNELS(X)
+#endif
+
 /* X(op, path, isa) for every kernel compiled into this build, slowest first per op. */
-#define EK_KERNELS(X) EK_PORTABLE_KERNELS(X) EK_NEON_KERNELS(X)
+#define EK_KERNELS(X) EK_PORTABLE_KERNELS(X) EK_NEON_KERNELS(X) EK_X86_KERNELS(X)
 
 /* Pointer types ek_<op>_fn, and a prototype for every kernel of the build. */
 #define EK_POINTER(op) typedef ek_##op##_t *ek_##op##_fn;
@@ -121,7 +130,7 @@ typedef struct {
 
 /* Every kernel of this build (EK_KERNELS order), and their number. */
 const ek_kernel *ek_kernel_table(size_t *count);
-/* ISA bits of this CPU (getauxval on Linux/aarch64; EK_ISA_NONE elsewhere). EK_ISA_MASK in the
+/* ISA bits of this CPU (getauxval on Linux/aarch64, CPUID on x86-64; EK_ISA_NONE elsewhere). EK_ISA_MASK in the
  * environment (an integer) masks them, to test fallbacks on a capable CPU. */
 unsigned ek_cpu_isa(void);
 /* The fastest kernel for `op` that this CPU runs (last in table order), or NULL. */

@@ -33,6 +33,12 @@ unsigned ek_cpu_isa(void) {
   if (hw & HWCAP_ASIMD) isa |= EK_ISA_NEON;
   if (hw & HWCAP_ASIMDDP) isa |= EK_ISA_DOT;
   if (hw2 & HWCAP2_I8MM) isa |= EK_ISA_I8MM;
+#elif defined(__x86_64__)
+  __builtin_cpu_init();  /* CPUID, and XGETBV for the OS-enabled vector state */
+  if (__builtin_cpu_supports("avx2")) isa |= EK_ISA_AVX2;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+    isa |= EK_ISA_VNNI;
 #endif
   const char *mask = getenv("EK_ISA_MASK");
   if (mask && *mask) isa &= (unsigned)strtoul(mask, NULL, 0);

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from edgekit import kernels as ek
 from edgekit.bench.collectors import BenchConfig
 from edgekit.errors import UsageError
 from tests.kernels import KERNELS, make_kernels
@@ -52,8 +53,11 @@ def _rows(cmd: list[str]) -> list[dict]:
 
 def test_host_rows_follow_the_bench_schema(binaries, shapes):
     rows = _rows([str(binaries["host"]), str(shapes), *FAST])
+    x86 = [p for p, isa in (("avx2", "avx2"), ("avx512vnni", "avx512vnni")) if isa in
+           ek.cpu_isa()]  # the exact x86 GEMMs this CPU runs
     assert {(r["op"], r["path"]) for r in rows} == {
-        (line.split()[0], p) for line in SHAPES.splitlines()[1:] for p in ("scalar", "autovec")}
+        (line.split()[0], p) for line in SHAPES.splitlines()[1:] for p in ("scalar", "autovec")
+    } | {("s8_gemm_requant", p) for p in x86}
     for r in rows:
         assert REPORT_KEYS <= set(r), REPORT_KEYS - set(r)
         assert r["iterations"] >= 3 and len(r["samples_ms"]) == r["iterations"]
