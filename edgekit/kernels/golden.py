@@ -147,6 +147,11 @@ def cases(seed: int = 0) -> Iterator[Case]:
     yield gemm(rng, 5, 64, 6, mult=np.full(6, 1), shift=1, note="ties")
     yield gemm(rng, 3, 17, 5, mult=np.full(5, 3), shift=2, note="ties, mult 3")
     yield gemm(rng, 5, 66, 12, mult=np.full(12, 1), shift=1, note="ties, vector requant")
+    # the 32-bit requantization (shift ≥ 32): exact ties (acc·2^30 / 2^32 = acc / 4), negative
+    # multipliers, and INT32_MIN, where SQDMULH would saturate (the int64 path instead)
+    yield gemm(rng, 5, 64, 20, mult=np.full(20, 2**30), shift=32, note="ties at shift 32")
+    yield gemm(rng, 6, 48, 17, mult=np.full(17, -(2**31) + 1), shift=44, note="mult < 0")
+    yield gemm(rng, 4, 32, 16, mult=np.full(16, -(2**31)), shift=40, note="mult INT32_MIN")
     yield gemm(rng, 4, 32, 8, mult=np.full(8, 2**30), shift=20, note="saturation")
     yield gemm(rng, 4, 20, 8, mult=np.full(8, 1), shift=0, note="shift 0")
     # depthwise 3×3: stride 1/2, pad 0/1, widths around the 8-wide NEON step

@@ -17,6 +17,24 @@ EK_INLINE int32x4_t requant_s32(int32x4_t acc, int32x4_t mult, int64x2_t neg_shi
   return vcombine_s32(vqmovn_s64(lo), vqmovn_s64(hi));
 }
 
+/* The same result with 32-bit lanes when shift ≥ 32 and no multiplier is INT32_MIN: SQDMULH
+ * gives Q = floor(acc·mult / 2^31) exactly (it saturates only for INT32_MIN²), and writing
+ * acc·mult = Q·2^31 + R with 0 ≤ R < 2^31, floor((acc·mult + 2^(shift-1)) / 2^shift) =
+ * floor((Q + 2^(s-1) + R/2^31) / 2^s) = floor((Q + 2^(s-1)) / 2^s) for s = shift − 31 ≥ 1
+ * (an integer plus a fraction below 1, divided by an integer), which is SRSHL(Q, −s).
+ * Two instructions for four outputs instead of six. hi_shift = −(shift − 31). */
+EK_INLINE int32x4_t requant_s32_hi(int32x4_t acc, int32x4_t mult, int32x4_t hi_shift) {
+  return vrshlq_s32(vqdmulhq_s32(acc, mult), hi_shift);
+}
+
+/* Whether requant_s32_hi is exact for this call's shift and multipliers. */
+EK_INLINE int requant_hi_ok(int shift, const int32_t *mult, size_t n) {
+  if (shift < 32) return 0;
+  for (size_t j = 0; j < n; j++)
+    if (mult[j] == INT32_MIN) return 0;
+  return 1;
+}
+
 /* round(v / 2^shift) of 4 int64 pairs → int32 lanes, saturated. */
 EK_INLINE int32x4_t round_narrow_s64(int64x2_t lo, int64x2_t hi, int64x2_t neg_shift) {
   return vcombine_s32(vqmovn_s64(vrshlq_s64(lo, neg_shift)), vqmovn_s64(vrshlq_s64(hi, neg_shift)));
@@ -39,7 +57,8 @@ EK_INLINE int32x4_t reduce4(int32x4_t c0, int32x4_t c1, int32x4_t c2, int32x4_t 
 }
 
 EK_INLINE void store_block_row(int8_t *dst, int32x4_t sums, const int32_t *bias,
-                               const int32_t *mult, size_t nc, int64x2_t neg_shift, int8x8_t lo) {
+                               const int32_t *mult, size_t nc, int64x2_t neg_shift, int8x8_t lo,
+                               int hi, int32x4_t hi_shift) {
   int32x4_t b, mu;
   if (nc == 4) {
     b = vld1q_s32(bias);
@@ -53,7 +72,8 @@ EK_INLINE void store_block_row(int8_t *dst, int32x4_t sums, const int32_t *bias,
     b = vld1q_s32(bt);
     mu = vld1q_s32(mt);
   }
-  const int32x4_t r = requant_s32(vaddq_s32(sums, b), mu, neg_shift);
+  const int32x4_t r = hi ? requant_s32_hi(vaddq_s32(sums, b), mu, hi_shift)
+                         : requant_s32(vaddq_s32(sums, b), mu, neg_shift);
   const int8x8_t q = vmax_s8(narrow_s32x8(r, r), lo);
   if (nc == 4) {
     const int32_t four = vget_lane_s32(vreinterpret_s32_s8(q), 0);
@@ -69,6 +89,8 @@ EK_INLINE void store_block_row(int8_t *dst, int32x4_t sums, const int32_t *bias,
  * of acc. Edge blocks reuse the last valid row/column and store only what exists. */
 #define EK_GEMM_BODY(DOT16)                                                                   \
   const int64x2_t neg_shift = vdupq_n_s64(-shift);                                           \
+  const int hi = requant_hi_ok(shift, mult, n);                                              \
+  const int32x4_t hi_shift = vdupq_n_s32(31 - shift);                                        \
   const int8x8_t lo8 = vdup_n_s8((int8_t)lo);                                                \
   const size_t k16 = k & ~(size_t)15;                                                        \
   for (size_t i = 0; i < m; i += 4) {                                                        \
@@ -107,10 +129,10 @@ EK_INLINE void store_block_row(int8_t *dst, int32x4_t sums, const int32_t *bias,
         s2 = vaddq_s32(s2, vld1q_s32(t[2])); s3 = vaddq_s32(s3, vld1q_s32(t[3]));            \
       }                                                                                      \
       int8_t *yr = y + i * n + j;                                                            \
-      store_block_row(yr, s0, bias + j, mult + j, nc, neg_shift, lo8);                    \
-      if (mr > 1) store_block_row(yr + n, s1, bias + j, mult + j, nc, neg_shift, lo8);    \
-      if (mr > 2) store_block_row(yr + 2 * n, s2, bias + j, mult + j, nc, neg_shift, lo8); \
-      if (mr > 3) store_block_row(yr + 3 * n, s3, bias + j, mult + j, nc, neg_shift, lo8); \
+      store_block_row(yr, s0, bias + j, mult + j, nc, neg_shift, lo8, hi, hi_shift);                    \
+      if (mr > 1) store_block_row(yr + n, s1, bias + j, mult + j, nc, neg_shift, lo8, hi, hi_shift);    \
+      if (mr > 2) store_block_row(yr + 2 * n, s2, bias + j, mult + j, nc, neg_shift, lo8, hi, hi_shift); \
+      if (mr > 3) store_block_row(yr + 3 * n, s3, bias + j, mult + j, nc, neg_shift, lo8, hi, hi_shift); \
     }                                                                                        \
   }
 
@@ -173,11 +195,17 @@ EK_INLINE void pack_panel16(const int8_t *w, size_t k, size_t kp, size_t nc, int
 }
 
 EK_INLINE void store_row16(int8_t *dst, const int32x4_t acc[4], const int32_t *bias,
-                           const int32_t *mult, size_t nc, int64x2_t neg_shift, int8x16_t lo) {
+                           const int32_t *mult, size_t nc, int64x2_t neg_shift, int8x16_t lo,
+                           int hi, int32x4_t hi_shift) {
   int32x4_t r[4];
-  for (int v = 0; v < 4; v++)
-    r[v] = requant_s32(vaddq_s32(acc[v], vld1q_s32(bias + 4 * v)), vld1q_s32(mult + 4 * v),
-                       neg_shift);
+  if (hi)
+    for (int v = 0; v < 4; v++)
+      r[v] = requant_s32_hi(vaddq_s32(acc[v], vld1q_s32(bias + 4 * v)),
+                            vld1q_s32(mult + 4 * v), hi_shift);
+  else
+    for (int v = 0; v < 4; v++)
+      r[v] = requant_s32(vaddq_s32(acc[v], vld1q_s32(bias + 4 * v)), vld1q_s32(mult + 4 * v),
+                         neg_shift);
   const int8x16_t q = vmaxq_s8(narrow_s32x16(r[0], r[1], r[2], r[3]), lo);
   if (nc == 16) {
     vst1q_s8(dst, q);
@@ -197,6 +225,8 @@ void ek_s8_gemm_requant__neondot(size_t m, size_t k, size_t n, const int8_t *a,
   }
   const size_t kp = (k + 15) & ~(size_t)15, k16 = k & ~(size_t)15;
   const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  const int hi = requant_hi_ok(shift, mult, n);
+  const int32x4_t hi_shift = vdupq_n_s32(31 - shift);
   const int8x16_t lo16 = vdupq_n_s8((int8_t)lo);
   int8_t panel[EK_DOT_PANEL_K * 16] __attribute__((aligned(16)));
   for (size_t j = 0; j < n; j += 16) {
@@ -246,7 +276,7 @@ void ek_s8_gemm_requant__neondot(size_t m, size_t k, size_t n, const int8_t *a,
       }
 #undef EK_DOT_GROUP
       for (size_t r = 0; r < mr; r++)
-        store_row16(y + (i + r) * n + j, acc[r], bj, mj, nc, neg_shift, lo16);
+        store_row16(y + (i + r) * n + j, acc[r], bj, mj, nc, neg_shift, lo16, hi, hi_shift);
     }
   }
 }
@@ -267,6 +297,8 @@ void ek_s8_gemm_requant__i8mm(size_t m, size_t k, size_t n, const int8_t *a, con
     return;
   }
   const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  const int hi = requant_hi_ok(shift, mult, n);
+  const int32x4_t hi_shift = vdupq_n_s32(31 - shift);
   const int8x8_t lo8 = vdup_n_s8((int8_t)lo);
   const size_t k16 = k & ~(size_t)15;
   /* panel[0]: columns 0,1 as [w0[p..p+8), w1[p..p+8)] for p = 0, 8, …; panel[1]: columns 2,3 */
@@ -311,8 +343,8 @@ void ek_s8_gemm_requant__i8mm(size_t m, size_t k, size_t n, const int8_t *a, con
         }
         const size_t row = 2 * (size_t)r;
         int8_t *yr = y + (i + row) * n + j;
-        if (row < mr) store_block_row(yr, s0, bias + j, mult + j, nc, neg_shift, lo8);
-        if (row + 1 < mr) store_block_row(yr + n, s1, bias + j, mult + j, nc, neg_shift, lo8);
+        if (row < mr) store_block_row(yr, s0, bias + j, mult + j, nc, neg_shift, lo8, hi, hi_shift);
+        if (row + 1 < mr) store_block_row(yr + n, s1, bias + j, mult + j, nc, neg_shift, lo8, hi, hi_shift);
       }
     }
   }
