@@ -658,6 +658,8 @@ void ek_s8_avgpool_requant__neon(size_t c, size_t h, size_t w_in, int kernel, in
   const long H = (long)h, W = (long)w_in;
   const long oh = H + 2 * pad - kernel + 1, ow = W + 2 * pad - kernel + 1;
   const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  const int hi = requant_hi_ok(shift, mult, (size_t)(oh * ow));
+  const int32x4_t hi_shift = vdupq_n_s32(31 - shift);
   /* column sums at padded positions 0 .. ow + kernel - 1 + 8 (slack for the last chunk) */
   int16_t cols[EK_MAX_ROW + 64] __attribute__((aligned(16)));
   const long span = ow + kernel + 8;
@@ -672,6 +674,13 @@ void ek_s8_avgpool_requant__neon(size_t c, size_t h, size_t w_in, int kernel, in
         int16x8_t sum = vdupq_n_s16(0);
         for (long iy = y0; iy < y1; iy++) sum = vaddw_s8(sum, vld1_s8(plane + iy * W + i));
         vst1q_s16(cols + pad + i, sum);
+      }
+      if (i < W && W >= 8) {  /* the last columns: one chunk ending at W, overlapping */
+        i = W - 8;
+        int16x8_t sum = vdupq_n_s16(0);
+        for (long iy = y0; iy < y1; iy++) sum = vaddw_s8(sum, vld1_s8(plane + iy * W + i));
+        vst1q_s16(cols + pad + i, sum);
+        i = W;
       }
       for (; i < W; i++) {
         int16_t sum = 0;
@@ -690,8 +699,11 @@ void ek_s8_avgpool_requant__neon(size_t c, size_t h, size_t w_in, int kernel, in
           for (long q = 0; q < 8; q++) tail[q] = mrow[ox + (q < n ? q : 0)];
           mu = tail;
         }
-        const int32x4_t r0 = requant_s32(vmovl_s16(vget_low_s16(total)), vld1q_s32(mu), neg_shift);
-        const int32x4_t r1 = requant_s32(vmovl_high_s16(total), vld1q_s32(mu + 4), neg_shift);
+        const int32x4_t t0 = vmovl_s16(vget_low_s16(total)), t1 = vmovl_high_s16(total);
+        const int32x4_t r0 = hi ? requant_s32_hi(t0, vld1q_s32(mu), hi_shift)
+                                : requant_s32(t0, vld1q_s32(mu), neg_shift);
+        const int32x4_t r1 = hi ? requant_s32_hi(t1, vld1q_s32(mu + 4), hi_shift)
+                                : requant_s32(t1, vld1q_s32(mu + 4), neg_shift);
         store_partial8(out + ox, narrow_s32x8(r0, r1), n);
       }
     }
