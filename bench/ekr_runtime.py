@@ -13,6 +13,8 @@ latency  host, interleaved in one `edgekit bench --compare` run: the runtime vs 
          integer ONNX vs the int8 and fp32 ONNX / TFLite artifacts of the same model.
 memory   the arena the file plans vs its lower bound (the largest set of simultaneously live
          tensors), and the host runner's peak RSS.
+profile  where the runtime's instructions go on cortex-a76: guest instructions per inference
+         of each op type (the runner marks only that type's ops).
 
     python bench/ekr_runtime.py [--phases exact,cost,latency,memory] [--models ...]
                                 [--threads 2] [--work DIR] [--update-readme | --readme-only]
@@ -44,7 +46,7 @@ from edgekit.intonly.graph import run_reference
 from edgekit.kernels.ekr import EkrModel
 from edgekit.pipeline import ExportRequest, _calibration, export_model
 from edgekit.qemu import QemuDevice
-from edgekit.qemu.run import count_instructions
+from edgekit.qemu.run import count_instructions, count_op_types
 from edgekit.quant.config import QuantConfig
 from edgekit.transforms.base import DEFAULT_PASSES, DeployPipeline
 
@@ -52,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("results") / "ekr_runtime.json"
 MODELS = ("levit_128s", "efficientformer_l1", "fmnist_levit", "fmnist_efficientformer",
           "fmnist_mobilevit")
-PHASES = ("exact", "cost", "latency", "memory")
+PHASES = ("exact", "cost", "latency", "memory", "profile")
 N_INPUTS = 50
 # (runner build, qemu CPU, the GEMM path it must select)
 LEVELS = (("nosimd", "cortex-a53", "autovec"), ("a64", "cortex-a53", "neon"),
@@ -210,6 +212,10 @@ def main() -> None:
                     elif phase == "latency":
                         row["latency"] = phase_latency(model, made, cfg)
                         payload["threads"] = args.threads
+                    elif phase == "profile":
+                        row["profile"] = count_op_types(QemuDevice.from_url("qemu://cortex-a76"),
+                                                        made["ekr"])
+                        print(f"{model}: profile {row['profile']}", flush=True)
                     elif phase == "memory":
                         row["memory"] = phase_memory(model, made, runners)
                     else:
@@ -290,6 +296,20 @@ def render(payload: dict[str, Any]) -> None:
                    f"{mm['arena_bytes'] / mm['arena_lower_bound']:.2f} | "
                    f"{mm['file_bytes'] / 2**20:.2f} MiB | {mm['peak_rss_kb'] / 1024:.1f} MiB |")
     replace_section("ekr-memory", "\n".join(mem))
+
+    profiled = {m: r["profile"] for m, r in rows.items() if "profile" in r}
+    types = sorted({t for p in profiled.values() for t in p},
+                   key=lambda t: -max(p.get(t, 0) for p in profiled.values()))
+    prof = ["Guest instructions per inference on cortex-a76 spent in each op type of the "
+            "runtime (millions; the runner marks only that type's ops inside the counted "
+            "runs). A convolution includes its NCHW↔NHWC transposes and im2col.", "",
+            "| op type | " + " | ".join(profiled) + " |", "| --- |" + " ---: |" * len(profiled)]
+    for t in types:
+        if all(p.get(t, 0) < 5e4 for p in profiled.values()):
+            continue
+        prof.append(f"| {t} | " + " | ".join(f"{p[t] / 1e6:.2f}" if t in p else "—"
+                                              for p in profiled.values()) + " |")
+    replace_section("ekr-profile", "\n".join(prof))
 
 
 if __name__ == "__main__":

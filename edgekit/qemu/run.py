@@ -216,3 +216,26 @@ def count_instructions(dev: QemuDevice, artifact: Artifact, runs: int = 3,
             "count_runs": n, "count_method": "markers", "cpu": dev.cpu,
             "runtime": info["runtime"], "runtime_version": info["runtime_version"],
             "threads": 1}
+
+
+def count_op_types(dev: QemuDevice, artifact: Artifact, runs: int = 2,
+                   timeout: float = 3600.0) -> dict[str, float]:
+    """Where an .ekr's instructions go: guest instructions per inference spent in each op type
+    (the runner marks only that type's ops inside the counted runs), types present only."""
+    from edgekit.intonly.ekr import summarize
+
+    if artifact.manifest.format != "ekr":
+        raise UsageError("per-op counts are of .ekr artifacts (the runtime marks its ops)",
+                         path=artifact.path, hint="count other formats whole "
+                                                  "(edgekit bench --device qemu://CPU)")
+    types = summarize(artifact.model_path.read_bytes())["ops"]
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="edgekit-count-") as tmp:
+        for op_type in types:
+            path = Path(tmp) / f"{op_type}.txt"
+            _guest(dev, artifact, ["--count-runs", str(runs), "--count-op", op_type], timeout,
+                   count_to=path)
+            fields = {k: int(v) for k, v in
+                      (line.split(": ") for line in path.read_text().splitlines())}
+            out[op_type] = fields["marked"] / runs
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))

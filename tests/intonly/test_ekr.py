@@ -333,3 +333,20 @@ def test_ekr_is_refused_for_other_quant_modes(tmp_path):
         export_model(ExportRequest(model="fmnist_levit", formats=("ekr",), quant="int8",
                                    out=tmp_path))
 
+
+
+def test_per_op_type_counts_add_up_to_the_whole(int_only_artifacts):
+    from edgekit.artifact import Artifact
+    from edgekit.qemu import QemuDevice
+    from edgekit.qemu.run import count_instructions, count_op_types
+
+    art = Artifact.open(int_only_artifacts["ekr"])
+    dev = QemuDevice.from_url("qemu://cortex-a76")
+    per_type = count_op_types(dev, art)
+    assert set(per_type) == set(ekr.summarize(art.model_path.read_bytes())["ops"])
+    whole = count_instructions(dev, art)["instructions_per_inference"]
+    # the op types partition the run; the rest is the executor's loop and the output copy
+    assert 0.9 * whole < sum(per_type.values()) <= whole, (per_type, whole)
+    counts = list(per_type.values())
+    assert counts == sorted(counts, reverse=True) and counts[-1] >= 0  # heaviest first
+    assert set(list(per_type)[:2]) == {"conv2d", "linear"}  # the stem and the MLPs
