@@ -9,6 +9,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -666,8 +667,9 @@ struct ekr_pool;
 typedef struct { struct ekr_pool *pool; int part; } pool_arg;
 
 typedef struct ekr_pool {
-  int n, started, stop, pending;
-  unsigned generation;
+  int n, started;
+  atomic_int stop, pending;
+  atomic_uint generation;
   ekr_job *job;
   void *ctx;
   pthread_mutex_t mu;
@@ -676,32 +678,48 @@ typedef struct ekr_pool {
   pool_arg args[EKR_MAX_THREADS];
 } ekr_pool;
 
+/* Between the ops of one inference a job comes every few microseconds: workers and the caller
+ * spin a bounded while (a pause per turn) before they sleep on the condition variable, so a
+ * split GEMM does not pay a futex wake-up, and an idle pool still sleeps. */
+#define EKR_SPIN 20000
+static inline void cpu_relax(void) {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 static void *pool_worker(void *arg) {
   ekr_pool *pool = ((pool_arg *)arg)->pool;
   const int part = ((pool_arg *)arg)->part;
   unsigned seen = 0;
   for (;;) {
-    pthread_mutex_lock(&pool->mu);
-    while (pool->generation == seen && !pool->stop) pthread_cond_wait(&pool->go, &pool->mu);
-    if (pool->stop) {
+    for (int i = 0; i < EKR_SPIN && atomic_load_explicit(&pool->generation,
+                                                          memory_order_acquire) == seen &&
+                    !atomic_load_explicit(&pool->stop, memory_order_relaxed); i++)
+      cpu_relax();
+    if (atomic_load_explicit(&pool->generation, memory_order_acquire) == seen) {
+      pthread_mutex_lock(&pool->mu);
+      while (atomic_load(&pool->generation) == seen && !atomic_load(&pool->stop))
+        pthread_cond_wait(&pool->go, &pool->mu);
       pthread_mutex_unlock(&pool->mu);
-      return NULL;
     }
-    seen = pool->generation;
-    ekr_job *job = pool->job;
-    void *ctx = pool->ctx;
-    pthread_mutex_unlock(&pool->mu);
-    job(ctx, part, pool->n);
-    pthread_mutex_lock(&pool->mu);
-    if (--pool->pending == 0) pthread_cond_signal(&pool->done);
-    pthread_mutex_unlock(&pool->mu);
+    if (atomic_load(&pool->stop)) return NULL;
+    seen = atomic_load_explicit(&pool->generation, memory_order_acquire);
+    pool->job(pool->ctx, part, pool->n);
+    if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
+      pthread_mutex_lock(&pool->mu);
+      pthread_cond_signal(&pool->done);
+      pthread_mutex_unlock(&pool->mu);
+    }
   }
 }
 
 static void pool_stop(ekr_pool *pool) {
   if (!pool) return;
   pthread_mutex_lock(&pool->mu);
-  pool->stop = 1;
+  atomic_store(&pool->stop, 1);
   pthread_cond_broadcast(&pool->go);
   pthread_mutex_unlock(&pool->mu);
   for (int i = 1; i < pool->started; i++) pthread_join(pool->workers[i], NULL);
@@ -716,17 +734,22 @@ static void pool_run(ekr_pool *pool, ekr_job *job, void *ctx) {
     job(ctx, 0, 1);
     return;
   }
-  pthread_mutex_lock(&pool->mu);
   pool->job = job;
   pool->ctx = ctx;
-  pool->pending = pool->n - 1;
-  pool->generation++;
+  atomic_store_explicit(&pool->pending, pool->n - 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+  pthread_mutex_lock(&pool->mu);  /* wakes the workers that went to sleep */
   pthread_cond_broadcast(&pool->go);
   pthread_mutex_unlock(&pool->mu);
   job(ctx, 0, pool->n);
-  pthread_mutex_lock(&pool->mu);
-  while (pool->pending > 0) pthread_cond_wait(&pool->done, &pool->mu);
-  pthread_mutex_unlock(&pool->mu);
+  for (int i = 0; i < EKR_SPIN &&
+                  atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; i++)
+    cpu_relax();
+  if (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) {
+    pthread_mutex_lock(&pool->mu);
+    while (atomic_load(&pool->pending) > 0) pthread_cond_wait(&pool->done, &pool->mu);
+    pthread_mutex_unlock(&pool->mu);
+  }
 }
 
 int ekr_set_threads(ekr_model *m, int threads, char *err, size_t en) {

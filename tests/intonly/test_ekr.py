@@ -350,3 +350,17 @@ def test_per_op_type_counts_add_up_to_the_whole(int_only_artifacts):
     counts = list(per_type.values())
     assert counts == sorted(counts, reverse=True) and counts[-1] >= 0  # heaviest first
     assert set(list(per_type)[:2]) == {"conv2d", "linear"}  # the stem and the MLPs
+
+
+def test_thread_pool_is_race_free_under_thread_sanitizer(graphs, tmp_path):
+    made = make_kernels("build/tsan/ekr_runner")
+    assert made.returncode == 0, made.stderr[-3000:]
+    g = graphs["fmnist_efficientformer"]
+    src, dst = tmp_path / "x.f32", tmp_path / "y.f32"
+    g["x"][:6].astype("<f4").tofile(src)
+    proc = subprocess.run([str(KERNELS / "build/tsan/ekr_runner"), str(g["path"]), "--inputs",
+                           str(src), "--outputs", str(dst), "--threads", "3"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "ThreadSanitizer" not in proc.stderr, proc.stderr[-3000:]
+    got = np.fromfile(dst, dtype="<f4").reshape(g["want"][:6].shape)
+    assert np.array_equal(got, g["want"][:6])
