@@ -28,7 +28,8 @@ from edgekit.errors import MissingDependency, UsageError
 
 ISA_BITS = {1: "neon", 2: "dotprod", 4: "i8mm", 8: "avx2", 16: "avx512vnni"}
 OPS = ("s8_gemm_requant", "s8_dwconv3x3_requant", "s8_shiftmax", "s8_shiftgelu",
-       "s8_ilayernorm", "s8_avgpool_requant", "s8_add_requant", "s8_hardswish")
+       "s8_ilayernorm", "s8_avgpool_requant", "s8_add_requant", "s8_hardswish",
+       "s8_addconst_requant", "s8_mulconst_requant")
 INT32 = (-2**31, 2**31 - 1)
 
 
@@ -310,4 +311,30 @@ def s8_hardswish(x: Any, r3: int, r6: int, mult: int, shift: int, path: str | No
     _fn("s8_hardswish", path, [S, P, I32, I32, I32, INT, P])(
         x8.size, _addr(x8), _scalar32(r3, "r3"), _scalar32(r6, "r6"), _scalar32(mult, "mult"),
         _shift(shift), _addr(y))
+    return y
+
+
+def s8_addconst_requant(x: Any, mult: int, c: Any, shift: int, path: str | None = None
+                        ) -> np.ndarray:
+    """graph.AddConst with c one int64 per element: clamp(round((x·mult + c) / 2^shift))."""
+    x8 = _array(x, np.int8, "x")
+    c64 = np.ascontiguousarray(np.broadcast_to(np.asarray(c, dtype=np.int64), x8.shape))
+    if np.abs(c64).max(initial=0) >= 2**61:
+        raise UsageError("constant outside ±2^61", hint="the kernel's int64 sum needs |c| < 2^61")
+    y = np.empty(x8.shape, dtype=np.int8)
+    _fn("s8_addconst_requant", path, [S, P, I32, P, INT, P])(
+        x8.size, _addr(x8), _scalar32(mult, "mult"), _addr(c64), _shift(shift), _addr(y))
+    return y
+
+
+def s8_mulconst_requant(x: Any, m: Any, shift: int, path: str | None = None) -> np.ndarray:
+    """graph.MulConst with m one int32 per element: clamp(round(x·m / 2^shift))."""
+    x8 = _array(x, np.int8, "x")
+    m64 = np.broadcast_to(np.asarray(m, dtype=np.int64), x8.shape)
+    if m64.size and (m64.min() < INT32[0] or m64.max() > INT32[1]):
+        raise UsageError("multiplier outside int32", hint="requantize with a smaller shift")
+    m32 = np.ascontiguousarray(m64, dtype=np.int32)
+    y = np.empty(x8.shape, dtype=np.int8)
+    _fn("s8_mulconst_requant", path, [S, P, P, INT, P])(
+        x8.size, _addr(x8), _addr(m32), _shift(shift), _addr(y))
     return y

@@ -46,6 +46,8 @@ COUNT_SHAPES: dict[str, tuple[str, int]] = {
     "s8_avgpool_requant": ("c=128 h=14 w_in=14 kernel=3 stride=1 pad=1", 128 * 14 * 14),
     "s8_add_requant": ("count=25088", 25088),
     "s8_hardswish": ("count=50176", 50176),
+    "s8_addconst_requant": ("count=153664", 153664),  # 4 heads' 196×196 attention biases
+    "s8_mulconst_requant": ("count=25088", 25088),
 }
 MCA_CPUS = ("cortex-a55", "cortex-a76")
 _INSN = re.compile(r"^0x([0-9a-f]+):\s+[0-9a-f]{8}\s+(.*)$")

@@ -130,6 +130,20 @@ def hardswish(x: np.ndarray, scale: float, out_scale: float, note: str = "") -> 
         "y": y.astype(np.int8)}, note)
 
 
+def addconst(x: np.ndarray, mult: int, c: np.ndarray, shift: int, note: str = "") -> Case:
+    y = ig.AddConst("x", "y", c, mult, shift).reference({"x": x})
+    return Case("s8_addconst_requant", {
+        **_ints(count=x.size, mult=mult, shift=shift), "x": x.astype(np.int8),
+        "c": c.astype(np.int64), "y": y.astype(np.int8)}, note)
+
+
+def mulconst(x: np.ndarray, m: np.ndarray, shift: int, note: str = "") -> Case:
+    y = ig.MulConst("x", "y", m, shift).reference({"x": x})
+    return Case("s8_mulconst_requant", {
+        **_ints(count=x.size, shift=shift), "x": x.astype(np.int8), "m": m.astype(np.int32),
+        "y": y.astype(np.int8)}, note)
+
+
 def cases(seed: int = 0) -> Iterator[Case]:
     rng = np.random.default_rng(seed)
     every_s8 = np.arange(-128, 128, dtype=np.int64)
@@ -201,6 +215,25 @@ def cases(seed: int = 0) -> Iterator[Case]:
     for scale, out_scale in [(0.05, 0.05), (0.1, 0.04), (0.02, 0.01), (0.2, 0.5)]:
         yield hardswish(every_s8, scale, out_scale, f"scale {scale}")
     yield hardswish(_s8(rng, 77), 0.05, 0.03, "odd count")
+    # constant add: a realistic attention bias, ties both ways, saturation, the ±2^61 bound,
+    # shift 0, an odd count
+    bias_mult, shift = ig.channel_dyadic(np.array([0.7]))
+    bias = rng.integers(-(1 << (shift + 6)), 1 << (shift + 6), size=1000)
+    yield addconst(_s8(rng, 1000), int(bias_mult[0]), bias, shift, "realistic")
+    yield addconst(every_s8, 1, np.full(256, 7), 1, "ties")
+    yield addconst(every_s8, 1, -np.arange(256) * 3, 2, "ties, negative c")
+    yield addconst(every_s8, 2**31 - 1, np.full(256, 1 << 40), 30, "saturation")
+    yield addconst(_s8(rng, 64), -(2**31), np.full(64, (1 << 61) - 1), 55, "extremes")
+    yield addconst(_s8(rng, 23), 3, rng.integers(-500, 500, size=23), 0, "shift 0, odd count")
+    # constant multiply (a LayerScale γ per element): realistic, ties, saturation, negative and
+    # INT32_MIN multipliers, shift 0, an odd count
+    gamma, shift = ig.channel_dyadic(rng.uniform(0.05, 0.9, size=1000))
+    yield mulconst(_s8(rng, 1000), gamma * rng.choice([-1, 1], size=1000), shift, "realistic")
+    yield mulconst(every_s8, np.full(256, 1), 1, "ties")
+    yield mulconst(every_s8, np.full(256, -3), 2, "ties, negative")
+    yield mulconst(every_s8, np.full(256, 2**31 - 1), 20, "saturation")
+    yield mulconst(every_s8, np.full(256, -(2**31)), 40, "INT32_MIN")
+    yield mulconst(_s8(rng, 19), rng.integers(-9, 9, size=19), 0, "shift 0, odd count")
 
 
 def write(path: Path, seed: int = 0) -> int:

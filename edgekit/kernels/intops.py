@@ -89,6 +89,18 @@ def _hardswish(op: ig.Hardswish, env: Env, path: str | None) -> np.ndarray | Non
     return ek.s8_hardswish(env[op.input], op.r3, op.r6, op.mult, op.shift, path=path)
 
 
+def _addconst(op: ig.AddConst, env: Env, path: str | None) -> np.ndarray | None:
+    if not _fits32(op.mult) or np.abs(op.const).max(initial=0) >= 2**61:
+        return None
+    return ek.s8_addconst_requant(env[op.input], op.mult, op.const, op.shift, path=path)
+
+
+def _mulconst(op: ig.MulConst, env: Env, path: str | None) -> np.ndarray | None:
+    if not _fits32(op.mult):
+        return None
+    return ek.s8_mulconst_requant(env[op.input], op.mult, op.shift, path=path)
+
+
 RUNNERS: dict[type, tuple[str, Callable[[Any, Env, str | None], np.ndarray | None]]] = {
     ig.Linear: ("s8_gemm_requant", _linear),
     ig.Conv2d: ("s8_dwconv3x3_requant", _conv),
@@ -98,6 +110,8 @@ RUNNERS: dict[type, tuple[str, Callable[[Any, Env, str | None], np.ndarray | Non
     ig.AvgPool: ("s8_avgpool_requant", _avgpool),
     ig.Add: ("s8_add_requant", _add),
     ig.Hardswish: ("s8_hardswish", _hardswish),
+    ig.AddConst: ("s8_addconst_requant", _addconst),
+    ig.MulConst: ("s8_mulconst_requant", _mulconst),
 }
 
 
@@ -138,7 +152,7 @@ def shape_line(op: ig.IntOp, env: Env) -> str | None:
     if isinstance(op, ig.AvgPool):
         n, c, h, w = env[op.input].shape
         return f"c={n * c} h={h} w_in={w} kernel={op.kernel} stride={op.stride} pad={op.padding}"
-    if isinstance(op, (ig.Add, ig.Hardswish)):
+    if isinstance(op, (ig.Add, ig.Hardswish, ig.AddConst, ig.MulConst)):
         return f"count={env[op.output].size}"
     return None
 

@@ -70,10 +70,20 @@ typedef void ek_s8_add_requant_t(size_t count, const int8_t *a, const int8_t *b,
 typedef void ek_s8_hardswish_t(size_t count, const int8_t *x, int32_t r3, int32_t r6,
                                    int32_t mult, int shift, int8_t *y);
 
+/* Constant add (LeViT's attention bias, a folded shift): y = clamp(round((x·mult + c[i]) /
+ * 2^shift)), one int64 c per element (|c| < 2^61). */
+typedef void ek_s8_addconst_requant_t(size_t count, const int8_t *x, int32_t mult,
+                                      const int64_t *c, int shift, int8_t *y);
+
+/* Constant multiply (a LayerScale γ): y = clamp(round(x·m[i] / 2^shift)), one m per element. */
+typedef void ek_s8_mulconst_requant_t(size_t count, const int8_t *x, const int32_t *m, int shift,
+                                      int8_t *y);
+
 /* X(op) for every op. */
 #define EK_OPS(X) \
   X(s8_gemm_requant) X(s8_dwconv3x3_requant) X(s8_shiftmax) X(s8_shiftgelu) \
-  X(s8_ilayernorm) X(s8_avgpool_requant) X(s8_add_requant) X(s8_hardswish)
+  X(s8_ilayernorm) X(s8_avgpool_requant) X(s8_add_requant) X(s8_hardswish) \
+  X(s8_addconst_requant) X(s8_mulconst_requant)
 
 /* ISA bits a kernel needs (ek_cpu_isa() reports what the CPU has). */
 enum { EK_ISA_NONE = 0, EK_ISA_NEON = 1, EK_ISA_DOT = 2, EK_ISA_I8MM = 4, EK_ISA_AVX2 = 8,
@@ -87,7 +97,9 @@ enum { EK_ISA_NONE = 0, EK_ISA_NEON = 1, EK_ISA_DOT = 2, EK_ISA_I8MM = 4, EK_ISA
   X(s8_ilayernorm, scalar, EK_ISA_NONE) X(s8_ilayernorm, autovec, EK_ISA_NONE) \
   X(s8_avgpool_requant, scalar, EK_ISA_NONE) X(s8_avgpool_requant, autovec, EK_ISA_NONE) \
   X(s8_add_requant, scalar, EK_ISA_NONE) X(s8_add_requant, autovec, EK_ISA_NONE) \
-  X(s8_hardswish, scalar, EK_ISA_NONE) X(s8_hardswish, autovec, EK_ISA_NONE)
+  X(s8_hardswish, scalar, EK_ISA_NONE) X(s8_hardswish, autovec, EK_ISA_NONE) \
+  X(s8_addconst_requant, scalar, EK_ISA_NONE) X(s8_addconst_requant, autovec, EK_ISA_NONE) \
+  X(s8_mulconst_requant, scalar, EK_ISA_NONE) X(s8_mulconst_requant, autovec, EK_ISA_NONE)
 
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #define EK_NEON_KERNELS(X) \
@@ -96,7 +108,8 @@ enum { EK_ISA_NONE = 0, EK_ISA_NEON = 1, EK_ISA_DOT = 2, EK_ISA_I8MM = 4, EK_ISA
   X(s8_dwconv3x3_requant, neon, EK_ISA_NEON) X(s8_shiftmax, neon, EK_ISA_NEON) \
   X(s8_shiftgelu, neon, EK_ISA_NEON) X(s8_ilayernorm, neon, EK_ISA_NEON) \
   X(s8_avgpool_requant, neon, EK_ISA_NEON) X(s8_add_requant, neon, EK_ISA_NEON) \
-  X(s8_hardswish, neon, EK_ISA_NEON)
+  X(s8_hardswish, neon, EK_ISA_NEON) X(s8_addconst_requant, neon, EK_ISA_NEON) \
+  X(s8_mulconst_requant, neon, EK_ISA_NEON)
 #else
 #define EK_NEON_KERNELS(X)
 #endif

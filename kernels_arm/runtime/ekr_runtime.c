@@ -69,7 +69,9 @@ struct ekr_model {
   ek_s8_avgpool_requant_fn avgpool;
   ek_s8_add_requant_fn add;
   ek_s8_hardswish_fn hardswish;
-  char paths[512];
+  ek_s8_addconst_requant_fn addconst;
+  ek_s8_mulconst_requant_fn mulconst;
+  char paths[640];
   struct ekr_pool *pool;  /* NULL: one thread */
   ekr_op_hook *hook;
   void *hook_ctx;
@@ -851,6 +853,8 @@ static void choose_kernels(ekr_model *m) {
   EKR_PICK(avgpool, s8_avgpool_requant);
   EKR_PICK(add, s8_add_requant);
   EKR_PICK(hardswish, s8_hardswish);
+  EKR_PICK(addconst, s8_addconst_requant);
+  EKR_PICK(mulconst, s8_mulconst_requant);
 #undef EKR_PICK
 }
 
@@ -1175,7 +1179,8 @@ static void run_transpose(ekr_model *m, const ekr_op *op) {
 
 /* y[e] = f(x[e], c[broadcast e]) over an output of x's shape, in blocks: the trailing axes
  * where c matches x run element by element, or where c is 1 run on one constant value */
-#define BROADCAST_LOOP(ctype, BODY)                                                     \
+#define EKR_RUN_FILL 1024 /* a scalar run shorter than this: the value repeated, then RUN */
+#define BROADCAST_LOOP(ctype, BODY, RUN)                                                \
   do {                                                                                  \
     const ekr_tensor *x = T(0), *cst = T(1);                                            \
     const int8_t *xs = PTR(x, const int8_t);                                            \
@@ -1193,7 +1198,7 @@ static void run_transpose(ekr_model *m, const ekr_op *op) {
       inner *= x->dims[--split];                                                        \
     int64_t at = 0;                                                                     \
     for (uint64_t e = 0; e < x->numel; e += (uint64_t)inner) {                          \
-      if (scalar_run && inner >= 1024) { /* a long run on one value: through a table */ \
+      if (scalar_run && inner >= EKR_RUN_FILL) { /* a long run on one value: a table */  \
         const int64_t c = cs[at];                                                       \
         int8_t table[256];                                                              \
         for (int q = 0; q < 256; q++) {                                                 \
@@ -1201,14 +1206,12 @@ static void run_transpose(ekr_model *m, const ekr_op *op) {
           table[q] = (BODY);                                                            \
         }                                                                               \
         apply_table(table, (size_t)inner, xs + e, ys + e);                              \
-      } else if (scalar_run) {                                                          \
-        const int64_t c = cs[at];                                                       \
-        for (int64_t q = 0; q < inner; q++) { const int64_t v = xs[e + q]; ys[e + q] = (BODY); } \
+      } else if (scalar_run) { /* a short run on one value: repeated, then the kernel */  \
+        ctype fill[EKR_RUN_FILL];                                                       \
+        for (int64_t q = 0; q < inner; q++) fill[q] = cs[at];                           \
+        RUN(xs + e, fill, inner, ys + e);                                               \
       } else {                                                                          \
-        for (int64_t q = 0; q < inner; q++) {                                           \
-          const int64_t v = xs[e + q], c = cs[at + q];                                  \
-          ys[e + q] = (BODY);                                                           \
-        }                                                                               \
+        RUN(xs + e, cs + at, inner, ys + e);                                            \
       }                                                                                 \
       for (int i = split - 1; i >= 0; i--) {                                            \
         at += cstride[i];                                                               \
@@ -1373,13 +1376,17 @@ static void run_op(ekr_model *m, const ekr_op *op) {
       break;
     case EKR_OP_mulconst: {
       const int shift = (int)p[0];
-      BROADCAST_LOOP(int32_t, sat8(ek_round_shift(v * c, shift)));
+#define EKR_MUL_RUN(xp, cp, n, yp) m->mulconst((size_t)(n), xp, cp, shift, yp)
+      BROADCAST_LOOP(int32_t, sat8(ek_round_shift(v * c, shift)), EKR_MUL_RUN);
+#undef EKR_MUL_RUN
       break;
     }
     case EKR_OP_addconst: {
       const int64_t mult = p[0];
       const int shift = (int)p[1];
-      BROADCAST_LOOP(int64_t, sat8(ek_round_shift(v * mult + c, shift)));
+#define EKR_ADD_RUN(xp, cp, n, yp) m->addconst((size_t)(n), xp, (int32_t)mult, cp, shift, yp)
+      BROADCAST_LOOP(int64_t, sat8(ek_round_shift(v * mult + c, shift)), EKR_ADD_RUN);
+#undef EKR_ADD_RUN
       break;
     }
     default: break;  /* the loader admits no other type */

@@ -710,6 +710,52 @@ void ek_s8_avgpool_requant__neon(size_t c, size_t h, size_t w_in, int kernel, in
   }
 }
 
+/* ---- constant add / multiply: 8 elements per step in int64 lanes (SMULL, SRSHL), narrowed
+ * with saturation (SQXTN) -------------------------------------------------------------------- */
+
+/* 8 int64 pairs → int8, saturated, rounded by SRSHL (−shift): the scalar ek_round_shift */
+EK_INLINE int8x8_t round_narrow8(int64x2_t v0, int64x2_t v1, int64x2_t v2, int64x2_t v3,
+                                 int64x2_t neg_shift) {
+  const int32x4_t lo = round_narrow_s64(v0, v1, neg_shift);
+  const int32x4_t hi = round_narrow_s64(v2, v3, neg_shift);
+  return narrow_s32x8(lo, hi);
+}
+
+void ek_s8_addconst_requant__neon(size_t count, const int8_t *x, int32_t mult, const int64_t *c,
+                                  int shift, int8_t *y) {
+  const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  const int32x2_t m = vdup_n_s32(mult);
+  size_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const int16x8_t x16 = vmovl_s8(vld1_s8(x + i));
+    const int32x4_t a = vmovl_s16(vget_low_s16(x16)), b = vmovl_high_s16(x16);
+    const int64x2_t v0 = vaddq_s64(vmull_s32(vget_low_s32(a), m), vld1q_s64(c + i));
+    const int64x2_t v1 = vaddq_s64(vmull_s32(vget_high_s32(a), m), vld1q_s64(c + i + 2));
+    const int64x2_t v2 = vaddq_s64(vmull_s32(vget_low_s32(b), m), vld1q_s64(c + i + 4));
+    const int64x2_t v3 = vaddq_s64(vmull_s32(vget_high_s32(b), m), vld1q_s64(c + i + 6));
+    vst1_s8(y + i, round_narrow8(v0, v1, v2, v3, neg_shift));
+  }
+  for (; i < count; i++)
+    y[i] = (int8_t)ek_clamp(ek_round_shift((int64_t)x[i] * mult + c[i], shift), -128, 127);
+}
+
+void ek_s8_mulconst_requant__neon(size_t count, const int8_t *x, const int32_t *m, int shift,
+                                  int8_t *y) {
+  const int64x2_t neg_shift = vdupq_n_s64(-shift);
+  size_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const int16x8_t x16 = vmovl_s8(vld1_s8(x + i));
+    const int32x4_t a = vmovl_s16(vget_low_s16(x16)), b = vmovl_high_s16(x16);
+    const int32x4_t ma = vld1q_s32(m + i), mb = vld1q_s32(m + i + 4);
+    vst1_s8(y + i, round_narrow8(vmull_s32(vget_low_s32(a), vget_low_s32(ma)),
+                                 vmull_high_s32(a, ma),
+                                 vmull_s32(vget_low_s32(b), vget_low_s32(mb)),
+                                 vmull_high_s32(b, mb), neg_shift));
+  }
+  for (; i < count; i++)
+    y[i] = (int8_t)ek_clamp(ek_round_shift((int64_t)x[i] * m[i], shift), -128, 127);
+}
+
 /* ---- residual add, Hardswish ------------------------------------------------------------- */
 
 void ek_s8_add_requant__neon(size_t count, const int8_t *a, const int8_t *b, int32_t mult_a,

@@ -39,6 +39,12 @@ static int ek_run_case(const ek_kernel *k, const ek_case *c, void *out, int32_t 
   } else if (!strcmp(c->op, "s8_hardswish")) {
     ((ek_s8_hardswish_fn)k->fn)(I("count"), EK_PTR(c, "x", int8_t), (int32_t)I("r3"),
                                 (int32_t)I("r6"), (int32_t)I("mult"), (int)I("shift"), out);
+  } else if (!strcmp(c->op, "s8_addconst_requant")) {
+    ((ek_s8_addconst_requant_fn)k->fn)(I("count"), EK_PTR(c, "x", int8_t), (int32_t)I("mult"),
+                                       EK_PTR(c, "c", int64_t), (int)I("shift"), out);
+  } else if (!strcmp(c->op, "s8_mulconst_requant")) {
+    ((ek_s8_mulconst_requant_fn)k->fn)(I("count"), EK_PTR(c, "x", int8_t),
+                                       EK_PTR(c, "m", int32_t), (int)I("shift"), out);
   } else {
     fprintf(stderr, "no runner for op %s\n", c->op);
     exit(2);

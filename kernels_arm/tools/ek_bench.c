@@ -120,6 +120,14 @@ static int prepare(const shape *s, buffers *b) {
     if (n < 1) return -1;
     b->a = rand8(n);
     b->out_bytes = n;
+  } else if (!strcmp(s->op, "s8_addconst_requant") || !strcmp(s->op, "s8_mulconst_requant")) {
+    const long n = get(s, "count", 0);
+    if (n < 1) return -1;
+    b->a = rand8(n);
+    b->mult = rand32(n, 1 << 29, 1 << 30);
+    b->beta = malloc((size_t)n * sizeof *b->beta);
+    for (long i = 0; i < n; i++) b->beta[i] = (int64_t)rnd_range(-(1 << 30), 1 << 30) << 4;
+    b->out_bytes = n;
   } else {
     return -1;
   }
@@ -152,6 +160,10 @@ static void run(const ek_kernel *k, const shape *s, const buffers *b, void *y) {
                                   y);
   } else if (!strcmp(s->op, "s8_hardswish")) {
     ((ek_s8_hardswish_fn)k->fn)(get(s, "count", 0), b->a, 60, 120, 1431655765, 37, y);
+  } else if (!strcmp(s->op, "s8_addconst_requant")) {
+    ((ek_s8_addconst_requant_fn)k->fn)(get(s, "count", 0), b->a, 1431655765, b->beta, 37, y);
+  } else if (!strcmp(s->op, "s8_mulconst_requant")) {
+    ((ek_s8_mulconst_requant_fn)k->fn)(get(s, "count", 0), b->a, b->mult, 36, y);
   }
 }
 

@@ -111,6 +111,18 @@ def test_hardswish_every_int8(scale, out_scale):
     check(op, {"x": EVERY_S8}, "s8_hardswish")
 
 
+def test_constant_add_and_multiply_broadcast_ties_and_extremes():
+    x = s8(2, 4, 6, 6)
+    bias = RNG.integers(-(1 << 40), 1 << 40, size=(1, 4, 6, 6))  # LeViT-like: per (head, i, j)
+    for mult, const, shift in [(1288490189, bias, 37), (1, np.full((1, 1, 1, 1), 7), 1),
+                               (-(2**31), np.full((1, 4, 1, 1), (1 << 61) - 1), 55)]:
+        check(ig.AddConst("x", "y", const, mult, shift), {"x": x}, "s8_addconst_requant")
+    gamma = RNG.integers(-(2**31), 2**31, size=(1, 4, 1, 1))  # a per-channel γ, INT32 extremes
+    for mult, shift in [(gamma, 40), (np.full((1, 1, 1, 6), -3), 2), (np.ones(1, np.int64), 0)]:
+        check(ig.MulConst("x", "y", mult, shift), {"x": x}, "s8_mulconst_requant")
+    check(ig.MulConst("x", "y", np.full(256, 1), 1), {"x": EVERY_S8}, "s8_mulconst_requant")
+
+
 def test_ops_without_a_kernel_fall_back_to_none():
     x = {"x": s8(2, 4)}
     assert intops.run(ig.Relu("x", "y"), x) is None

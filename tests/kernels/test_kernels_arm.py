@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from edgekit import kernels as ek
 from tests.kernels import KERNELS, make_kernels
 
 LEVELS = ("host", "nosimd", "armv8-a", "dotprod", "i8mm", "host-sanitized", "aarch64-ubsan")
@@ -60,7 +61,7 @@ def test_neon_paths_run_under_qemu_and_dispatch_follows_the_cpu(make_test):
     for block in (a53, a76, cpu_max):
         for op in ("s8_gemm_requant", "s8_shiftmax", "s8_shiftgelu", "s8_ilayernorm",
                    "s8_dwconv3x3_requant", "s8_avgpool_requant", "s8_add_requant",
-                   "s8_hardswish"):
+                   "s8_hardswish", "s8_addconst_requant", "s8_mulconst_requant"):
             assert re.search(rf"ek_{op}__neon\s+\d+ passed, 0 failed", block), (op, block)
     # Cortex-A53 lacks dotprod: the kernel is compiled in but not run, dispatch picks neon
     assert re.search(r"ek_s8_gemm_requant__neondot\s+not run", a53)
@@ -88,7 +89,7 @@ def test_dotprod_binary_on_cortex_a53_does_not_sigill(make_test):
 def test_nosimd_build_kernels_use_no_simd_registers(make_test):
     dis = _disassemble(KERNELS / "build/nosimd/ek_test")
     bodies = re.findall(r"<(ek_\w+__(?:scalar|autovec))>:\n(.*?)\n\n", dis, re.S)
-    assert len(bodies) == 16
+    assert len(bodies) == 2 * len(ek.OPS)  # scalar + autovec of every op
     for name, body in bodies:
         assert not re.search(r"\bv\d+\.(16b|8b|8h|4h|4s|2s|2d)\b", body), name
 
