@@ -35,7 +35,8 @@ RESULTS = Path(__file__).with_name("results") / "kernels.json"
 LABELS = {"s8_gemm_requant": "s8 GEMM + requant", "s8_dwconv3x3_requant": "depthwise 3×3",
           "s8_shiftmax": "Shiftmax", "s8_shiftgelu": "ShiftGELU", "s8_ilayernorm": "I-LayerNorm",
           "s8_avgpool_requant": "avg-pool 3×3", "s8_add_requant": "residual add",
-          "s8_hardswish": "Hardswish"}
+          "s8_hardswish": "Hardswish", "s8_addconst_requant": "constant add",
+          "s8_mulconst_requant": "constant multiply"}
 
 
 def build() -> None:
