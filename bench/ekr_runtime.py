@@ -33,22 +33,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from edgekit.models.source import load_source
+from int_only import integer_graph
 from readme_section import replace_section
 
 from edgekit.artifact import Artifact
 from edgekit.bench.collectors import BenchConfig
 from edgekit.bench.run import run_bench
-from edgekit.data import golden_inputs
-from edgekit.intonly.convert import convert
 from edgekit.intonly.graph import run_reference
 from edgekit.kernels.ekr import EkrModel
-from edgekit.pipeline import ExportRequest, _calibration, export_model
+from edgekit.pipeline import ExportRequest, export_model
 from edgekit.qemu import QemuDevice
 from edgekit.qemu.run import count_instructions, count_op_types
-from edgekit.quant.config import QuantConfig
-from edgekit.transforms.base import DEFAULT_PASSES, DeployPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("results") / "ekr_runtime.json"
@@ -83,23 +78,10 @@ def exported(model: str, work: Path) -> dict[str, Artifact]:
     return made
 
 
-def integer_graph(model: str, onnx_int_only: Artifact) -> tuple[Any, np.ndarray]:
-    """The integer graph the artifacts were written from, rebuilt the way the pipeline builds
-    it (checked against the artifact's golden exact outputs by the caller), and 50 inputs."""
-    src = load_source(model)
-    _, calib, _ = _calibration(QuantConfig(), src.data_config, lambda s: None)
-    x = golden_inputs(src.data_config, N_INPUTS, seed=1, noise_fraction=0.0)
-    example = torch.from_numpy(x[:1])
-    DeployPipeline(DEFAULT_PASSES).run(src.model, torch.cat([example, example]))
-    graph = convert(src.model, example, calib.samples,
-                    percentile=onnx_int_only.manifest.exporter["activation_percentile"])
-    return graph, x
-
-
 def phase_exact(model: str, made: dict[str, Artifact], runners: Path) -> dict[str, Any]:
     import onnxruntime as ort
 
-    graph, x = integer_graph(model, made["ort int-only"])
+    graph, x, _ = integer_graph(model, made["ort int-only"], N_INPUTS)
     golden_x = next(iter(made["ekr"].load_golden()[0].values()))
     for name, want in made["ekr"].golden_exact().items():
         got = np.concatenate([run_reference(graph, golden_x[i:i + 1])

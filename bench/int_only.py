@@ -26,6 +26,7 @@ from readme_section import replace_section
 from timing_args import other_models_rows, timing_config, timing_parser
 
 from edgekit.accuracy import evaluate_artifact
+from edgekit.artifact import Artifact
 from edgekit.bench.collectors import BenchConfig
 from edgekit.bench.run import run_bench
 from edgekit.data import golden_inputs
@@ -42,6 +43,23 @@ RESULTS = Path(__file__).with_name("results") / "int_only.json"
 N_INPUTS = 50
 
 
+def integer_graph(name: str, int_only: Artifact, n: int = N_INPUTS
+                  ) -> tuple[Any, np.ndarray, list[np.ndarray]]:
+    """The integer graph an int-only artifact was built from, rebuilt the way the pipeline
+    builds it (same calibration, the artifact's activation percentile), n inputs (photo views;
+    Fashion-MNIST test images for its configs) and timm fp32's outputs on them."""
+    src = load_source(name)
+    _, calib, _ = _calibration(QuantConfig(), src.data_config, lambda s: None)
+    x = golden_inputs(src.data_config, n, seed=1, noise_fraction=0.0)
+    with torch.no_grad():
+        reference_fp32 = [src.model(torch.from_numpy(x[i:i + 1])).numpy() for i in range(len(x))]
+    example = torch.from_numpy(x[:1])
+    DeployPipeline(DEFAULT_PASSES).run(src.model, torch.cat([example, example]))
+    graph = convert(src.model, example, calib.samples,
+                    percentile=int_only.manifest.exporter["activation_percentile"])
+    return graph, x, reference_fp32
+
+
 def run_model(name: str, out: Path, cfg: BenchConfig) -> dict[str, Any]:
     import onnxruntime as ort
 
@@ -51,16 +69,7 @@ def run_model(name: str, out: Path, cfg: BenchConfig) -> dict[str, Any]:
                                           out=out))
         made[quant] = o.artifact
         print(f"{name} {quant}: exported", flush=True)
-    # the integer graph the artifact was built from, rebuilt the same way as the pipeline
-    src = load_source(name)
-    _, calib, _ = _calibration(QuantConfig(), src.data_config, lambda s: None)
-    x = golden_inputs(src.data_config, N_INPUTS, seed=1, noise_fraction=0.0)
-    with torch.no_grad():
-        reference_fp32 = [src.model(torch.from_numpy(x[i:i + 1])).numpy() for i in range(len(x))]
-    example = torch.from_numpy(x[:1])
-    DeployPipeline(DEFAULT_PASSES).run(src.model, torch.cat([example, example]))
-    graph = convert(src.model, example, calib.samples,
-                    percentile=made["int-only"].manifest.exporter["activation_percentile"])
+    graph, x, reference_fp32 = integer_graph(name, made["int-only"])
     sess = ort.InferenceSession(str(made["int-only"].model_path),
                                 providers=["CPUExecutionProvider"])
     input_name = sess.get_inputs()[0].name
@@ -76,7 +85,7 @@ def run_model(name: str, out: Path, cfg: BenchConfig) -> dict[str, Any]:
         "size_mb": {q: round(a.manifest.size_bytes / 2**20, 2) for q, a in made.items()}}
     print(f"{name}: bit-exact {exact}/{len(x)}, cosine mean {row['cosine_mean']:.4f} "
           f"min {row['cosine_min']:.4f}", flush=True)
-    if src.data_config.get("dataset") == "fmnist":
+    if load_source(name).data_config.get("dataset") == "fmnist":
         row["top1"] = {q: evaluate_artifact(made[q].path).top1 for q in ("fp32", "int-only")}
         print(f"{name}: top-1 {row['top1']}", flush=True)
     results = run_bench([made[q].path for q in made], cfg=cfg, compare=True)

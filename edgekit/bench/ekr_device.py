@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -56,27 +56,23 @@ def runner_for(machine: str) -> Path:
     return binary
 
 
-class _Remote:
+class _Remote(Protocol):
     """What the runner needs of a device: its architecture, a private dir holding some files,
     a command run there, a file read back."""
 
     device: str
 
-    def machine(self) -> str:
-        raise NotImplementedError
+    def machine(self) -> str: ...
 
     def staged(self, files: dict[str, Path],
-               cfg: BenchConfig) -> contextlib.AbstractContextManager[str]:
-        raise NotImplementedError
+               cfg: BenchConfig) -> contextlib.AbstractContextManager[str]: ...
 
-    def run(self, command: str, timeout: float) -> tuple[int, str, str]:
-        raise NotImplementedError
+    def run(self, command: str, timeout: float) -> tuple[int, str, str]: ...
 
-    def read(self, path: str, timeout: float) -> bytes:
-        raise NotImplementedError
+    def read(self, path: str, timeout: float) -> bytes: ...
 
 
-class _Ssh(_Remote):
+class _Ssh:
     def __init__(self, collector: SshCollector) -> None:
         self.c, self.device = collector, collector.device
 
@@ -105,7 +101,7 @@ class _Ssh(_Remote):
         return proc.stdout
 
 
-class _Adb(_Remote):
+class _Adb:
     def __init__(self, collector: AdbCollector) -> None:
         self.c = collector
         self.device = f"adb://{collector.resolve()}"

@@ -41,25 +41,14 @@ def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = Be
                  if a.manifest.format in RUNNER_FORMATS and not _agent_device(device)]
     agent = [a.path for a in artifacts if a.path not in by_runner]
     groups = ([agent] if agent else []) if compare else [[p] for p in agent]
-    rows: list[dict[str, Any]] = [_runner_row(p, collector, cfg, device) for p in by_runner]
+    rows: list[dict[str, Any]] = []
+    for path in by_runner:
+        from edgekit.bench import ekr_device
+
+        rows += _with_retries(lambda g: [ekr_device.measure(g[0], collector, cfg)], [path],
+                              cfg, device)
     for group in groups:
-        failures = []
-        for attempt in range(cfg.retries + 1):
-            try:
-                results = collector.measure(group, cfg)
-            except BenchFailed as exc:
-                failures.append({"attempt": attempt, "error": exc.message,
-                                 "partial_samples_ms": exc.partial})
-                continue
-            for r, path in zip(results, group, strict=True):
-                r["artifact"] = str(path)
-                r["failed_attempts"] = failures
-            rows.extend(results)
-            break
-        else:
-            for path in group:
-                rows.append({"artifact": str(path), "device": device, "status": "failed",
-                             "error": failures[-1]["error"], "attempts": failures})
+        rows += _with_retries(lambda g: collector.measure(g, cfg), group, cfg, device)
     order = {str(a.path): i for i, a in enumerate(artifacts)}
     rows.sort(key=lambda r: order.get(str(r.get("artifact")), len(order)))
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -77,22 +66,24 @@ def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = Be
     return rows
 
 
-def _runner_row(path: Path, collector: Any, cfg: BenchConfig, device: str) -> dict[str, Any]:
-    """An .ekr on an ssh/adb device, by the pushed runner, with the agent's retry rules."""
-    from edgekit.bench import ekr_device
-
+def _with_retries(measure: Any, group: list[Path], cfg: BenchConfig,
+                  device: str) -> list[dict[str, Any]]:
+    """measure(group) with bounded retries; a group that fails every attempt becomes failure
+    records (the attempts' errors and partial samples kept apart, never a 0 ms result)."""
     failures = []
     for attempt in range(cfg.retries + 1):
         try:
-            row = ekr_device.measure(path, collector, cfg)
+            results = measure(group)
         except BenchFailed as exc:
             failures.append({"attempt": attempt, "error": exc.message,
                              "partial_samples_ms": exc.partial})
             continue
-        row["failed_attempts"] = failures
-        return row
-    return {"artifact": str(path), "device": device, "status": "failed",
-            "error": failures[-1]["error"], "attempts": failures}
+        for r, path in zip(results, group, strict=True):
+            r["artifact"] = str(path)
+            r["failed_attempts"] = failures
+        return list(results)
+    return [{"artifact": str(path), "device": device, "status": "failed",
+             "error": failures[-1]["error"], "attempts": failures} for path in group]
 
 
 def _run_native(artifacts: list[Artifact], device: str, cfg: BenchConfig, tool: str,

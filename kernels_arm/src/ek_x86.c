@@ -38,6 +38,14 @@ static void panel_params(const int32_t *bias, const int32_t *mult, size_t j, siz
   }
 }
 
+/* The 4 rows of the block at row i (an edge block repeats the last valid row; only mr rows
+ * are stored); returns mr. */
+EK_INLINE size_t block_rows(const int8_t *a, size_t k, size_t i, size_t m, const int8_t *ar[4]) {
+  const size_t mr = m - i < 4 ? m - i : 4;
+  for (size_t r = 0; r < 4; r++) ar[r] = a + (i + (r < mr ? r : mr - 1)) * k;
+  return mr;
+}
+
 /* ---- AVX2: int16 pairs ---------------------------------------------------------------- */
 
 /* panel[g][c][t] = w[c][2g + t] as int16, 16 columns (nc valid, the rest 0), k2 = k rounded
@@ -69,9 +77,8 @@ void ek_s8_gemm_requant__avx2(size_t m, size_t k, size_t n, const int8_t *a, con
     const __m256i b0 = _mm256_loadu_si256((const __m256i *)bias16);
     const __m256i b1 = _mm256_loadu_si256((const __m256i *)(bias16 + 8));
     for (size_t i = 0; i < m; i += 4) {
-      const size_t mr = m - i < 4 ? m - i : 4;
       const int8_t *ar[4];
-      for (size_t r = 0; r < 4; r++) ar[r] = a + (i + (r < mr ? r : mr - 1)) * k;
+      const size_t mr = block_rows(a, k, i, m, ar);
       __m256i acc[4][2];
       for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
       for (size_t g = 0; g < k2 / 2; g++) {
@@ -183,9 +190,8 @@ void ek_s8_gemm_requant__avx512vnni(size_t m, size_t k, size_t n, const int8_t *
     const __m256i m0 = _mm256_loadu_si256((const __m256i *)mult16);
     const __m256i m1 = _mm256_loadu_si256((const __m256i *)(mult16 + 8));
     for (size_t i = 0; i < m; i += 4) {
-      const size_t mr = m - i < 4 ? m - i : 4;
       const int8_t *ar[4];
-      for (size_t r = 0; r < 4; r++) ar[r] = a + (i + (r < mr ? r : mr - 1)) * k;
+      const size_t mr = block_rows(a, k, i, m, ar);
       __m256i acc[4][2];
       for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
 #define EK_VNNI_GROUP(g, QUAD)                                                          \
