@@ -29,13 +29,20 @@ from edgekit.errors import MissingDependency, UsageError
 ISA_BITS = {1: "neon", 2: "dotprod", 4: "i8mm", 8: "avx2", 16: "avx512vnni"}
 OPS = ("s8_gemm_requant", "s8_dwconv3x3_requant", "s8_shiftmax", "s8_shiftgelu",
        "s8_ilayernorm", "s8_avgpool_requant", "s8_add_requant", "s8_hardswish",
-       "s8_addconst_requant", "s8_mulconst_requant")
+       "s8_addconst_requant", "s8_mulconst_requant", "s8_matmul_requant", "s8_conv2d_requant",
+       "s8_mean_requant", "x8_transpose", "x8_lut")
 INT32 = (-2**31, 2**31 - 1)
 
 
 class _Kernel(ctypes.Structure):
     _fields_ = [("op", ctypes.c_char_p), ("path", ctypes.c_char_p), ("name", ctypes.c_char_p),
                 ("isa", ctypes.c_uint), ("fn", ctypes.c_void_p)]
+
+
+class _ConvShape(ctypes.Structure):
+    """ek_conv2d_shape"""
+    _fields_ = [(name, ctypes.c_size_t)
+                for name in ("c", "h", "w", "o", "groups", "kh", "kw", "sh", "sw", "ph", "pw")]
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,13 @@ def library() -> ctypes.CDLL:
     lib.ek_kernel_table.argtypes = [ctypes.POINTER(ctypes.c_size_t)]
     lib.ek_cpu_isa.restype = ctypes.c_uint
     lib.ek_build_info.restype = ctypes.c_char_p
+    for helper in ("ek_s8_conv2d_packed_k", "ek_s8_conv2d_scratch"):
+        getattr(lib, helper).restype = ctypes.c_size_t
+        getattr(lib, helper).argtypes = [ctypes.POINTER(_ConvShape)]
+    lib.ek_s8_conv2d_pack.argtypes = [ctypes.POINTER(_ConvShape), ctypes.c_void_p,
+                                      ctypes.c_void_p]
+    lib.ek_s8_matmul_scratch.restype = ctypes.c_size_t
+    lib.ek_s8_matmul_scratch.argtypes = [ctypes.c_size_t] * 3 + [ctypes.c_int]
     return lib
 
 
@@ -337,4 +351,115 @@ def s8_mulconst_requant(x: Any, m: Any, shift: int, path: str | None = None) -> 
     y = np.empty(x8.shape, dtype=np.int8)
     _fn("s8_mulconst_requant", path, [S, P, P, INT, P])(
         x8.size, _addr(x8), _addr(m32), _shift(shift), _addr(y))
+    return y
+
+
+def s8_matmul_requant(a: Any, b: Any, mult: int, shift: int, path: str | None = None
+                      ) -> np.ndarray:
+    """graph.MatMul of a [m, k] by b [k, n]: clamp(round(a @ b · mult / 2^shift)); a int8, or
+    uint8 softmax probabilities (taken as such when a value exceeds 127 or a is uint8)."""
+    a_in = np.asarray(a)
+    unsigned = a_in.dtype == np.uint8 or bool(a_in.size and a_in.max() > 127)
+    a8 = _array(a_in, np.uint8 if unsigned else np.int8, "a")
+    b8 = _array(b, np.int8, "b")
+    if a8.ndim != 2 or b8.ndim != 2 or a8.shape[1] != b8.shape[0]:
+        raise UsageError(f"matmul shapes a {a8.shape} and b {b8.shape} do not chain",
+                         hint="a is [m, k], b is [k, n]; loop over batch axes")
+    (m, k), n = a8.shape, b8.shape[1]
+    if k * 2**15 >= 2**31:
+        raise UsageError(f"k = {k} can overflow the int32 accumulator (k < 65536)")
+    bt = np.ascontiguousarray(b8.T)
+    m32 = np.full(n, _scalar32(mult, "mult"), dtype=np.int32)
+    scratch = np.empty(library().ek_s8_matmul_scratch(m, k, n, int(unsigned)) + 16, np.uint8)
+    y = np.empty((m, n), dtype=np.int8)
+    _fn("s8_matmul_requant", path, [S, S, S, INT, P, P, P, INT, P, P, P])(
+        m, k, n, int(unsigned), _addr(a8), _addr(bt), _addr(m32), _shift(shift),
+        _addr(scratch), None, _addr(y))
+    return y
+
+
+def s8_conv2d_requant(x: Any, w: Any, bias: Any, mult: Any, shift: int,
+                      stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
+                      groups: int = 1, relu: bool = False, path: str | None = None
+                      ) -> np.ndarray:
+    """graph.Conv2d of one image, any geometry; x [c, h, w] or [1, c, h, w], w [o, c/g, kh, kw]."""
+    x8, batched = _one_image(x, "conv2d")
+    w8 = _array(w, np.int8, "w")
+    c, h, wd = x8.shape
+    if w8.ndim != 4 or groups < 1 or c % groups or w8.shape[0] % groups or \
+            w8.shape[1] * groups != c:
+        raise UsageError(f"conv2d weight {w8.shape} does not fit {c} channels in {groups} "
+                         "groups", hint="w is [out, in/groups, kh, kw]")
+    o, _, kh, kw = w8.shape
+    (sh, sw), (ph, pw) = stride, padding
+    if min(sh, sw) < 1 or not (0 <= ph < kh and 0 <= pw < kw):
+        raise UsageError(f"stride {stride} / padding {padding} outside stride >= 1, "
+                         "0 <= pad < kernel")
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    if oh < 1 or ow < 1:
+        raise UsageError(f"input {h}×{wd} is smaller than the {kh}×{kw} kernel")
+    if (w8.shape[1] * kh * kw) * 2**14 + np.abs(np.asarray(bias)).max(initial=0) >= 2**31:
+        raise UsageError("the int32 accumulator bound is exceeded (taps · 2^14 + |bias|)")
+    shape = _ConvShape(c, h, wd, o, groups, kh, kw, sh, sw, ph, pw)
+    lib = library()
+    packed = np.empty(o * (lib.ek_s8_conv2d_packed_k(shape) + kh * kw) + 1, np.int8)
+    lib.ek_s8_conv2d_pack(shape, _addr(w8), _addr(packed))
+    scratch = np.empty(lib.ek_s8_conv2d_scratch(shape) + 16, np.uint8)
+    b32 = _array(np.broadcast_to(bias, (o,)), np.int32, "bias")
+    m32 = _array(np.broadcast_to(mult, (o,)), np.int32, "mult", lo=0)
+    y = np.empty((o, oh, ow), dtype=np.int8)
+    _fn("s8_conv2d_requant", path, [P, P, P, P, P, INT, I32, P, P, P])(
+        ctypes.addressof(shape), _addr(x8), _addr(packed), _addr(b32), _addr(m32),
+        _shift(shift), 0 if relu else -128, _addr(scratch), None, _addr(y))
+    return y[None] if batched else y
+
+
+def s8_mean_requant(x: Any, axes: tuple[int, ...], mult: int, shift: int,
+                    keepdims: bool = False, path: str | None = None) -> np.ndarray:
+    """graph.Mean over a contiguous block of axes: clamp(round(Σ x · mult / 2^shift))."""
+    x8 = _array(x, np.int8, "x")
+    axes = tuple(sorted(a % x8.ndim for a in axes))
+    if not axes or list(axes) != list(range(axes[0], axes[-1] + 1)):
+        raise UsageError(f"mean axes {axes} are not one contiguous block",
+                         hint="transpose the reduced axes next to each other first")
+    outer = int(np.prod(x8.shape[:axes[0]], dtype=np.int64))
+    count = int(np.prod(x8.shape[axes[0]:axes[-1] + 1], dtype=np.int64))
+    inner = int(np.prod(x8.shape[axes[-1] + 1:], dtype=np.int64))
+    if count >= 2**24 or not 0 <= mult <= INT32[1]:
+        raise UsageError("mean needs count < 2^24 and 0 <= mult < 2^31")
+    y = np.empty(outer * inner, dtype=np.int8)
+    _fn("s8_mean_requant", path, [S, S, S, P, I32, INT, P])(
+        outer, count, inner, _addr(x8), int(mult), _shift(shift), _addr(y))
+    kept = [d for i, d in enumerate(x8.shape) if i not in axes]
+    if keepdims:
+        kept = [1 if i in axes else d for i, d in enumerate(x8.shape)]
+    return y.reshape(kept)
+
+
+def x8_transpose(x: Any, path: str | None = None) -> np.ndarray:
+    """The transpose of a 2-D int8 or uint8 matrix (graph.Layout with perm (1, 0))."""
+    arr = np.asarray(x)
+    dtype = np.uint8 if arr.dtype == np.uint8 or (arr.size and arr.max() > 127) else np.int8
+    x8 = _array(arr, dtype, "x")
+    if x8.ndim != 2:
+        raise UsageError(f"x8_transpose takes a matrix, got shape {x8.shape}",
+                         hint="loop over batch axes")
+    rows, cols = x8.shape
+    y = np.empty((cols, rows), dtype=dtype)
+    _fn("x8_transpose", path, [S, S, P, S, P, S])(rows, cols, _addr(x8), cols, _addr(y), rows)
+    return y
+
+
+def x8_lut(x: Any, table: Any, path: str | None = None) -> np.ndarray:
+    """y = table[x] for int8 x (indexed by its byte: -1 → table[255]) or uint8 x; table: 256
+    int8 or uint8 values, which set y's dtype."""
+    arr, tab = np.asarray(x), np.asarray(table)
+    if tab.shape != (256,):
+        raise UsageError(f"the table has shape {tab.shape}, not (256,)")
+    t_dtype = np.uint8 if tab.dtype == np.uint8 or (tab.size and tab.max() > 127) else np.int8
+    x_dtype = np.uint8 if arr.dtype == np.uint8 or (arr.size and arr.max() > 127) else np.int8
+    x8 = _array(arr, x_dtype, "x")
+    t8 = _array(tab, t_dtype, "table")
+    y = np.empty(x8.shape, dtype=t_dtype)
+    _fn("x8_lut", path, [S, P, P, P])(x8.size, _addr(x8), _addr(t8), _addr(y))
     return y

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 # The fixed shapes (LeViT-128S stage 1: 14×14 = 196 tokens of width 128, 4 heads, MLP 2×;
-# depthwise/pool at the same 128×14×14). Elements: MACs for GEMM and depthwise, outputs else.
+# depthwise/pool at the same 128×14×14). Elements: MACs for GEMM, matmul and convolutions,
+# inputs for the mean, outputs else.
 COUNT_SHAPES: dict[str, tuple[str, int]] = {
     "s8_gemm_requant": ("m=196 k=128 n=256", 196 * 128 * 256),
     "s8_dwconv3x3_requant": ("c=128 h=14 w_in=14 stride=1 pad=1", 128 * 14 * 14 * 9),
@@ -48,6 +49,14 @@ COUNT_SHAPES: dict[str, tuple[str, int]] = {
     "s8_hardswish": ("count=50176", 50176),
     "s8_addconst_requant": ("count=153664", 153664),  # 4 heads' 196×196 attention biases
     "s8_mulconst_requant": ("count=25088", 25088),
+    # one head's softmax·V; an RGB stem conv (3→16, 3×3 stride 2) at 64×64; EfficientFormer-L1's
+    # token mean; NCHW ↔ NHWC at 128×14×14
+    "s8_matmul_requant": ("m=196 k=196 n=32 a_unsigned=1", 196 * 196 * 32),
+    "s8_conv2d_requant": ("c=3 h=64 w_in=64 o=16 kh=3 kw=3 sh=2 sw=2 ph=1 pw=1",
+                          32 * 32 * 27 * 16),
+    "s8_mean_requant": ("outer=1 count=49 inner=448", 49 * 448),
+    "x8_transpose": ("rows=196 cols=128", 196 * 128),
+    "x8_lut": ("count=50176", 50176),
 }
 MCA_CPUS = ("cortex-a55", "cortex-a76")
 _INSN = re.compile(r"^0x([0-9a-f]+):\s+[0-9a-f]{8}\s+(.*)$")

@@ -144,6 +144,67 @@ def mulconst(x: np.ndarray, m: np.ndarray, shift: int, note: str = "") -> Case:
         "y": y.astype(np.int8)}, note)
 
 
+def matmul(a: np.ndarray, b: np.ndarray, mult: int, shift: int, note: str = "") -> Case:
+    """graph.MatMul of a [m, k] (int8, or uint8 softmax probabilities) by b [k, n]; the kernel
+    takes bᵀ [n, k]."""
+    y = ig.MatMul("a", "b", "y", mult, shift).reference({"a": a, "b": b})
+    (m, k), n = a.shape, b.shape[1]
+    unsigned = bool(a.min(initial=0) >= 0 and a.max(initial=0) > 127) or a.dtype == np.uint8
+    return Case("s8_matmul_requant", {
+        **_ints(m=m, k=k, n=n, a_unsigned=int(unsigned), shift=shift),
+        "a": a.astype(np.uint8 if unsigned else np.int8), "bt": b.T.astype(np.int8),
+        "mult": np.full(n, mult, dtype=np.int32), "y": y.astype(np.int8)}, note)
+
+
+def conv2d(rng: np.random.Generator, c: int, h: int, w_in: int, o: int, kernel: tuple[int, int],
+           stride: tuple[int, int], pad: tuple[int, int], groups: int = 1, *,
+           relu: bool = False, x: np.ndarray | None = None, note: str = "") -> Case:
+    kh, kw = kernel
+    x = _s8(rng, 1, c, h, w_in) if x is None else x
+    w = _s8(rng, o, c // groups, kh, kw)
+    bias = rng.integers(-2**12, 2**12, size=o)
+    mult, shift = ig.channel_dyadic(rng.uniform(2e-4, 2e-3, size=o))
+    y = ig.Conv2d("x", "y", w, bias, mult, shift, stride, pad, groups, relu).reference({"x": x})
+    return Case("s8_conv2d_requant", {
+        **_ints(c=c, h=h, w_in=w_in, o=o, groups=groups, kh=kh, kw=kw, sh=stride[0],
+                sw=stride[1], ph=pad[0], pw=pad[1], shift=shift, lo=0 if relu else -128),
+        "x": x.astype(np.int8), "w": w.astype(np.int8), "bias": bias.astype(np.int32),
+        "mult": mult.astype(np.int32), "y": y.astype(np.int8)}, note)
+
+
+def mean(x: np.ndarray, axes: tuple[int, ...], mult: int, shift: int, note: str = "") -> Case:
+    """graph.Mean over a contiguous block of axes: the kernel's [outer][count][inner]."""
+    y = ig.Mean("x", "y", axes, False, mult, shift).reference({"x": x})
+    outer = int(np.prod(x.shape[:axes[0]]))
+    count = int(np.prod([x.shape[a] for a in axes]))
+    return Case("s8_mean_requant", {
+        **_ints(outer=outer, count=count, inner=x.size // (outer * count), mult=mult,
+                shift=shift), "x": x.astype(np.int8), "y": y.astype(np.int8)}, note)
+
+
+CANARY = 0xA5  # ek_test fills outputs with it: bytes a kernel must not write keep it
+
+
+def transpose(rng: np.random.Generator, rows: int, cols: int, x_stride: int, y_stride: int,
+              note: str = "") -> Case:
+    """graph.Layout's transpose of a rows × cols byte matrix read with stride x_stride, written
+    with stride y_stride (the bytes between stay untouched)."""
+    x = rng.integers(0, 256, size=(rows, x_stride), dtype=np.int64)
+    t = ig.Layout("x", "y", perm=(1, 0)).reference({"x": x[:, :cols]})
+    y = np.full((cols, y_stride), CANARY, dtype=np.int64)
+    y[:, :rows] = t
+    return Case("x8_transpose", {
+        **_ints(rows=rows, cols=cols, x_stride=x_stride, y_stride=y_stride),
+        "x": x.astype(np.uint8), "y": y.reshape(-1)[:(cols - 1) * y_stride + rows]
+        .astype(np.uint8)}, note)
+
+
+def lut(x: np.ndarray, table: np.ndarray, note: str = "") -> Case:
+    return Case("x8_lut", {**_ints(count=x.size), "x": x.astype(np.uint8),
+                           "table": table.astype(np.uint8),
+                           "y": table[x].astype(np.uint8)}, note)
+
+
 def cases(seed: int = 0) -> Iterator[Case]:
     rng = np.random.default_rng(seed)
     every_s8 = np.arange(-128, 128, dtype=np.int64)
@@ -234,6 +295,57 @@ def cases(seed: int = 0) -> Iterator[Case]:
     yield mulconst(every_s8, np.full(256, 2**31 - 1), 20, "saturation")
     yield mulconst(every_s8, np.full(256, -(2**31)), 40, "INT32_MIN")
     yield mulconst(_s8(rng, 19), rng.integers(-9, 9, size=19), 0, "shift 0, odd count")
+    # activation × activation: LeViT's Q·Kᵀ (k = 16) and softmax(u8)·V, odd sizes, k not a
+    # multiple of 16, the accumulator bound, ties, saturation, every u8 probability
+    attn_mult, attn_shift = ig.channel_dyadic(np.array([3e-3]))
+    m1, s1 = int(attn_mult[0]), attn_shift
+    yield matmul(_s8(rng, 49, 16), _s8(rng, 16, 49), m1, s1, "Q·Kᵀ 49×16×49")
+    probs = rng.integers(0, 129, size=(49, 49))
+    yield matmul(probs.astype(np.uint8), _s8(rng, 49, 32), m1 // 8, s1, "softmax·V 49×49×32")
+    yield matmul(np.arange(256).reshape(16, 16).astype(np.uint8), _s8(rng, 16, 5), 1, 12,
+                 "every u8, n 5")
+    yield matmul(_s8(rng, 5, 7), _s8(rng, 7, 3), 1, 1, "odd sizes, ties")
+    yield matmul(_s8(rng, 9, 33), _s8(rng, 33, 17), 2**31 - 1, 20, "saturation")
+    yield matmul(np.full((4, 64), -128), np.full((64, 20), -128), m1, s1 + 8, "bound, k 64")
+    yield matmul(_s8(rng, 200, 64), _s8(rng, 64, 40), m1, s1, "many row blocks")
+    # general convolution: the RGB stem (3→16, 3×3 stride 2), a strided 2×2 patch, a pointwise
+    # (k a multiple of 16: no im2col), grouped, depthwise 5×5 and 7×7 (direct), relu, odd sizes
+    yield conv2d(rng, 3, 17, 15, 16, (3, 3), (2, 2), (1, 1), note="RGB stem, odd sizes")
+    yield conv2d(rng, 8, 12, 12, 24, (2, 2), (2, 2), (0, 0), note="2×2 patches")
+    yield conv2d(rng, 32, 7, 9, 20, (1, 1), (1, 1), (0, 0), note="pointwise")
+    yield conv2d(rng, 16, 9, 9, 8, (3, 3), (1, 1), (1, 1), groups=4, relu=True,
+                 note="grouped, relu")
+    yield conv2d(rng, 6, 11, 10, 6, (5, 5), (1, 2), (2, 2), groups=6, note="depthwise 5×5")
+    yield conv2d(rng, 5, 8, 8, 5, (7, 7), (1, 1), (3, 3), groups=5, relu=True,
+                 note="depthwise 7×7, relu")
+    yield conv2d(rng, 4, 6, 5, 7, (3, 1), (1, 1), (1, 0), note="3×1, asymmetric padding")
+    yield conv2d(rng, 3, 2, 2, 4, (3, 3), (1, 1), (1, 1), x=np.full((1, 3, 2, 2), -128),
+                 note="saturating extremes")
+    # mean: a global pool (inner 1), a token mean (inner = channels, 16-lane and tail), ties,
+    # saturation
+    mean_mult, mean_shift = ig.channel_dyadic(np.array([1 / 49]))
+    yield mean(_s8(rng, 2, 20, 7, 7), (2, 3), int(mean_mult[0]), mean_shift, "global pool")
+    yield mean(_s8(rng, 2, 49, 37), (1,), int(mean_mult[0]), mean_shift, "token mean, 37 ch")
+    yield mean(_s8(rng, 1, 16, 64), (1,), 1, 5, "ties")
+    yield mean(np.full((3, 300), 127), (1,), 2**31 - 1, 30, "saturation")
+    yield mean(np.full((3, 300), -128), (1,), 2**31 - 1, 30, "saturation, negative")
+    # the NEON kernel's int16 partial sums flush before they overflow: long extreme rows
+    for count, value in [(5000, -128), (4099, 127)]:
+        mm, ms = ig.channel_dyadic(np.array([1 / count]))
+        yield mean(np.full((2, count), value), (1,), int(mm[0]), ms, f"flush, inner 1, {value}")
+    for value in (-128, 127):
+        mm, ms = ig.channel_dyadic(np.array([1 / 600]))
+        yield mean(np.full((1, 600, 33), value), (1,), int(mm[0]), ms, f"flush, rows, {value}")
+    yield mean(_s8(rng, 1, 700, 48), (1,), int(mm[0]), ms, "flush, rows, random")
+    # transpose: tiles and edges, strided input and output, one row, one column
+    yield transpose(rng, 48, 32, 32, 48, "16×16 tiles")
+    yield transpose(rng, 37, 21, 25, 40, "edges, strides")
+    yield transpose(rng, 1, 50, 50, 1, "one row")
+    yield transpose(rng, 50, 1, 3, 50, "one column")
+    # lut: every byte, a random table, an odd count
+    yield lut(np.arange(256), rng.integers(0, 256, size=256), "every byte")
+    relu = ig.Relu("x", "y").reference({"x": np.arange(-128, 128)})
+    yield lut(rng.integers(0, 256, size=1001), np.roll(relu, -128) & 0xFF, "relu, odd count")
 
 
 def write(path: Path, seed: int = 0) -> int:

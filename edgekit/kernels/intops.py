@@ -42,12 +42,40 @@ def _linear(op: ig.Linear, env: Env, path: str | None) -> np.ndarray | None:
 
 
 def _conv(op: ig.Conv2d, env: Env, path: str | None) -> np.ndarray | None:
-    if not _is_dw3x3(op) or not _fits32(op.bias, op.mult):
+    if not _fits32(op.bias, op.mult) or np.asarray(op.mult).min(initial=0) < 0:
         return None
     x = env[op.input]
-    return np.stack([ek.s8_dwconv3x3_requant(img, op.weight, op.bias, op.mult, op.shift,
-                                             op.stride[0], op.padding[0], op.relu, path=path)
+    if _is_dw3x3(op):
+        return np.stack([ek.s8_dwconv3x3_requant(img, op.weight, op.bias, op.mult, op.shift,
+                                                 op.stride[0], op.padding[0], op.relu,
+                                                 path=path) for img in x])
+    taps = int(np.prod(op.weight.shape[1:]))
+    if taps * 2**14 + np.abs(op.bias).max(initial=0) >= 2**31:
+        return None
+    return np.stack([ek.s8_conv2d_requant(img, op.weight, op.bias, op.mult, op.shift,
+                                          op.stride, op.padding, op.groups, op.relu, path=path)
                      for img in x])
+
+
+def _matmul(op: ig.MatMul, env: Env, path: str | None) -> np.ndarray | None:
+    a, b = env[op.a], env[op.b]
+    if a.ndim < 2 or a.ndim != b.ndim or a.shape[:-2] != b.shape[:-2] or \
+            a.shape[-1] >= 2**16 or not 0 <= op.mult <= ek.INT32[1] or a.min(initial=0) < -128 \
+            or (a.min(initial=0) < 0 and a.max(initial=0) > 127):
+        return None
+    lead = a.shape[:-2]
+    a3, b3 = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
+    y = np.stack([ek.s8_matmul_requant(x, w, op.mult, op.shift, path=path)
+                  for x, w in zip(a3, b3, strict=True)])
+    return y.reshape(*lead, *y.shape[-2:])
+
+
+def _mean(op: ig.Mean, env: Env, path: str | None) -> np.ndarray | None:
+    x = env[op.input]
+    axes = sorted(a % x.ndim for a in op.axes)
+    if axes != list(range(axes[0], axes[-1] + 1)) or not 0 <= op.mult <= ek.INT32[1]:
+        return None
+    return ek.s8_mean_requant(x, tuple(axes), op.mult, op.shift, op.keepdims, path=path)
 
 
 def _shiftmax(op: ig.Shiftmax, env: Env, path: str | None) -> np.ndarray | None:
@@ -103,7 +131,9 @@ def _mulconst(op: ig.MulConst, env: Env, path: str | None) -> np.ndarray | None:
 
 RUNNERS: dict[type, tuple[str, Callable[[Any, Env, str | None], np.ndarray | None]]] = {
     ig.Linear: ("s8_gemm_requant", _linear),
-    ig.Conv2d: ("s8_dwconv3x3_requant", _conv),
+    ig.Conv2d: ("s8_conv2d_requant", _conv),  # depthwise 3×3: s8_dwconv3x3_requant
+    ig.MatMul: ("s8_matmul_requant", _matmul),
+    ig.Mean: ("s8_mean_requant", _mean),
     ig.Shiftmax: ("s8_shiftmax", _shiftmax),
     ig.ShiftGelu: ("s8_shiftgelu", _shiftgelu),
     ig.LayerNorm: ("s8_ilayernorm", _layernorm),
@@ -116,11 +146,12 @@ RUNNERS: dict[type, tuple[str, Callable[[Any, Env, str | None], np.ndarray | Non
 
 
 def kernel_op(op: ig.IntOp) -> str | None:
-    """The kernel op covering this IR op's kind and structure (convolutions: depthwise 3×3)."""
+    """The kernel op covering this IR op's kind and structure (depthwise 3×3 convolutions have
+    their own)."""
+    if isinstance(op, ig.Conv2d) and _is_dw3x3(op):
+        return "s8_dwconv3x3_requant"
     entry = RUNNERS.get(type(op))
-    if entry is None or (isinstance(op, ig.Conv2d) and not _is_dw3x3(op)):
-        return None
-    return entry[0]
+    return None if entry is None else entry[0]
 
 
 def run(op: ig.IntOp, env: Env, path: str | None = None) -> np.ndarray | None:
@@ -141,6 +172,22 @@ def shape_line(op: ig.IntOp, env: Env) -> str | None:
     if isinstance(op, ig.Conv2d) and _is_dw3x3(op):
         n, c, h, w = env[op.input].shape
         return f"c={n * c} h={h} w_in={w} stride={op.stride[0]} pad={op.padding[0]}"
+    if isinstance(op, ig.Conv2d):
+        _, c, h, w = env[op.input].shape
+        kh, kw = op.weight.shape[2:]
+        return (f"c={c} h={h} w_in={w} o={op.weight.shape[0]} kh={kh} kw={kw} "
+                f"sh={op.stride[0]} sw={op.stride[1]} ph={op.padding[0]} pw={op.padding[1]} "
+                f"groups={op.groups}")
+    if isinstance(op, ig.MatMul):
+        a, b = env[op.a], env[op.b]
+        return (f"m={a.shape[-2]} k={a.shape[-1]} n={b.shape[-1]} "
+                f"a_unsigned={int(a.max(initial=0) > 127 or a.min(initial=0) >= 0)}")
+    if isinstance(op, ig.Mean):
+        x = env[op.input]
+        axes = sorted(a % x.ndim for a in op.axes)
+        outer = int(np.prod(x.shape[:axes[0]]))
+        count = int(np.prod(x.shape[axes[0]:axes[-1] + 1]))
+        return f"outer={outer} count={count} inner={x.size // (outer * count)}"
     if isinstance(op, ig.Shiftmax):
         x = env[op.input]
         return f"rows={x.size // x.shape[-1]} len={x.shape[-1]} x0={ek.shift_exp_x0(op.scale)}"

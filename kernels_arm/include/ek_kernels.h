@@ -79,11 +79,69 @@ typedef void ek_s8_addconst_requant_t(size_t count, const int8_t *x, int32_t mul
 typedef void ek_s8_mulconst_requant_t(size_t count, const int8_t *x, const int32_t *m, int shift,
                                       int8_t *y);
 
+/* --- the kernels that split their work, and the layout kernels ---------------------------- */
+
+/* Threads for the kernels that split work (matmul, conv2d): run(pool, task, ctx) calls
+ * task(ctx, part, parts) once for every part of [0, parts) — on worker threads or inline — and
+ * returns when all are done. A NULL ek_threads runs everything inline, as part 0 of 1. */
+typedef void ek_task(void *ctx, int part, int parts);
+typedef struct {
+  void (*run)(void *pool, ek_task *task, void *ctx);
+  void *pool;
+} ek_threads;
+
+/* Activation × activation (attention Q·Kᵀ, softmax·V): y[i][j] = clamp(round(Σ_p a[i][p]·bt[j][p]
+ * · mult[j] / 2^shift), -128, 127). a int8 [m][k], or uint8 when a_unsigned (softmax
+ * probabilities: they enter the GEMM as a − 128 with 128·Σ_p bt[j][p] through the bias, exact);
+ * bt int8 [n][k] (for Q·Kᵀ that is K itself; V goes through x8_transpose). |Σ| < 2^31 is the
+ * caller's bound (k·2^15). scratch: ek_s8_matmul_scratch(m, k, n, a_unsigned) bytes, 16-aligned. */
+typedef void ek_s8_matmul_requant_t(size_t m, size_t k, size_t n, int a_unsigned, const void *a,
+                                    const int8_t *bt, const int32_t *mult, int shift,
+                                    void *scratch, const ek_threads *threads, int8_t *y);
+
+/* A convolution's geometry: one NCHW image [c][h][w] → [o][oh][ow], `groups` groups, kernel
+ * kh×kw, stride sh×sw, zero padding ph×pw. */
+typedef struct {
+  size_t c, h, w, o, groups, kh, kw, sh, sw, ph, pw;
+} ek_conv2d_shape;
+
+/* General convolution of one int8 NCHW image (strided stems, grouped, pointwise, depthwise of any
+ * kernel), requantized per output channel like the GEMM: im2col over an NHWC copy of each group
+ * (taps ordered ky, kx, c; k padded to 16) times the weights packed by ek_s8_conv2d_pack, then
+ * back to NCHW; depthwise convolutions run direct. scratch: ek_s8_conv2d_scratch(s) bytes. */
+typedef void ek_s8_conv2d_requant_t(const ek_conv2d_shape *s, const int8_t *x,
+                                    const int8_t *w_packed, const int32_t *bias,
+                                    const int32_t *mult, int shift, int32_t lo, void *scratch,
+                                    const ek_threads *threads, int8_t *y);
+
+/* Mean (global pool, token mean): x as [outer][count][inner]; y[o][i] = clamp(round(Σ_q
+ * x[o][q][i] · mult / 2^shift)), mult >= 0, count < 2^24. */
+typedef void ek_s8_mean_requant_t(size_t outer, size_t count, size_t inner, const int8_t *x,
+                                  int32_t mult, int shift, int8_t *y);
+
+/* Layout: y[c·y_stride + r] = x[r·x_stride + c] for a rows × cols matrix of bytes (int8 or
+ * uint8); reshape is a view and slice/concat are contiguous runs, no kernel needed. */
+typedef void ek_x8_transpose_t(size_t rows, size_t cols, const uint8_t *x, size_t x_stride,
+                               uint8_t *y, size_t y_stride);
+
+/* y[i] = table[x[i]]: any function of one byte (ReLU; the ShiftGELU and hardswish tables the
+ * runtime builds from their kernels at load; a concat input's rescale). */
+typedef void ek_x8_lut_t(size_t count, const uint8_t *x, const uint8_t *table, uint8_t *y);
+
+/* Scratch bytes of the kernels above, and the convolution's weight packing: w [o][c/g][kh][kw]
+ * → [o][ek_s8_conv2d_packed_k(s)] (taps ky, kx, c; zero padded). Depthwise needs neither. */
+size_t ek_s8_matmul_scratch(size_t m, size_t k, size_t n, int a_unsigned);
+int ek_s8_conv2d_is_depthwise(const ek_conv2d_shape *s);
+size_t ek_s8_conv2d_packed_k(const ek_conv2d_shape *s);
+size_t ek_s8_conv2d_scratch(const ek_conv2d_shape *s);
+void ek_s8_conv2d_pack(const ek_conv2d_shape *s, const int8_t *w, int8_t *w_packed);
+
 /* X(op) for every op. */
 #define EK_OPS(X) \
   X(s8_gemm_requant) X(s8_dwconv3x3_requant) X(s8_shiftmax) X(s8_shiftgelu) \
   X(s8_ilayernorm) X(s8_avgpool_requant) X(s8_add_requant) X(s8_hardswish) \
-  X(s8_addconst_requant) X(s8_mulconst_requant)
+  X(s8_addconst_requant) X(s8_mulconst_requant) X(s8_matmul_requant) X(s8_conv2d_requant) \
+  X(s8_mean_requant) X(x8_transpose) X(x8_lut)
 
 /* ISA bits a kernel needs (ek_cpu_isa() reports what the CPU has). */
 enum { EK_ISA_NONE = 0, EK_ISA_NEON = 1, EK_ISA_DOT = 2, EK_ISA_I8MM = 4, EK_ISA_AVX2 = 8,
@@ -99,7 +157,12 @@ enum { EK_ISA_NONE = 0, EK_ISA_NEON = 1, EK_ISA_DOT = 2, EK_ISA_I8MM = 4, EK_ISA
   X(s8_add_requant, scalar, EK_ISA_NONE) X(s8_add_requant, autovec, EK_ISA_NONE) \
   X(s8_hardswish, scalar, EK_ISA_NONE) X(s8_hardswish, autovec, EK_ISA_NONE) \
   X(s8_addconst_requant, scalar, EK_ISA_NONE) X(s8_addconst_requant, autovec, EK_ISA_NONE) \
-  X(s8_mulconst_requant, scalar, EK_ISA_NONE) X(s8_mulconst_requant, autovec, EK_ISA_NONE)
+  X(s8_mulconst_requant, scalar, EK_ISA_NONE) X(s8_mulconst_requant, autovec, EK_ISA_NONE) \
+  X(s8_matmul_requant, scalar, EK_ISA_NONE) X(s8_matmul_requant, autovec, EK_ISA_NONE) \
+  X(s8_conv2d_requant, scalar, EK_ISA_NONE) X(s8_conv2d_requant, autovec, EK_ISA_NONE) \
+  X(s8_mean_requant, scalar, EK_ISA_NONE) X(s8_mean_requant, autovec, EK_ISA_NONE) \
+  X(x8_transpose, scalar, EK_ISA_NONE) X(x8_transpose, autovec, EK_ISA_NONE) \
+  X(x8_lut, scalar, EK_ISA_NONE) X(x8_lut, autovec, EK_ISA_NONE)
 
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #define EK_NEON_KERNELS(X) \
@@ -109,7 +172,13 @@ enum { EK_ISA_NONE = 0, EK_ISA_NEON = 1, EK_ISA_DOT = 2, EK_ISA_I8MM = 4, EK_ISA
   X(s8_shiftgelu, neon, EK_ISA_NEON) X(s8_ilayernorm, neon, EK_ISA_NEON) \
   X(s8_avgpool_requant, neon, EK_ISA_NEON) X(s8_add_requant, neon, EK_ISA_NEON) \
   X(s8_hardswish, neon, EK_ISA_NEON) X(s8_addconst_requant, neon, EK_ISA_NEON) \
-  X(s8_mulconst_requant, neon, EK_ISA_NEON)
+  X(s8_mulconst_requant, neon, EK_ISA_NEON) \
+  X(s8_matmul_requant, neon, EK_ISA_NEON) X(s8_matmul_requant, neondot, EK_ISA_NEON | EK_ISA_DOT) \
+  X(s8_matmul_requant, i8mm, EK_ISA_NEON | EK_ISA_DOT | EK_ISA_I8MM) \
+  X(s8_conv2d_requant, neon, EK_ISA_NEON) X(s8_conv2d_requant, neondot, EK_ISA_NEON | EK_ISA_DOT) \
+  X(s8_conv2d_requant, i8mm, EK_ISA_NEON | EK_ISA_DOT | EK_ISA_I8MM) \
+  X(s8_mean_requant, neon, EK_ISA_NEON) X(x8_transpose, neon, EK_ISA_NEON) \
+  X(x8_lut, neon, EK_ISA_NEON)
 #else
 #define EK_NEON_KERNELS(X)
 #endif
@@ -117,7 +186,11 @@ enum { EK_ISA_NONE = 0, EK_ISA_NEON = 1, EK_ISA_DOT = 2, EK_ISA_I8MM = 4, EK_ISA
 #if defined(__x86_64__)
 #define EK_X86_KERNELS(X) \
   X(s8_gemm_requant, avx2, EK_ISA_AVX2) \
-  X(s8_gemm_requant, avx512vnni, EK_ISA_AVX2 | EK_ISA_VNNI)
+  X(s8_gemm_requant, avx512vnni, EK_ISA_AVX2 | EK_ISA_VNNI) \
+  X(s8_matmul_requant, avx2, EK_ISA_AVX2) \
+  X(s8_matmul_requant, avx512vnni, EK_ISA_AVX2 | EK_ISA_VNNI) \
+  X(s8_conv2d_requant, avx2, EK_ISA_AVX2) \
+  X(s8_conv2d_requant, avx512vnni, EK_ISA_AVX2 | EK_ISA_VNNI)
 #else
 #define EK_X86_KERNELS(X)
 #endif

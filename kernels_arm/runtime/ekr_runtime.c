@@ -2,10 +2,12 @@
  * re-verified here), and an executor over the kernel table of ek_kernels.h.
  *
  * Every op computes what its IR op's reference() computes (edgekit/intonly/graph.py), bit for
- * bit. Ops with a kernel in EK_KERNELS (gemm, depthwise 3x3, shiftmax, shiftgelu, layernorm,
- * avgpool, add, hardswish) go through the dispatched kernel; the rest are portable loops here.
- * Activation × activation matmul runs on the gemm kernel: softmax probabilities p in [0, 128]
- * enter as p − 128 (int8) with 128·Σ_k b[k][n] added through the bias, which is exact. */
+ * bit. The arithmetic runs in the dispatched kernels of EK_KERNELS: linear (gemm), conv2d
+ * (depthwise 3x3, or the general im2col + GEMM kernel), matmul (activation × activation), add,
+ * shiftmax, layernorm, avgpool, mean, constant add/multiply; ShiftGELU, hardswish, ReLU and a
+ * concat input's rescale are 256-entry tables applied by x8_lut; transposes run on x8_transpose.
+ * What stays here: quantize/dequantize at the graph's edges, reshape (a view or a move),
+ * slice/concat runs, and a mean over axes that are not one contiguous block. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <pthread.h>
@@ -49,8 +51,9 @@ typedef struct {
   uint64_t scratch_offset, scratch_bytes;
   int64_t p[EKR_MAX_PARAMS];
   int32_t *aux;   /* matmul: the requant multiplier per output column */
-  int8_t *aux8;   /* conv2d (im2col): weights as [O][kh][kw][C/g], k padded to 16;
-                   * elementwise ops of one int8 input: their 256-entry table, by (uint8) x */
+  int8_t *aux8;   /* conv2d (im2col): weights packed by ek_s8_conv2d_pack;
+                   * elementwise ops of one int8 input: their 256-entry table, by (uint8) x;
+                   * concat: one table per input (its rescale) */
 } ekr_op;
 
 struct ekr_model {
@@ -71,7 +74,12 @@ struct ekr_model {
   ek_s8_hardswish_fn hardswish;
   ek_s8_addconst_requant_fn addconst;
   ek_s8_mulconst_requant_fn mulconst;
-  char paths[640];
+  ek_s8_matmul_requant_fn matmul;
+  ek_s8_conv2d_requant_fn conv2d;
+  ek_s8_mean_requant_fn mean;
+  ek_x8_transpose_fn transpose;
+  ek_x8_lut_fn lut;
+  char paths[1024];
   struct ekr_pool *pool;  /* NULL: one thread */
   ekr_op_hook *hook;
   void *hook_ctx;
@@ -195,23 +203,20 @@ static int check_broadcast(const ekr_tensor *c, const ekr_tensor *x, int dtype, 
 }
 static uint64_t align16(uint64_t n) { return (n + EKR_ALIGN - 1) / EKR_ALIGN * EKR_ALIGN; }
 
-/* bias [n] int32, then bᵀ [n][k] unless b comes transposed, then (uint8 a) a − 128 */
+/* bᵀ [n][k] unless b comes transposed, then the kernel's (bias [n] int32, then for uint8 a
+ * a − 128 [m][k]: ek_s8_matmul_scratch) */
 uint64_t ekr_matmul_scratch(uint64_t m_rows, uint64_t k, uint64_t n, int a_unsigned,
                             int b_transposed) {
-  return align16(4 * n) + (b_transposed ? 0 : align16(k * n)) + (a_unsigned ? m_rows * k : 0);
+  return (b_transposed ? 0 : align16(k * n)) +
+         (uint64_t)ek_s8_matmul_scratch((size_t)m_rows, (size_t)k, (size_t)n, a_unsigned);
 }
 
-static uint64_t padded_k(uint64_t kk) { return (kk + 15) / 16 * 16; }
-
-/* im2col: the group's input as NHWC [h][w][C/g], rows [oh·ow][k padded to 16] (k ordered
- * ky, kx, c), the gemm's [oh·ow][O/g]; depthwise convolutions run direct, with none */
-uint64_t ekr_conv2d_scratch(const int32_t *x, const int32_t *w, int64_t oh, int64_t ow,
-                            int64_t groups) {
-  if (groups == x[1] && w[1] == 1 && w[0] == x[1]) return 0;
-  const uint64_t plane = (uint64_t)(oh * ow), cpg = (uint64_t)w[1];
-  return align16((uint64_t)x[2] * (uint64_t)x[3] * cpg) +
-         align16(plane * padded_k(cpg * (uint64_t)w[2] * (uint64_t)w[3])) +
-         plane * (uint64_t)(w[0] / groups);
+/* a conv2d op's geometry (params: shift, relu, sh, sw, ph, pw, groups) */
+static ek_conv2d_shape conv_shape(const ekr_tensor *x, const ekr_tensor *w, const int64_t *p) {
+  ek_conv2d_shape s = {(size_t)x->dims[1], (size_t)x->dims[2], (size_t)x->dims[3],
+                       (size_t)w->dims[0], (size_t)p[6], (size_t)w->dims[2], (size_t)w->dims[3],
+                       (size_t)p[2], (size_t)p[3], (size_t)p[4], (size_t)p[5]};
+  return s;
 }
 
 static int check_op(ekr_model *m, ekr_op *op, char *err, size_t en) {
@@ -289,7 +294,8 @@ static int check_op(ekr_model *m, ekr_op *op, char *err, size_t en) {
       CHECK((int64_t)w->dims[1] * w->dims[2] * w->dims[3] * 16384 + abs_max(m, T(2)) <
                 EKR_ACC_LIMIT, "int32 accumulator bound exceeded");
       CHECK(min_value(m, T(3)) >= 0, "multipliers must be >= 0");
-      need_scratch = ekr_conv2d_scratch(x->dims, w->dims, oh, ow, g);
+      const ek_conv2d_shape shape = conv_shape(x, w, p);
+      need_scratch = ek_s8_conv2d_scratch(&shape);
       break;
     }
     case EKR_OP_matmul: {
@@ -453,18 +459,11 @@ static int check_op(ekr_model *m, ekr_op *op, char *err, size_t en) {
   }
   CHECK(op->scratch_bytes >= need_scratch, "scratch of %llu bytes, needs %llu",
         (unsigned long long)op->scratch_bytes, (unsigned long long)need_scratch);
-  if (op->type == EKR_OP_conv2d && need_scratch) {  /* im2col: weights as [O][kh][kw][c] */
-    const ekr_tensor *w = T(1);
-    const int64_t o = w->dims[0], cpg = w->dims[1], kh = w->dims[2], kw = w->dims[3];
-    const int64_t kk = cpg * kh * kw, kkp = (int64_t)padded_k((uint64_t)kk);
-    const int8_t *ws = PTR(w, const int8_t);
-    op->aux8 = calloc((size_t)(o * kkp), 1);
+  if (op->type == EKR_OP_conv2d && need_scratch) {  /* im2col: weights packed once */
+    const ek_conv2d_shape shape = conv_shape(x, T(1), p);
+    op->aux8 = malloc(shape.o * ek_s8_conv2d_packed_k(&shape));
     CHECK(op->aux8 != NULL, "out of memory");
-    for (int64_t oc = 0; oc < o; oc++)
-      for (int64_t ci = 0; ci < cpg; ci++)
-        for (int64_t ky = 0; ky < kh; ky++)
-          for (int64_t kx = 0; kx < kw; kx++)
-            op->aux8[oc * kkp + (ky * kw + kx) * cpg + ci] = ws[((oc * cpg + ci) * kh + ky) * kw + kx];
+    ek_s8_conv2d_pack(&shape, PTR(T(1), const int8_t), op->aux8);
   }
   if (op->type == EKR_OP_matmul) {
     const int64_t n = OUT->dims[OUT->rank - 1];
@@ -631,35 +630,21 @@ static int build_tables(ekr_model *m) {
   for (int i = 0; i < 256; i++) every[i] = (int8_t)(uint8_t)i;
   for (uint32_t i = 0; i < m->n_ops; i++) {
     ekr_op *op = &m->ops[i];
+    if (op->type == EKR_OP_concat) {  /* input k: clamp(round(x · mult_k / 2^shift)) */
+      op->aux8 = malloc(256 * (size_t)op->n_inputs);
+      if (!op->aux8) return -1;
+      for (uint32_t k = 0; k < op->n_inputs; k++)
+        for (int q = 0; q < 256; q++)
+          op->aux8[256 * k + (uint32_t)q] =
+              (int8_t)ek_clamp(ek_round_shift(every[q] * op->p[2 + k], (int)op->p[1]), -128, 127);
+      continue;
+    }
     if (!is_table_op(op)) continue;
     op->aux8 = malloc(256);
     if (!op->aux8) return -1;
     compute_elementwise(m, op, 256, every, op->aux8);
   }
   return 0;
-}
-
-/* y[i] = table[(uint8) x[i]]: on NEON four 64-byte TBL/TBX lookups per 16 bytes */
-static void apply_table(const int8_t *table, size_t count, const int8_t *x, int8_t *y) {
-  size_t i = 0;
-#if defined(__aarch64__) && defined(__ARM_NEON)
-  const uint8_t *t = (const uint8_t *)table;
-  const uint8x16x4_t t0 = vld1q_u8_x4(t), t1 = vld1q_u8_x4(t + 64);
-  const uint8x16x4_t t2 = vld1q_u8_x4(t + 128), t3 = vld1q_u8_x4(t + 192);
-  const uint8x16_t step = vdupq_n_u8(64);
-  for (; i + 16 <= count; i += 16) {
-    uint8x16_t v = vld1q_u8((const uint8_t *)x + i);
-    uint8x16_t r = vqtbl4q_u8(t0, v);
-    v = vsubq_u8(v, step);
-    r = vqtbx4q_u8(r, t1, v);
-    v = vsubq_u8(v, step);
-    r = vqtbx4q_u8(r, t2, v);
-    v = vsubq_u8(v, step);
-    r = vqtbx4q_u8(r, t3, v);
-    vst1q_u8((uint8_t *)y + i, r);
-  }
-#endif
-  for (; i < count; i++) y[i] = table[(uint8_t)x[i]];
 }
 
 /* ---- the thread pool: workers 1..n-1 wait for a generation bump, run part t of the job,
@@ -855,6 +840,11 @@ static void choose_kernels(ekr_model *m) {
   EKR_PICK(hardswish, s8_hardswish);
   EKR_PICK(addconst, s8_addconst_requant);
   EKR_PICK(mulconst, s8_mulconst_requant);
+  EKR_PICK(matmul, s8_matmul_requant);
+  EKR_PICK(conv2d, s8_conv2d_requant);
+  EKR_PICK(mean, s8_mean_requant);
+  EKR_PICK(transpose, x8_transpose);
+  EKR_PICK(lut, x8_lut);
 #undef EKR_PICK
 }
 
@@ -967,52 +957,8 @@ static int64_t inner_count(const ekr_tensor *t, int axis) {
 }
 static int8_t sat8(int64_t v) { return (int8_t)ek_clamp(v, -128, 127); }
 
-/* dst[c·ds + r] = src[r·ss + c] for a rows × cols byte matrix: 16×16 tiles in registers on
- * NEON (four TRN stages: bytes, halves, words, doublewords; register j ends as column j),
- * the edges and other targets element by element in cache-sized tiles */
-static void transpose_bytes(const uint8_t *src, int64_t rows, int64_t cols, int64_t ss,
-                            uint8_t *dst, int64_t ds) {
-  int64_t r0 = 0, c0 = 0;
-#if defined(__aarch64__) && defined(__ARM_NEON)
-  const int64_t r16 = rows & ~(int64_t)15, c16 = cols & ~(int64_t)15;
-  for (int64_t r = 0; r < r16; r += 16)
-    for (int64_t c = 0; c < c16; c += 16) {
-      uint8x16_t v[16];
-      for (int i = 0; i < 16; i++) v[i] = vld1q_u8(src + (r + i) * ss + c);
-      for (int i = 0; i < 16; i += 2) {
-        const uint8x16_t a = v[i], b = v[i + 1];
-        v[i] = vtrn1q_u8(a, b);
-        v[i + 1] = vtrn2q_u8(a, b);
-      }
-      for (int i = 0; i < 16; i++) {
-        if (i & 2) continue;
-        const uint16x8_t a = vreinterpretq_u16_u8(v[i]), b = vreinterpretq_u16_u8(v[i + 2]);
-        v[i] = vreinterpretq_u8_u16(vtrn1q_u16(a, b));
-        v[i + 2] = vreinterpretq_u8_u16(vtrn2q_u16(a, b));
-      }
-      for (int i = 0; i < 16; i++) {
-        if (i & 4) continue;
-        const uint32x4_t a = vreinterpretq_u32_u8(v[i]), b = vreinterpretq_u32_u8(v[i + 4]);
-        v[i] = vreinterpretq_u8_u32(vtrn1q_u32(a, b));
-        v[i + 4] = vreinterpretq_u8_u32(vtrn2q_u32(a, b));
-      }
-      for (int i = 0; i < 8; i++) {
-        const uint64x2_t a = vreinterpretq_u64_u8(v[i]), b = vreinterpretq_u64_u8(v[i + 8]);
-        v[i] = vreinterpretq_u8_u64(vtrn1q_u64(a, b));
-        v[i + 8] = vreinterpretq_u8_u64(vtrn2q_u64(a, b));
-      }
-      for (int j = 0; j < 16; j++) vst1q_u8(dst + (c + j) * ds + r, v[j]);
-    }
-  /* what the tiles left: the bottom rows (all columns) and the right columns (tiled rows) */
-  for (int64_t r = 0; r < r16; r++)
-    for (int64_t c = c16; c < cols; c++) dst[c * ds + r] = src[r * ss + c];
-  r0 = r16;
-#endif
-  for (int64_t rb = r0; rb < rows; rb += 32)
-    for (int64_t cb = c0; cb < cols; cb += 32)
-      for (int64_t r = rb; r < rows && r < rb + 32; r++)
-        for (int64_t c = cb; c < cols && c < cb + 32; c++) dst[c * ds + r] = src[r * ss + c];
-}
+/* the pool as the kernels' ek_threads */
+static void threads_run(void *pool, ek_task *task, void *ctx) { pool_run(pool, task, ctx); }
 
 static void run_conv2d(ekr_model *m, const ekr_op *op) {
   const ekr_tensor *x = T(0), *w = T(1), *y = OUT;
@@ -1021,73 +967,21 @@ static void run_conv2d(ekr_model *m, const ekr_op *op) {
   int8_t *ys = PTR(y, int8_t);
   const int shift = (int)op->p[0];
   const int32_t lo = op->p[1] ? 0 : -128;
-  const int64_t sh = op->p[2], sw = op->p[3], ph = op->p[4], pw = op->p[5], g = op->p[6];
-  const int64_t c = x->dims[1], h = x->dims[2], wd = x->dims[3];
-  const int64_t o = w->dims[0], cpg = w->dims[1], kh = w->dims[2], kw = w->dims[3];
-  const int64_t oh = y->dims[2], ow = y->dims[3], plane = oh * ow;
+  const ek_conv2d_shape s = conv_shape(x, w, op->p);
+  const size_t image = s.c * s.h * s.w, out_image = (size_t)(y->numel / (uint64_t)x->dims[0]);
+  const int dw3x3 = ek_s8_conv2d_is_depthwise(&s) && s.kh == 3 && s.kw == 3 && s.sh == s.sw &&
+                    (s.sh == 1 || s.sh == 2) && s.ph == s.pw && s.ph <= 1;
+  const ek_threads threads = {threads_run, m->pool};
   for (int64_t b = 0; b < x->dims[0]; b++) {
-    const int8_t *xb = xs + b * c * h * wd;
-    int8_t *yb = ys + b * o * plane;
-    if (g == c && cpg == 1 && o == c) {
-      if (kh == 3 && kw == 3 && sh == sw && (sh == 1 || sh == 2) && ph == pw && ph <= 1) {
-        dw_job j = {m->dwconv3x3, (size_t)c, (size_t)h, (size_t)wd, (size_t)plane, (int)sh,
-                    (int)ph, shift, lo, xb, ws, bias, mult, yb};
-        pool_run(m->pool, dw_part, &j);
-        continue;
-      }
-      for (int64_t ch = 0; ch < c; ch++)  /* depthwise, any kernel: direct */
-        for (int64_t oy = 0; oy < oh; oy++)
-          for (int64_t ox = 0; ox < ow; ox++) {
-            int32_t acc = bias[ch];
-            for (int64_t ky = 0; ky < kh; ky++) {
-              const int64_t iy = oy * sh - ph + ky;
-              if (iy < 0 || iy >= h) continue;
-              for (int64_t kx = 0; kx < kw; kx++) {
-                const int64_t ix = ox * sw - pw + kx;
-                if (ix >= 0 && ix < wd)
-                  acc += (int32_t)xb[(ch * h + iy) * wd + ix] * ws[(ch * kh + ky) * kw + kx];
-              }
-            }
-            yb[ch * plane + oy * ow + ox] =
-                (int8_t)ek_clamp(ek_round_shift((int64_t)acc * mult[ch], shift), lo, 127);
-          }
-      continue;
-    }
-    /* im2col over the group's NHWC copy (each tap a copy of C/g contiguous bytes), the gemm
-     * into [plane][O/g] on the repacked weights, then back to NCHW */
-    const int64_t kk = cpg * kh * kw, kkp = (int64_t)padded_k((uint64_t)kk), opg = o / g;
-    int8_t *nhwc = SCRATCH(int8_t, 0);
-    int8_t *cols = SCRATCH(int8_t, align16((uint64_t)(h * wd * cpg)));
-    int8_t *tmp = cols + align16((uint64_t)(plane * kkp));
-    for (int64_t gi = 0; gi < g; gi++) {
-      transpose_bytes((const uint8_t *)(xb + gi * cpg * h * wd), cpg, h * wd, h * wd,
-                      (uint8_t *)nhwc, cpg);
-      /* a pointwise convolution's rows are the NHWC pixels themselves */
-      const int pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 &&
-                            kk == kkp;
-      for (int64_t oy = 0; oy < (pointwise ? 0 : oh); oy++)
-        for (int64_t ox = 0; ox < ow; ox++) {
-          int8_t *row = cols + (oy * ow + ox) * kkp;
-          for (int64_t ky = 0; ky < kh; ky++) {
-            const int64_t iy = oy * sh - ph + ky;
-            for (int64_t kx = 0; kx < kw; kx++, row += cpg) {
-              const int64_t ix = ox * sw - pw + kx;
-              const int8_t *tap = nhwc + (iy * wd + ix) * cpg;
-              const int inside = iy >= 0 && iy < h && ix >= 0 && ix < wd;
-              if (cpg >= 16) {
-                if (inside) memcpy(row, tap, (size_t)cpg);
-                else memset(row, 0, (size_t)cpg);
-              } else {  /* a few channels (the RGB stem): no library call per tap */
-                for (int64_t c = 0; c < cpg; c++) row[c] = inside ? tap[c] : 0;
-              }
-            }
-          }
-          memset(row, 0, (size_t)(kkp - kk));
-        }
-      run_gemm(m, (size_t)plane, (size_t)kkp, (size_t)opg, pointwise ? nhwc : cols,
-              op->aux8 + gi * opg * kkp, bias + gi * opg, mult + gi * opg, shift, lo, tmp);
-      transpose_bytes((const uint8_t *)tmp, plane, opg, opg,
-                      (uint8_t *)(yb + gi * opg * plane), plane);
+    const int8_t *xb = xs + (size_t)b * image;
+    int8_t *yb = ys + (size_t)b * out_image;
+    if (dw3x3) {
+      dw_job j = {m->dwconv3x3, s.c, s.h, s.w, out_image / s.c, (int)s.sh, (int)s.ph, shift, lo,
+                  xb, ws, bias, mult, yb};
+      pool_run(m->pool, dw_part, &j);
+    } else {
+      m->conv2d(&s, xb, op->aux8 ? op->aux8 : ws, bias, mult, shift, lo, SCRATCH(void, 0),
+                &threads, yb);
     }
   }
 }
@@ -1098,33 +992,20 @@ static void run_matmul(ekr_model *m, const ekr_op *op) {
   const int64_t rows = a->dims[r - 2], k = a->dims[r - 1], n = y->dims[r - 1];
   const int64_t batches = (int64_t)(a->numel / (uint64_t)(rows * k));
   const int is_u8 = a->dtype == EKR_U8;
-  int32_t *bias = SCRATCH(int32_t, 0);
-  const uint64_t bt_at = align16(4 * (uint64_t)n);
-  int8_t *bt_buf = SCRATCH(int8_t, bt_at);
-  int8_t *shifted = SCRATCH(int8_t, bt_at + (bt ? 0 : align16((uint64_t)(k * n))));
+  /* scratch: bᵀ [n][k] unless b comes transposed, then the kernel's */
+  int8_t *bt_buf = SCRATCH(int8_t, 0);
+  void *kernel_scratch = SCRATCH(uint8_t, bt ? 0 : align16((uint64_t)(k * n)));
+  const ek_threads threads = {threads_run, m->pool};
   for (int64_t bi = 0; bi < batches; bi++) {
-    const int8_t *bb = PTR(b, const int8_t) + bi * k * n, *w = bb;
-    if (!bt) {  /* the gemm takes w as [n][k] */
-      for (int64_t p = 0; p < k; p++)
-        for (int64_t j = 0; j < n; j++) bt_buf[j * k + p] = bb[p * n + j];
+    const int8_t *w = PTR(b, const int8_t) + bi * k * n;
+    if (!bt) {  /* the kernel takes b as [n][k] */
+      m->transpose((size_t)k, (size_t)n, (const uint8_t *)w, (size_t)n, (uint8_t *)bt_buf,
+                   (size_t)k);
       w = bt_buf;
     }
-    for (int64_t j = 0; j < n; j++) {
-      int32_t total = 0;
-      if (is_u8)
-        for (int64_t p = 0; p < k; p++) total += w[j * k + p];
-      bias[j] = 128 * total;  /* Σ p·v = Σ (p − 128)·v + 128·Σ v; 0 for int8 a */
-    }
-    const int8_t *aa;
-    if (is_u8) {
-      const uint8_t *src = PTR(a, const uint8_t) + bi * rows * k;
-      for (int64_t i = 0; i < rows * k; i++) shifted[i] = (int8_t)((int32_t)src[i] - 128);
-      aa = shifted;
-    } else {
-      aa = PTR(a, const int8_t) + bi * rows * k;
-    }
-    run_gemm(m, (size_t)rows, (size_t)k, (size_t)n, aa, w, bias, op->aux, (int)op->p[1], -128,
-            PTR(y, int8_t) + bi * rows * n);
+    m->matmul((size_t)rows, (size_t)k, (size_t)n, is_u8,
+              PTR(a, const uint8_t) + bi * rows * k, w, op->aux, (int)op->p[1], kernel_scratch,
+              &threads, PTR(y, int8_t) + bi * rows * n);
   }
 }
 
@@ -1149,7 +1030,7 @@ static void run_transpose(ekr_model *m, const ekr_op *op) {
      * transposes [last][d] → [d][last], in register tiles */
     const int64_t d = y->dims[r - 2];
     for (int64_t o = 0; o < outer; o += d) {
-      transpose_bytes(src + at, last, d, step, dst, last);
+      m->transpose((size_t)last, (size_t)d, src + at, (size_t)step, dst, (size_t)last);
       dst += d * last;
       for (int i = r - 3; i >= 0; i--) {
         at += stride[i];
@@ -1205,7 +1086,7 @@ static void run_transpose(ekr_model *m, const ekr_op *op) {
           const int64_t v = (int8_t)(uint8_t)q;                                         \
           table[q] = (BODY);                                                            \
         }                                                                               \
-        apply_table(table, (size_t)inner, xs + e, ys + e);                              \
+        m->lut((size_t)inner, (const uint8_t *)(xs + e), (const uint8_t *)table, (uint8_t *)(ys + e));                              \
       } else if (scalar_run) { /* a short run on one value: repeated, then the kernel */  \
         ctype fill[EKR_RUN_FILL];                                                       \
         for (int64_t q = 0; q < inner; q++) fill[q] = cs[at];                           \
@@ -1320,7 +1201,7 @@ static void run_op(ekr_model *m, const ekr_op *op) {
     case EKR_OP_shiftgelu:
     case EKR_OP_hardswish:
     case EKR_OP_relu:
-      apply_table(op->aux8, (size_t)x->numel, PTR(x, const int8_t), PTR(y, int8_t));
+      m->lut((size_t)x->numel, PTR(x, const uint8_t), (const uint8_t *)op->aux8, PTR(y, uint8_t));
       break;
     case EKR_OP_layernorm: {
       const int64_t c = x->dims[x->rank - 1];

@@ -809,4 +809,138 @@ void ek_s8_hardswish__neon(size_t count, const int8_t *x, int32_t r3, int32_t r6
   if (i < count) ek_s8_hardswish__scalar(count - i, x + i, r3, r6, mult, shift, y + i);
 }
 
+
+/* x8_transpose: 16×16 tiles in registers (four TRN stages: bytes, halves, words, doublewords;
+ * register j ends as column j), the right columns of tiled rows and the bottom rows through
+ * the scalar kernel. */
+void ek_x8_transpose__neon(size_t rows, size_t cols, const uint8_t *x, size_t x_stride,
+                           uint8_t *y, size_t y_stride) {
+  const size_t r16 = rows & ~(size_t)15, c16 = cols & ~(size_t)15;
+  for (size_t r = 0; r < r16; r += 16)
+    for (size_t c = 0; c < c16; c += 16) {
+      uint8x16_t v[16];
+      for (int i = 0; i < 16; i++) v[i] = vld1q_u8(x + (r + (size_t)i) * x_stride + c);
+      for (int i = 0; i < 16; i += 2) {
+        const uint8x16_t a = v[i], b = v[i + 1];
+        v[i] = vtrn1q_u8(a, b);
+        v[i + 1] = vtrn2q_u8(a, b);
+      }
+      for (int i = 0; i < 16; i++) {
+        if (i & 2) continue;
+        const uint16x8_t a = vreinterpretq_u16_u8(v[i]), b = vreinterpretq_u16_u8(v[i + 2]);
+        v[i] = vreinterpretq_u8_u16(vtrn1q_u16(a, b));
+        v[i + 2] = vreinterpretq_u8_u16(vtrn2q_u16(a, b));
+      }
+      for (int i = 0; i < 16; i++) {
+        if (i & 4) continue;
+        const uint32x4_t a = vreinterpretq_u32_u8(v[i]), b = vreinterpretq_u32_u8(v[i + 4]);
+        v[i] = vreinterpretq_u8_u32(vtrn1q_u32(a, b));
+        v[i + 4] = vreinterpretq_u8_u32(vtrn2q_u32(a, b));
+      }
+      for (int i = 0; i < 8; i++) {
+        const uint64x2_t a = vreinterpretq_u64_u8(v[i]), b = vreinterpretq_u64_u8(v[i + 8]);
+        v[i] = vreinterpretq_u8_u64(vtrn1q_u64(a, b));
+        v[i + 8] = vreinterpretq_u8_u64(vtrn2q_u64(a, b));
+      }
+      for (int j = 0; j < 16; j++) vst1q_u8(y + (c + (size_t)j) * y_stride + r, v[j]);
+    }
+  if (r16 && c16 < cols)
+    ek_x8_transpose__scalar(r16, cols - c16, x + c16, x_stride, y + c16 * y_stride, y_stride);
+  if (r16 < rows)
+    ek_x8_transpose__scalar(rows - r16, cols, x + r16 * x_stride, x_stride, y + r16, y_stride);
+}
+
+/* x8_lut: four 64-byte TBL/TBX lookups per 16 bytes. */
+void ek_x8_lut__neon(size_t count, const uint8_t *x, const uint8_t *table, uint8_t *y) {
+  const uint8x16x4_t t0 = vld1q_u8_x4(table), t1 = vld1q_u8_x4(table + 64);
+  const uint8x16x4_t t2 = vld1q_u8_x4(table + 128), t3 = vld1q_u8_x4(table + 192);
+  const uint8x16_t step = vdupq_n_u8(64);
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    uint8x16_t v = vld1q_u8(x + i);
+    uint8x16_t r = vqtbl4q_u8(t0, v);
+    v = vsubq_u8(v, step);
+    r = vqtbx4q_u8(r, t1, v);
+    v = vsubq_u8(v, step);
+    r = vqtbx4q_u8(r, t2, v);
+    v = vsubq_u8(v, step);
+    r = vqtbx4q_u8(r, t3, v);
+    vst1q_u8(y + i, r);
+  }
+  if (i < count) ek_x8_lut__scalar(count - i, x + i, table, y + i);
+}
+
+/* s8_mean_requant: sums in int16 lanes, flushed to int32 before they can overflow (a lane
+ * takes at most 2 values of |x| <= 128 per step: 127 steps; or one value per row: 256 rows).
+ * inner == 1 (a global pool's contiguous planes): SADALP of 16 bytes per step; wider inner
+ * axes (a token mean over [tokens][channels]): SADDW of whole rows, 16 columns at a time. The
+ * few outputs requantize in scalar. */
+void ek_s8_mean_requant__neon(size_t outer, size_t count, size_t inner, const int8_t *x,
+                              int32_t mult, int shift, int8_t *y) {
+  if (inner == 1) {
+    for (size_t o = 0; o < outer; o++) {
+      const int8_t *row = x + o * count;
+      int32x4_t acc = vdupq_n_s32(0);
+      size_t q = 0;
+      while (q + 16 <= count) {
+        int16x8_t part = vdupq_n_s16(0);
+        for (int step = 0; step < 127 && q + 16 <= count; step++, q += 16)
+          part = vpadalq_s8(part, vld1q_s8(row + q));
+        acc = vpadalq_s16(acc, part);
+      }
+      int64_t total = vaddvq_s32(acc);
+      for (; q < count; q++) total += row[q];
+      y[o] = (int8_t)ek_clamp(ek_round_shift(total * mult, shift), -128, 127);
+    }
+    return;
+  }
+  const size_t i16 = inner & ~(size_t)15;
+  for (size_t o = 0; o < outer; o++) {
+    const int8_t *block = x + o * count * inner;
+    for (size_t i = 0; i < i16; i += 16) {
+      int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
+      size_t q = 0;
+      while (q < count) {
+        int16x8_t lo = vdupq_n_s16(0), hi = lo;
+        for (int step = 0; step < 256 && q < count; step++, q++) {
+          const int8x16_t v = vld1q_s8(block + q * inner + i);
+          lo = vaddw_s8(lo, vget_low_s8(v));
+          hi = vaddw_high_s8(hi, v);
+        }
+        a0 = vaddw_s16(a0, vget_low_s16(lo));
+        a1 = vaddw_high_s16(a1, lo);
+        a2 = vaddw_s16(a2, vget_low_s16(hi));
+        a3 = vaddw_high_s16(a3, hi);
+      }
+      int32_t total[16];
+      vst1q_s32(total, a0);
+      vst1q_s32(total + 4, a1);
+      vst1q_s32(total + 8, a2);
+      vst1q_s32(total + 12, a3);
+      for (int l = 0; l < 16; l++)
+        y[o * inner + i + (size_t)l] =
+            (int8_t)ek_clamp(ek_round_shift((int64_t)total[l] * mult, shift), -128, 127);
+    }
+    for (size_t i = i16; i < inner; i++) {
+      int32_t total = 0;
+      for (size_t q = 0; q < count; q++) total += block[q * inner + i];
+      y[o * inner + i] = (int8_t)ek_clamp(ek_round_shift((int64_t)total * mult, shift), -128, 127);
+    }
+  }
+}
+
+/* matmul and convolution on each GEMM path, with the NEON transposes */
+#define EK_COMPOSE_SUFFIX __neon
+#define EK_COMPOSE_GEMM ek_s8_gemm_requant__neon
+#define EK_COMPOSE_TRANSPOSE ek_x8_transpose__neon
+#include "ek_compose.inc"
+#define EK_COMPOSE_SUFFIX __neondot
+#define EK_COMPOSE_GEMM ek_s8_gemm_requant__neondot
+#define EK_COMPOSE_TRANSPOSE ek_x8_transpose__neon
+#include "ek_compose.inc"
+#define EK_COMPOSE_SUFFIX __i8mm
+#define EK_COMPOSE_GEMM ek_s8_gemm_requant__i8mm
+#define EK_COMPOSE_TRANSPOSE ek_x8_transpose__neon
+#include "ek_compose.inc"
+
 #endif /* __aarch64__ && __ARM_NEON */

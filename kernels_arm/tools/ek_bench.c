@@ -51,6 +51,8 @@ typedef struct {
   int8_t *a, *b, *w;
   int32_t *bias, *mult, *gamma, *scratch;
   int64_t *beta;
+  void *work; /* matmul / conv2d scratch; the lut's table */
+  ek_conv2d_shape conv;
   size_t out_bytes;
 } buffers;
 
@@ -128,6 +130,57 @@ static int prepare(const shape *s, buffers *b) {
     b->beta = malloc((size_t)n * sizeof *b->beta);
     for (long i = 0; i < n; i++) b->beta[i] = (int64_t)rnd_range(-(1 << 30), 1 << 30) << 4;
     b->out_bytes = n;
+  } else if (!strcmp(s->op, "s8_matmul_requant")) {
+    /* "m=196 k=196 n=32 a_unsigned=1": softmax(u8)·V; a_unsigned=0 for Q·Kᵀ */
+    const long m = get(s, "m", 0), k = get(s, "k", 0), n = get(s, "n", 0);
+    if (m < 1 || k < 1 || n < 1) return -1;
+    b->a = rand8(m * k);
+    if (get(s, "a_unsigned", 0))
+      for (long i = 0; i < m * k; i++) b->a[i] = (int8_t)((uint8_t)b->a[i] >> 1); /* 0..127 */
+    b->w = rand8(n * k);
+    b->mult = rand32(n, 1 << 29, 1 << 29);
+    b->work = malloc(ek_s8_matmul_scratch(m, k, n, (int)get(s, "a_unsigned", 0)) + 16);
+    b->out_bytes = m * n;
+  } else if (!strcmp(s->op, "s8_conv2d_requant")) {
+    /* "c=3 h=224 w_in=224 o=16 kh=3 kw=3 sh=2 sw=2 ph=1 pw=1 groups=1" (k, stride, pad: both
+     * axes at once) */
+    const long c = get(s, "c", 0), h = get(s, "h", 0), w = get(s, "w_in", 0), o = get(s, "o", 0);
+    const long kh = get(s, "kh", get(s, "k", 3)), kw = get(s, "kw", get(s, "k", 3));
+    const long sh = get(s, "sh", get(s, "stride", 1)), sw = get(s, "sw", get(s, "stride", 1));
+    const long ph = get(s, "ph", get(s, "pad", 0)), pw = get(s, "pw", get(s, "pad", 0));
+    const long g = get(s, "groups", 1);
+    if (c < 1 || o < 1 || g < 1 || c % g || o % g || kh < 1 || kw < 1 || sh < 1 || sw < 1 ||
+        ph < 0 || pw < 0 || out_hw(h, kh, sh, ph) < 1 || out_hw(w, kw, sw, pw) < 1)
+      return -1;
+    const ek_conv2d_shape cs = {(size_t)c, (size_t)h, (size_t)w, (size_t)o, (size_t)g,
+                                (size_t)kh, (size_t)kw, (size_t)sh, (size_t)sw, (size_t)ph,
+                                (size_t)pw};
+    b->conv = cs;
+    b->a = rand8(c * h * w);
+    int8_t *raw = rand8(o * (c / g) * kh * kw);
+    b->w = malloc(o * (ek_s8_conv2d_packed_k(&cs) + kh * kw) + 1);
+    ek_s8_conv2d_pack(&cs, raw, b->w);
+    free(raw);
+    b->bias = rand32(o, -4096, 4096);
+    b->mult = rand32(o, 1 << 29, 1 << 30);
+    b->work = malloc(ek_s8_conv2d_scratch(&cs) + 16);
+    b->out_bytes = o * out_hw(h, kh, sh, ph) * out_hw(w, kw, sw, pw);
+  } else if (!strcmp(s->op, "s8_mean_requant")) {
+    const long outer = get(s, "outer", 1), count = get(s, "count", 0), inner = get(s, "inner", 1);
+    if (outer < 1 || count < 1 || inner < 1) return -1;
+    b->a = rand8(outer * count * inner);
+    b->out_bytes = outer * inner;
+  } else if (!strcmp(s->op, "x8_transpose")) {
+    const long rows = get(s, "rows", 0), cols = get(s, "cols", 0);
+    if (rows < 1 || cols < 1) return -1;
+    b->a = rand8(rows * cols);
+    b->out_bytes = rows * cols;
+  } else if (!strcmp(s->op, "x8_lut")) {
+    const long n = get(s, "count", 0);
+    if (n < 1) return -1;
+    b->a = rand8(n);
+    b->work = rand8(256);
+    b->out_bytes = n;
   } else {
     return -1;
   }
@@ -164,6 +217,21 @@ static void run(const ek_kernel *k, const shape *s, const buffers *b, void *y) {
     ((ek_s8_addconst_requant_fn)k->fn)(get(s, "count", 0), b->a, 1431655765, b->beta, 37, y);
   } else if (!strcmp(s->op, "s8_mulconst_requant")) {
     ((ek_s8_mulconst_requant_fn)k->fn)(get(s, "count", 0), b->a, b->mult, 36, y);
+  } else if (!strcmp(s->op, "s8_matmul_requant")) {
+    ((ek_s8_matmul_requant_fn)k->fn)(get(s, "m", 0), get(s, "k", 0), get(s, "n", 0),
+                                     (int)get(s, "a_unsigned", 0), b->a, b->w, b->mult, 40,
+                                     b->work, NULL, y);
+  } else if (!strcmp(s->op, "s8_conv2d_requant")) {
+    ((ek_s8_conv2d_requant_fn)k->fn)(&b->conv, b->a, b->w, b->bias, b->mult, 40, -128, b->work,
+                                     NULL, y);
+  } else if (!strcmp(s->op, "s8_mean_requant")) {
+    ((ek_s8_mean_requant_fn)k->fn)(get(s, "outer", 1), get(s, "count", 0), get(s, "inner", 1),
+                                   b->a, 1431655765, 36, y);
+  } else if (!strcmp(s->op, "x8_transpose")) {
+    const size_t rows = get(s, "rows", 0), cols = get(s, "cols", 0);
+    ((ek_x8_transpose_fn)k->fn)(rows, cols, (const uint8_t *)b->a, cols, y, rows);
+  } else if (!strcmp(s->op, "x8_lut")) {
+    ((ek_x8_lut_fn)k->fn)(get(s, "count", 0), (const uint8_t *)b->a, b->work, y);
   }
 }
 

@@ -123,6 +123,57 @@ def test_constant_add_and_multiply_broadcast_ties_and_extremes():
     check(ig.MulConst("x", "y", np.full(256, 1), 1), {"x": EVERY_S8}, "s8_mulconst_requant")
 
 
+@pytest.mark.parametrize("c,o,kernel,stride,pad,groups,relu", [
+    (3, 16, (3, 3), (2, 2), (1, 1), 1, False),   # the RGB stem
+    (8, 12, (2, 2), (2, 2), (0, 0), 1, False),   # patches
+    (32, 20, (1, 1), (1, 1), (0, 0), 1, True),   # pointwise: rows are the NHWC pixels
+    (16, 8, (3, 3), (1, 1), (1, 1), 4, False),   # grouped
+    (6, 6, (5, 5), (1, 2), (2, 2), 6, True),     # depthwise 5×5 (direct)
+    (4, 7, (3, 1), (1, 1), (1, 0), 1, False),    # 3×1, asymmetric padding
+])
+def test_general_convolution_every_geometry(c, o, kernel, stride, pad, groups, relu):
+    w = s8(o, c // groups, *kernel)
+    bias = RNG.integers(-2**12, 2**12, size=o)
+    mult, shift = ig.channel_dyadic(RNG.uniform(2e-4, 2e-3, size=o))
+    op = ig.Conv2d("x", "y", w, bias, mult, shift, stride, pad, groups, relu)
+    assert intops.kernel_op(op) == "s8_conv2d_requant"
+    check(op, {"x": s8(2, c, 11, 9)}, "s8_conv2d_requant")
+
+
+def test_attention_matmuls_signed_and_softmax_probabilities():
+    mult, shift = ig.channel_dyadic(np.array([3e-3]))
+    qk = ig.MatMul("a", "b", "y", int(mult[0]), shift)
+    check(qk, {"a": s8(2, 4, 49, 16), "b": s8(2, 4, 16, 49)}, "s8_matmul_requant")
+    probs = RNG.integers(0, 129, size=(4, 49, 49))  # Shiftmax's uint8 output, 128 included
+    probs[0, 0] = 128
+    check(qk, {"a": probs, "b": s8(4, 49, 32)}, "s8_matmul_requant")
+    check(ig.MatMul("a", "b", "y", 1, 1), {"a": s8(5, 7), "b": s8(7, 3)}, "s8_matmul_requant")
+
+
+def test_mean_over_a_contiguous_block_of_axes():
+    mult, shift = ig.channel_dyadic(np.array([1 / 49]))
+    for axes, keep in [((2, 3), False), ((2, 3), True), ((1,), False)]:
+        op = ig.Mean("x", "y", axes, keep, int(mult[0]), shift)
+        check(op, {"x": s8(2, 20, 7, 7)}, "s8_mean_requant")
+    gap = ig.Mean("x", "y", (1, 3), False, int(mult[0]), shift)
+    assert intops.run(gap, {"x": s8(2, 3, 4, 5)}) is None  # not contiguous: the reference
+
+
+def test_transpose_and_table_lookup_kernels():
+    for rows, cols in [(48, 32), (37, 21), (1, 50), (50, 1)]:
+        x = s8(rows, cols)
+        for path in ek.paths("x8_transpose"):
+            assert np.array_equal(ek.x8_transpose(x, path=path), x.T), (rows, cols, path)
+        u = RNG.integers(0, 256, size=(rows, cols))
+        assert np.array_equal(ek.x8_transpose(u), u.T)
+    table = RNG.integers(-128, 128, size=256)
+    x = np.concatenate([EVERY_S8, s8(1001)])
+    for path in ek.paths("x8_lut"):
+        assert np.array_equal(ek.x8_lut(x, table, path=path), table[x.astype(np.uint8)]), path
+    with pytest.raises(UsageError, match="256"):
+        ek.x8_lut(x, table[:10])
+
+
 def test_ops_without_a_kernel_fall_back_to_none():
     x = {"x": s8(2, 4)}
     assert intops.run(ig.Relu("x", "y"), x) is None
@@ -143,3 +194,13 @@ def test_bad_input_is_refused_with_the_reason():
         ek.s8_shiftmax(np.zeros((1, 4), np.int8), 0.1, path="sve")
     with pytest.raises(UsageError, match="scale"):
         ek.s8_shiftmax(np.zeros((1, 4), np.int8), float("nan"))
+    with pytest.raises(UsageError, match="do not chain"):
+        ek.s8_matmul_requant(np.zeros((2, 3), np.int8), np.zeros((4, 5), np.int8), 1, 0)
+    with pytest.raises(UsageError, match="groups"):
+        ek.s8_conv2d_requant(np.zeros((3, 4, 4), np.int8), np.zeros((4, 2, 3, 3), np.int8), 0,
+                             1, 0, groups=2)
+    with pytest.raises(UsageError, match="smaller than"):
+        ek.s8_conv2d_requant(np.zeros((3, 2, 2), np.int8), np.zeros((4, 3, 5, 5), np.int8), 0,
+                             1, 0)
+    with pytest.raises(UsageError, match="contiguous"):
+        ek.s8_mean_requant(np.zeros((2, 3, 4), np.int8), (0, 2), 1, 0)

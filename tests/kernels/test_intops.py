@@ -14,11 +14,14 @@ from edgekit.kernels import intops
 
 MODELS = {  # model → kernel ops its graph must exercise
     "fmnist_levit": {"s8_gemm_requant", "s8_shiftmax", "s8_hardswish", "s8_add_requant",
-                     "s8_addconst_requant"},
+                     "s8_addconst_requant", "s8_matmul_requant", "s8_conv2d_requant",
+                     "s8_mean_requant"},
     "fmnist_efficientformer": {"s8_gemm_requant", "s8_shiftmax", "s8_shiftgelu",
-                               "s8_ilayernorm", "s8_avgpool_requant", "s8_add_requant"},
+                               "s8_ilayernorm", "s8_avgpool_requant", "s8_add_requant",
+                               "s8_matmul_requant", "s8_conv2d_requant", "s8_mean_requant"},
     "fmnist_mobilevit": {"s8_gemm_requant", "s8_dwconv3x3_requant", "s8_shiftmax",
-                         "s8_shiftgelu", "s8_ilayernorm", "s8_add_requant"},
+                         "s8_shiftgelu", "s8_ilayernorm", "s8_add_requant", "s8_matmul_requant",
+                         "s8_conv2d_requant", "s8_mean_requant"},
 }
 
 
