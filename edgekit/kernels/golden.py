@@ -311,6 +311,10 @@ def cases(seed: int = 0) -> Iterator[Case]:
     # general convolution: the RGB stem (3→16, 3×3 stride 2), a strided 2×2 patch, a pointwise
     # (k a multiple of 16: no im2col), grouped, depthwise 5×5 and 7×7 (direct), relu, odd sizes
     yield conv2d(rng, 3, 17, 15, 16, (3, 3), (2, 2), (1, 1), note="RGB stem, odd sizes")
+    # the NEON im2col's whole-vector loads (stride 1: 16 bytes, stride 2: LD2 of 32) on wide rows,
+    # with the edge chunks of a row (fewer than 16 pixels, padding) lane by lane
+    yield conv2d(rng, 3, 9, 75, 8, (3, 3), (2, 2), (1, 1), note="RGB stem, wide rows")
+    yield conv2d(rng, 5, 6, 41, 6, (3, 3), (1, 1), (1, 1), relu=True, note="stride 1, wide rows")
     yield conv2d(rng, 8, 12, 12, 24, (2, 2), (2, 2), (0, 0), note="2×2 patches")
     yield conv2d(rng, 32, 7, 9, 20, (1, 1), (1, 1), (0, 0), note="pointwise")
     yield conv2d(rng, 16, 9, 9, 8, (3, 3), (1, 1), (1, 1), groups=4, relu=True,

@@ -194,18 +194,15 @@ EK_INLINE void pack_panel16(const int8_t *w, size_t k, size_t kp, size_t nc, int
         for (size_t t = 0; t < 4; t++) panel[g * 64 + c * 4 + t] = 0;
 }
 
-EK_INLINE void store_row16(int8_t *dst, const int32x4_t acc[4], const int32_t *bias,
-                           const int32_t *mult, size_t nc, int64x2_t neg_shift, int8x16_t lo,
-                           int hi, int32x4_t hi_shift) {
+/* One row of a 4×16 block: the accumulators already hold the bias; requantized with the
+ * panel's multipliers (in registers for the whole panel), narrowed, clamped, stored. */
+EK_INLINE void store_row16(int8_t *dst, const int32x4_t acc[4], const int32x4_t mu[4], size_t nc,
+                           int64x2_t neg_shift, int8x16_t lo, int hi, int32x4_t hi_shift) {
   int32x4_t r[4];
   if (hi)
-    for (int v = 0; v < 4; v++)
-      r[v] = requant_s32_hi(vaddq_s32(acc[v], vld1q_s32(bias + 4 * v)),
-                            vld1q_s32(mult + 4 * v), hi_shift);
+    for (int v = 0; v < 4; v++) r[v] = requant_s32_hi(acc[v], mu[v], hi_shift);
   else
-    for (int v = 0; v < 4; v++)
-      r[v] = requant_s32(vaddq_s32(acc[v], vld1q_s32(bias + 4 * v)), vld1q_s32(mult + 4 * v),
-                         neg_shift);
+    for (int v = 0; v < 4; v++) r[v] = requant_s32(acc[v], mu[v], neg_shift);
   const int8x16_t q = vmaxq_s8(narrow_s32x16(r[0], r[1], r[2], r[3]), lo);
   if (nc == 16) {
     vst1q_s8(dst, q);
@@ -242,13 +239,17 @@ void ek_s8_gemm_requant__neondot(size_t m, size_t k, size_t n, const int8_t *a,
       bj = bias16;
       mj = mult16;
     }
+    const int32x4_t b16[4] = {vld1q_s32(bj), vld1q_s32(bj + 4), vld1q_s32(bj + 8),
+                              vld1q_s32(bj + 12)};
+    const int32x4_t mu16[4] = {vld1q_s32(mj), vld1q_s32(mj + 4), vld1q_s32(mj + 8),
+                               vld1q_s32(mj + 12)};
     for (size_t i = 0; i < m; i += 4) {
       const size_t mr = m - i < 4 ? m - i : 4;
       const int8_t *ar[4];
       for (size_t r = 0; r < 4; r++) ar[r] = a + (i + (r < mr ? r : mr - 1)) * k;
-      int32x4_t acc[4][4];
+      int32x4_t acc[4][4];  /* the bias is the accumulators' start */
       for (int r = 0; r < 4; r++)
-        for (int v = 0; v < 4; v++) acc[r][v] = vdupq_n_s32(0);
+        for (int v = 0; v < 4; v++) acc[r][v] = b16[v];
 #define EK_DOT_GROUP(g)                                                               \
         {                                                                             \
           const int8x16_t w0 = vld1q_s8(pw + 64 * (g)), w1 = vld1q_s8(pw + 64 * (g) + 16);  \
@@ -276,7 +277,7 @@ void ek_s8_gemm_requant__neondot(size_t m, size_t k, size_t n, const int8_t *a,
       }
 #undef EK_DOT_GROUP
       for (size_t r = 0; r < mr; r++)
-        store_row16(y + (i + r) * n + j, acc[r], bj, mj, nc, neg_shift, lo16, hi, hi_shift);
+        store_row16(y + (i + r) * n + j, acc[r], mu16, nc, neg_shift, lo16, hi, hi_shift);
     }
   }
 }
@@ -810,44 +811,102 @@ void ek_s8_hardswish__neon(size_t count, const int8_t *x, int32_t r3, int32_t r6
 }
 
 
-/* x8_transpose: 16×16 tiles in registers (four TRN stages: bytes, halves, words, doublewords;
- * register j ends as column j), the right columns of tiled rows and the bottom rows through
- * the scalar kernel. */
+/* A 16×16 byte tile in registers, transposed in four TRN stages (bytes, halves, words,
+ * doublewords): register j ends as column j. */
+EK_INLINE void transpose16x16(uint8x16_t v[16]) {
+  for (int i = 0; i < 16; i += 2) {
+    const uint8x16_t a = v[i], b = v[i + 1];
+    v[i] = vtrn1q_u8(a, b);
+    v[i + 1] = vtrn2q_u8(a, b);
+  }
+  for (int i = 0; i < 16; i++) {
+    if (i & 2) continue;
+    const uint16x8_t a = vreinterpretq_u16_u8(v[i]), b = vreinterpretq_u16_u8(v[i + 2]);
+    v[i] = vreinterpretq_u8_u16(vtrn1q_u16(a, b));
+    v[i + 2] = vreinterpretq_u8_u16(vtrn2q_u16(a, b));
+  }
+  for (int i = 0; i < 16; i++) {
+    if (i & 4) continue;
+    const uint32x4_t a = vreinterpretq_u32_u8(v[i]), b = vreinterpretq_u32_u8(v[i + 4]);
+    v[i] = vreinterpretq_u8_u32(vtrn1q_u32(a, b));
+    v[i + 4] = vreinterpretq_u8_u32(vtrn2q_u32(a, b));
+  }
+  for (int i = 0; i < 8; i++) {
+    const uint64x2_t a = vreinterpretq_u64_u8(v[i]), b = vreinterpretq_u64_u8(v[i + 8]);
+    v[i] = vreinterpretq_u8_u64(vtrn1q_u64(a, b));
+    v[i + 8] = vreinterpretq_u8_u64(vtrn2q_u64(a, b));
+  }
+}
+
+/* One 16×16 tile of x8_transpose at (r, c): all 16 columns stored, or only the last `keep`. */
+EK_INLINE void transpose_tile(const uint8_t *x, size_t x_stride, uint8_t *y, size_t y_stride,
+                              size_t r, size_t c, int keep) {
+  uint8x16_t v[16];
+  for (int i = 0; i < 16; i++) v[i] = vld1q_u8(x + (r + (size_t)i) * x_stride + c);
+  transpose16x16(v);
+  for (int j = 16 - keep; j < 16; j++) vst1q_u8(y + (c + (size_t)j) * y_stride + r, v[j]);
+}
+
+/* x8_transpose: 16×16 tiles in registers. A matrix of at least 16 × 16 ends on tiles that
+ * overlap the last full ones (the last 16 rows / columns): rewritten bytes get the same
+ * values, so nothing runs element by element; smaller matrices go through the scalar kernel. */
 void ek_x8_transpose__neon(size_t rows, size_t cols, const uint8_t *x, size_t x_stride,
                            uint8_t *y, size_t y_stride) {
-  const size_t r16 = rows & ~(size_t)15, c16 = cols & ~(size_t)15;
-  for (size_t r = 0; r < r16; r += 16)
-    for (size_t c = 0; c < c16; c += 16) {
+  if (rows < 16 || cols < 16) {
+    ek_x8_transpose__scalar(rows, cols, x, x_stride, y, y_stride);
+    return;
+  }
+  const size_t c16 = cols & ~(size_t)15;
+  const int tail = (int)(cols - c16);
+  for (size_t r = 0;; r += 16) {
+    if (r + 16 > rows) r = rows - 16; /* the overlapping last block of rows */
+    for (size_t c = 0; c < c16; c += 16) transpose_tile(x, x_stride, y, y_stride, r, c, 16);
+    if (tail) transpose_tile(x, x_stride, y, y_stride, r, cols - 16, tail);
+    if (r + 16 == rows) break;
+  }
+}
+
+/* Tap t (ordered ky, kx, c) of 16 output pixels from (oy, ox0) of an NCHW group: one load
+ * when the 16 (stride 1) or 32 (stride 2, LD2's even lanes) source bytes lie inside the image
+ * row; else lane by lane, zero outside the image and past the n valid pixels. */
+EK_INLINE uint8x16_t im2col_tap16(const ek_conv2d_shape *s, const int8_t *x, size_t cpg, size_t t,
+                                  long oy, long ox0, size_t n) {
+  const size_t c = t % cpg, kx = t / cpg % s->kw, ky = t / cpg / s->kw;
+  const long iy = oy * (long)s->sh - (long)s->ph + (long)ky;
+  if (iy < 0 || iy >= (long)s->h) return vdupq_n_u8(0);
+  const uint8_t *row = (const uint8_t *)x + (c * s->h + (size_t)iy) * s->w;
+  const long ix0 = ox0 * (long)s->sw - (long)s->pw + (long)kx, w = (long)s->w;
+  if (ix0 >= 0 && s->sw == 1 && ix0 + 16 <= w) return vld1q_u8(row + ix0);
+  if (ix0 >= 0 && s->sw == 2 && ix0 + 32 <= w) return vld2q_u8(row + ix0).val[0];
+  uint8_t lane[16];
+  for (size_t p = 0; p < 16; p++) {
+    const long ix = ix0 + (long)p * (long)s->sw;
+    lane[p] = p < n && ix >= 0 && ix < w ? row[ix] : 0;
+  }
+  return vld1q_u8(lane);
+}
+
+/* im2col rows of output pixels [p0, p1) straight from an NCHW group (few channels: the RGB
+ * stem), 16 pixels × 16 taps at a time: the taps' pixel vectors, transposed in registers into
+ * the pixels' rows of taps. */
+void ek_s8_im2col_nchw__neon(const ek_conv2d_shape *s, const int8_t *x, size_t p0, size_t p1,
+                             size_t kp, int8_t *cols) {
+  const size_t cpg = s->c / s->groups, kk = cpg * s->kh * s->kw;
+  const size_t ow = (s->w + 2 * s->pw - s->kw) / s->sw + 1;
+  for (size_t px = p0; px < p1;) {
+    const size_t oy = px / ow, ox0 = px % ow;
+    size_t n = ow - ox0 < 16 ? ow - ox0 : 16;
+    if (n > p1 - px) n = p1 - px;
+    for (size_t t0 = 0; t0 < kp; t0 += 16) {
       uint8x16_t v[16];
-      for (int i = 0; i < 16; i++) v[i] = vld1q_u8(x + (r + (size_t)i) * x_stride + c);
-      for (int i = 0; i < 16; i += 2) {
-        const uint8x16_t a = v[i], b = v[i + 1];
-        v[i] = vtrn1q_u8(a, b);
-        v[i + 1] = vtrn2q_u8(a, b);
-      }
-      for (int i = 0; i < 16; i++) {
-        if (i & 2) continue;
-        const uint16x8_t a = vreinterpretq_u16_u8(v[i]), b = vreinterpretq_u16_u8(v[i + 2]);
-        v[i] = vreinterpretq_u8_u16(vtrn1q_u16(a, b));
-        v[i + 2] = vreinterpretq_u8_u16(vtrn2q_u16(a, b));
-      }
-      for (int i = 0; i < 16; i++) {
-        if (i & 4) continue;
-        const uint32x4_t a = vreinterpretq_u32_u8(v[i]), b = vreinterpretq_u32_u8(v[i + 4]);
-        v[i] = vreinterpretq_u8_u32(vtrn1q_u32(a, b));
-        v[i + 4] = vreinterpretq_u8_u32(vtrn2q_u32(a, b));
-      }
-      for (int i = 0; i < 8; i++) {
-        const uint64x2_t a = vreinterpretq_u64_u8(v[i]), b = vreinterpretq_u64_u8(v[i + 8]);
-        v[i] = vreinterpretq_u8_u64(vtrn1q_u64(a, b));
-        v[i + 8] = vreinterpretq_u8_u64(vtrn2q_u64(a, b));
-      }
-      for (int j = 0; j < 16; j++) vst1q_u8(y + (c + (size_t)j) * y_stride + r, v[j]);
+      for (size_t i = 0; i < 16; i++)
+        v[i] = t0 + i < kk ? im2col_tap16(s, x, cpg, t0 + i, (long)oy, (long)ox0, n)
+                           : vdupq_n_u8(0);
+      transpose16x16(v);
+      for (size_t p = 0; p < n; p++) vst1q_u8((uint8_t *)cols + (px + p) * kp + t0, v[p]);
     }
-  if (r16 && c16 < cols)
-    ek_x8_transpose__scalar(r16, cols - c16, x + c16, x_stride, y + c16 * y_stride, y_stride);
-  if (r16 < rows)
-    ek_x8_transpose__scalar(rows - r16, cols, x + r16 * x_stride, x_stride, y + r16, y_stride);
+    px += n;
+  }
 }
 
 /* x8_lut: four 64-byte TBL/TBX lookups per 16 bytes. */
@@ -931,14 +990,17 @@ void ek_s8_mean_requant__neon(size_t outer, size_t count, size_t inner, const in
 
 /* matmul and convolution on each GEMM path, with the NEON transposes */
 #define EK_COMPOSE_SUFFIX __neon
+#define EK_COMPOSE_IM2COL ek_s8_im2col_nchw__neon
 #define EK_COMPOSE_GEMM ek_s8_gemm_requant__neon
 #define EK_COMPOSE_TRANSPOSE ek_x8_transpose__neon
 #include "ek_compose.inc"
 #define EK_COMPOSE_SUFFIX __neondot
+#define EK_COMPOSE_IM2COL ek_s8_im2col_nchw__neon
 #define EK_COMPOSE_GEMM ek_s8_gemm_requant__neondot
 #define EK_COMPOSE_TRANSPOSE ek_x8_transpose__neon
 #include "ek_compose.inc"
 #define EK_COMPOSE_SUFFIX __i8mm
+#define EK_COMPOSE_IM2COL ek_s8_im2col_nchw__neon
 #define EK_COMPOSE_GEMM ek_s8_gemm_requant__i8mm
 #define EK_COMPOSE_TRANSPOSE ek_x8_transpose__neon
 #include "ek_compose.inc"

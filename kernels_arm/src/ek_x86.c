@@ -232,10 +232,12 @@ void ek_s8_gemm_requant__avx512vnni(size_t m, size_t k, size_t n, const int8_t *
 
 /* matmul and convolution on the two GEMM paths (transposes: the autovec kernel) */
 #define EK_COMPOSE_SUFFIX __avx2
+#define EK_COMPOSE_IM2COL ek_s8_im2col_nchw__autovec
 #define EK_COMPOSE_GEMM ek_s8_gemm_requant__avx2
 #define EK_COMPOSE_TRANSPOSE ek_x8_transpose__autovec
 #include "ek_compose.inc"
 #define EK_COMPOSE_SUFFIX __avx512vnni
+#define EK_COMPOSE_IM2COL ek_s8_im2col_nchw__autovec
 #define EK_COMPOSE_GEMM ek_s8_gemm_requant__avx512vnni
 #define EK_COMPOSE_TRANSPOSE ek_x8_transpose__autovec
 #include "ek_compose.inc"
