@@ -36,7 +36,9 @@ LABELS = {"s8_gemm_requant": "s8 GEMM + requant", "s8_dwconv3x3_requant": "depth
           "s8_shiftmax": "Shiftmax", "s8_shiftgelu": "ShiftGELU", "s8_ilayernorm": "I-LayerNorm",
           "s8_avgpool_requant": "avg-pool 3×3", "s8_add_requant": "residual add",
           "s8_hardswish": "Hardswish", "s8_addconst_requant": "constant add",
-          "s8_mulconst_requant": "constant multiply"}
+          "s8_mulconst_requant": "constant multiply", "s8_matmul_requant": "attention matmul",
+          "s8_conv2d_requant": "convolution (im2col)", "s8_mean_requant": "mean",
+          "x8_transpose": "transpose", "x8_lut": "table lookup"}
 
 
 def build() -> None:

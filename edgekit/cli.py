@@ -206,6 +206,9 @@ def _split_formats(value: str, quant: str | None = None) -> tuple[str, ...]:
                    "boards, from instruction counts on the emulated ARM device; x86_64: from "
                    "timings on an x86 host).")
 @click.option("--int8-io", is_flag=True, help="TFLite: int8 input/output tensors.")
+@click.option("--io", "integer_io", default="int8", show_default=True,
+              type=click.Choice(["int8", "uint8"]),
+              help="--to tflite --quant int-only: the file's integer input/output type.")
 @click.option("--finetune-steps", type=int, default=0, show_default=True,
               help="--quant int-only: quantization-aware fine-tune steps before the "
                    "conversion (needs --data).")
@@ -221,7 +224,7 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
            layout: str, compute_precision: str | None, deployment_target: str,
            calib: str | None, calib_n: int | None, calib_method: str | None,
            keep_float: str | None, int8_plan: str | None, int8_isa: str | None, int8_io: bool,
-           finetune_steps: int,
+           integer_io: str, finetune_steps: int,
            finetune_data: str | None, validate_on: str, allow_mismatch: bool,
            as_json: bool) -> None:
     """Export MODEL (timm name or module:function) to device formats, validated."""
@@ -241,7 +244,8 @@ def export(model: str, to: str, quant: str, weights: Path | None, out: Path, ops
                         compute_precision=compute_precision,
                         deployment_target=deployment_target, quant_config=quant_config,
                         finetune_steps=finetune_steps, finetune_data=finetune_data,
-                        validate_on=_devices_to_validate_on(validate_on))
+                        validate_on=_devices_to_validate_on(validate_on),
+                        integer_io=integer_io)
     incomplete: ExportIncomplete | None = None
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
         try:
@@ -359,6 +363,9 @@ def check(model: str, to: str, weights: Path | None, no_reparam: bool, as_json: 
 @cli.command()
 @click.argument("artifact_dir", type=click.Path(path_type=Path))
 @click.option("--threads", type=int, default=None)
+@click.option("--runtime", "runtime_name", default=None,
+              help="host only: the runtime to check in (default: the format's; tflite: litert "
+                   "or tflm, TFLite Micro, which also reports the tensor arena it needs).")
 @click.option("--device", default="host", show_default=True,
               help="host; qemu://CPU: the aarch64 build of the runtime on the emulated ARM "
                    "device (`make arm-device`); ssh://user@host[:port] or adb://SERIAL: the "
@@ -370,17 +377,22 @@ def check(model: str, to: str, weights: Path | None, no_reparam: bool, as_json: 
               help="the interpreter on an ssh/adb device (not needed for .ekr)")
 @click.option("--timeout", type=float, default=1800, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def validate(artifact_dir: Path, threads: int | None, device: str, identity: Path | None,
-             known_hosts: Path | None, device_python: str, timeout: float,
-             as_json: bool) -> None:
+def validate(artifact_dir: Path, threads: int | None, runtime_name: str | None, device: str,
+             identity: Path | None, known_hosts: Path | None, device_python: str,
+             timeout: float, as_json: bool) -> None:
     """Re-run the golden check of an artifact in its runtime (here or on a device)."""
     from edgekit.artifact import Artifact
-    from edgekit.validate import validate_artifact
+    from edgekit.validate import runtime_extras, validate_artifact
 
     artifact = Artifact.open(artifact_dir)
+    extras: dict[str, Any] = {}
+    if runtime_name and device not in ("host", "local"):
+        raise UsageError("--runtime picks a runtime on the host",
+                         hint="drop --runtime for --device (the device's runtime is used)")
     with contextlib.redirect_stdout(sys.stderr):
         if device in ("host", "local"):
-            report = validate_artifact(artifact, threads=threads)
+            report = validate_artifact(artifact, runtime=runtime_name, threads=threads)
+            extras = runtime_extras(artifact, report.runtime)
         elif device.startswith("qemu://"):
             from edgekit.qemu import QemuDevice
             from edgekit.qemu.run import validate_on
@@ -395,12 +407,15 @@ def validate(artifact_dir: Path, threads: int | None, device: str, identity: Pat
             raise UsageError(f"unknown device '{device}'",
                              hint="host, qemu://CPU, ssh://user@host[:port] or adb://SERIAL")
     if as_json:
-        _emit_json({"artifact": str(artifact_dir), **report.__dict__})
+        _emit_json({"artifact": str(artifact_dir), **report.__dict__, **extras})
     else:
         click.echo(f"{artifact_dir}: {'validated' if report.validated else 'MISMATCH'} in "
                    f"{report.runtime}: cosine {report.cosine:.7f}, max-rel {report.max_rel:.2e}, "
                    f"{_top1_text(report)}, SQNR {report.sqnr_db:.1f} dB "
                    f"over {_judged_text(report)}")
+        if "tflm_arena_bytes" in extras:
+            click.echo(f"  TFLite Micro tensor arena: {extras['tflm_arena_bytes']} bytes "
+                       f"({extras['tflm_arena_bytes'] / 1024:.1f} KiB)")
     if not report.validated:
         raise ValidationFailed(report.reason, path=artifact_dir,
                                hint="re-export; check the runtime version in `edgekit doctor`")

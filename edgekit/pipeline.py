@@ -49,7 +49,7 @@ from edgekit.validate import validate_artifact
 
 # Which quantization modes each format implements today (grows with the quant issues).
 IMPLEMENTED_QUANTS: dict[str, tuple[str, ...]] = {
-    "onnx": ("fp32", "int8", "int-only"), "tflite": ("fp32", "int8"),
+    "onnx": ("fp32", "int8", "int-only"), "tflite": ("fp32", "int8", "int-only"),
     "executorch": ("fp32", "int8"),
     "coreml": ("fp32", "fp16", "int8"), "ekr": ("int-only",)}
 # Input layouts a format's exporter can produce (NHWC: what mobile camera pipelines feed).
@@ -77,6 +77,7 @@ class ExportRequest:
     finetune_data: str | None = None
     # Where to validate beyond the host: qemu://CPU runs the runtimes' aarch64 builds.
     validate_on: tuple[str, ...] = ()
+    integer_io: str = "int8"  # --quant int-only --to tflite: the file's input/output type
 
 
 @dataclass
@@ -111,11 +112,20 @@ def _check_request(req: ExportRequest) -> None:
         if method not in offered:
             raise UsageError(f"--calib-method {method} is not available for {fmt}",
                              hint=f"{fmt} offers: {', '.join(offered)} (or auto)")
+    if req.quant == "int-only" and "tflite" in req.formats and \
+            method not in ("auto", "percentile", "minmax"):
+        raise UsageError(f"--calib-method {method} is not available for full-integer tflite",
+                         hint="tflite --quant int-only offers: percentile, minmax (or auto)")
     if req.quant_config is not None and req.quant not in ("int8", "int-only"):
         raise UsageError("calibration options apply to --quant int8 only",
                          hint="add --quant int8, or drop --calib/--calib-n/--calib-method")
     if req.n_golden < 1:
         raise UsageError("need at least one golden input", hint="use --golden 8")
+    if req.integer_io not in ("int8", "uint8"):
+        raise UsageError(f"--io {req.integer_io}: integer I/O is int8 or uint8")
+    if req.integer_io != "int8" and not (req.quant == "int-only" and "tflite" in req.formats):
+        raise UsageError("--io applies to --to tflite --quant int-only",
+                         hint="drop --io, or export --to tflite --quant int-only")
     if req.finetune_steps and req.quant != "int-only":
         raise UsageError("--finetune-steps applies to --quant int-only",
                          hint="add --quant int-only, or drop --finetune-steps")
@@ -247,7 +257,20 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
                 **({"non_finite_fp32": non_finite} if non_finite else {}),
                 **prepared.details}
         try:
-            if req.quant == "int-only":
+            if req.quant == "int-only" and fmt in TARGET_INTEGER_WRITERS:
+                # the target's own integer kernels (TFLite: full-integer for NPUs and MCUs),
+                # judged against fp32 like int8, not bit-exact with edgekit's integer graph
+                assert quant is not None
+                on_step(f"quantizing for {fmt} (full integer)")
+                result = TARGET_INTEGER_WRITERS[fmt](to_export, golden[: req.batch],
+                                                     quant[1].samples, options, tmp, req)
+                quant_details = {"calibration": {"set": quant[1].name,
+                                                 "samples": len(quant[1])},
+                                 "scheme": "int8 activations per tensor, int8 weights per "
+                                           "channel, int32 biases, integer I/O "
+                                           f"({req.integer_io}); the target's integer kernels",
+                                 **result.details.pop("integer_only")}
+            elif req.quant == "int-only":
                 assert quant is not None
                 if integer is None:
                     integer = {}
@@ -285,7 +308,8 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
                     {result.outputs[0].name: reference if golden_reference is None
                      else golden_reference}, kinds,
                     exact={result.outputs[0].name: integer["exact"]}
-                    if req.quant == "int-only" and integer else None)
+                    if req.quant == "int-only" and integer
+                    and fmt not in TARGET_INTEGER_WRITERS else None)
         manifest = Manifest(
             format=fmt, file=result.file, sha256=sha256_path(tmp / result.file),
             size_bytes=_size(tmp / result.file), model=source.name,
@@ -309,6 +333,20 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
             (tmp / MANIFEST_NAME).write_text(manifest.to_json())
     return ExportOutcome(Artifact(final, manifest), time.perf_counter() - started,
                          [*passes, *format_passes])
+
+
+def _tflite_int_only(model: Any, example: Any, samples: Any, options: ExportOptions,
+                     out_dir: Path, req: ExportRequest) -> Any:
+    from edgekit.exporters.tflite_integer import export_int_only
+
+    method = req.quant_config.calib_method if req.quant_config else "auto"
+    return export_int_only(model, example, samples, options, out_dir, req.integer_io,
+                           "percentile" if method in (None, "auto") else method)
+
+
+# int-only formats written by the target's own integer quantization instead of edgekit's
+# integer graph (which .onnx and .ekr carry bit for bit)
+TARGET_INTEGER_WRITERS: dict[str, Callable[..., Any]] = {"tflite": _tflite_int_only}
 
 
 def _integer_graph(req: ExportRequest, source: Any, to_export: Any, golden: Any,

@@ -74,6 +74,7 @@ RUNTIMES.register("executorch", "edgekit.runtimes.executorch:ExecuTorchRuntime",
                   extra="executorch")
 RUNTIMES.register("coreml", "edgekit.runtimes.coreml:CoreMLRuntime", extra="coreml")
 RUNTIMES.register("ekr", "edgekit.runtimes.ekr:EkrRuntime")
+RUNTIMES.register("tflm", "edgekit.runtimes.tflm:TflmRuntime", extra="npu")
 
 # Which runtime validates/benchmarks a format by default (no import needed to decide).
 DEFAULT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -155,6 +156,21 @@ def run_golden(fmt: str, runtime_name: str, model_path: str, inputs: dict[str, n
     return {k: np.concatenate(v) for k, v in chunks.items()}
 
 
+def _tflm_arena(model_path: str) -> int:
+    from edgekit.runtimes.tflm import measure_arena
+
+    return measure_arena(model_path)
+
+
+def runtime_extras(artifact: Artifact, runtime: str) -> dict[str, Any]:
+    """What a runtime reports beyond the outputs: TFLite Micro's tensor arena."""
+    if runtime != "tflm":
+        return {}
+    return {"tflm_arena_bytes": run_isolated(
+        _tflm_arena, str(artifact.model_path), what=f"tflm arena of {artifact.manifest.file}",
+        path=str(artifact.model_path))}
+
+
 def validate_artifact(artifact: Artifact, *, runtime: str | None = None,
                       threads: int | None = None, timeout: float = 900.0) -> ValidationReport:
     fmt = artifact.manifest.format
@@ -163,6 +179,10 @@ def validate_artifact(artifact: Artifact, *, runtime: str | None = None,
         raise UsageError(f"no runtime can validate format '{fmt}' here",
                          hint="see `edgekit doctor`")
     runtime_cls = RUNTIMES.get(runtime_name)
+    if fmt not in runtime_cls.formats:
+        raise UsageError(f"runtime {runtime_name} does not run {fmt} files",
+                         hint=f"it runs {', '.join(runtime_cls.formats)}; `edgekit doctor` "
+                              "lists every runtime")
     if not runtime_cls.available():
         exporter = EXPORTERS.get(fmt)
         verify = getattr(exporter, "verify_structure", None)

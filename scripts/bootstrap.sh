@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 PYTHON="${PYTHON:-python3}"
 VENV="$root/.venv"
-EXTRAS="${EDGEKIT_EXTRAS:-torch,onnx,tflite,executorch,coreml,dev}"
+EXTRAS="${EDGEKIT_EXTRAS:-torch,onnx,tflite,executorch,coreml,npu,dev}"
 
 # Debian packages the tests rely on (installed only when missing): sshd for the loopback device
 # tests, adb for the adb command layer, chromium to render HTML reports headless, the real
