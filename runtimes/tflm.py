@@ -43,10 +43,9 @@ class TflmSession:
         self._inputs = [self._interp.get_input_details(0)]
         self._outputs = [self._interp.get_output_details(0)]
         self._names = _io_names(data)
-        self.inputs = {self._names[0]: (tuple(int(s) for s in d["shape"]),
-                                        "float32" if _quantized(d)
-                                        else np.dtype(d["dtype"]).name)
-                       for d in self._inputs}
+        (d,) = self._inputs
+        dtype = "float32" if _quantized(d) else np.dtype(d["dtype"]).name
+        self.inputs = {self._names[0]: (tuple(int(s) for s in d["shape"]), dtype)}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_inputs(self.inputs, inputs)
