@@ -462,11 +462,47 @@ def accuracy(artifact_dir: Path, data: str, split: str, limit: int | None,
                    f"({rep.n} images) in {rep.runtime}, {rep.seconds:.1f} s")
 
 
+@cli.command(name="compile")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--npu", "accelerator", required=True,
+              help="Arm Ethos-U NPU and MAC configuration, e.g. ethos-u55-128, ethos-u65-256, "
+                   "ethos-u85-256 (Vela's names).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Where the optimized .tflite goes (default: beside the model / in the "
+                   "artifact).")
+@click.option("--timeout", type=float, default=1800, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def compile_(path: Path, accelerator: str, out_dir: Path | None, timeout: float,
+             as_json: bool) -> None:
+    """Compile a TFLite file or artifact for an Ethos-U NPU with Vela: NPU op share, SRAM and
+    flash, cycles, estimated inferences/s (stored in the artifact's manifest)."""
+    from edgekit.npu import compile_for_npu
+
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = compile_for_npu(path, accelerator, out_dir, timeout=timeout)
+    if as_json:
+        _emit_json({"path": str(path), **summary.to_dict()})
+        return
+    s = summary
+    click.echo(f"{path}: Vela {s.vela_version} for {s.accelerator} ({s.system_config}, "
+               f"{s.memory_mode})")
+    click.echo(f"  NPU operators {s.npu_ops} / {s.npu_ops + s.cpu_ops} "
+               f"({s.npu_op_share:.1%})" + ("" if not s.cpu_op_types else "; left to the CPU: "
+               + ", ".join(f"{k}×{v}" for k, v in s.cpu_op_types.items())))
+    click.echo(f"  SRAM {s.sram_bytes / 1024:.1f} KiB, flash {s.flash_bytes / 1024:.1f} KiB"
+               + (f", DRAM {s.dram_bytes / 1024:.1f} KiB" if s.dram_bytes else ""))
+    click.echo(f"  {s.macs / 1e6:.2f} M MACs, {s.cycles_total:,} cycles at "
+               f"{s.clock_hz / 1e6:.0f} MHz: {s.inference_ms:.3f} ms, "
+               f"{s.inferences_per_second:.1f} inferences/s (Vela's estimate)")
+    click.echo(f"  optimized model: {s.optimized_file}")
+
+
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--integer-only", is_flag=True,
               help="ONNX: prove no float tensor lies between the entry QuantizeLinear and the "
-                   "exit DequantizeLinear (exit 3 naming the offenders if one does).")
+                   "exit DequantizeLinear; TFLite: no float tensor at all (exit 3 naming the "
+                   "offenders if one does).")
 @click.option("--json", "as_json", is_flag=True)
 def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
     """Op histogram, tensor dtypes, size, params and passes of an artifact or model file."""
@@ -481,11 +517,14 @@ def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
         if as_json:
             _emit_json({"file": info["file"], "integer_only": not bad, "violations": bad})
         elif not bad:
-            click.echo(f"{info['file']}: integer-only (float only at the entry QuantizeLinear "
-                       "and the exit DequantizeLinear)")
+            click.echo(f"{info['file']}: integer-only " + (
+                "(no float tensor: every op, input and output is integer)"
+                if info.get("format") == "tflite" else
+                "(float only at the entry QuantizeLinear and the exit DequantizeLinear)"))
         if bad:
+            where = "in the file" if info.get("format") == "tflite" else "between entry and exit"
             raise ValidationFailed(
-                f"{len(bad)} float tensor(s) between entry and exit: " + ", ".join(bad[:8])
+                f"{len(bad)} float tensor(s) {where}: " + ", ".join(bad[:8])
                 + (" …" if len(bad) > 8 else ""), path=path,
                 hint="re-export with --quant int-only; every op must stay integer")
         return

@@ -92,6 +92,12 @@ class DiskFull(ExportError):
     code = "EK301"
 
 
+class CompileError(EdgekitError):
+    """A device compiler (Vela for Ethos-U) refused or failed on a model file."""
+
+    code, stage = "EK310", "compile"
+
+
 class ArtifactError(EdgekitError):
     """The artifact or model file is missing, foreign, truncated or inconsistent."""
 

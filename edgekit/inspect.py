@@ -45,16 +45,21 @@ def inspect_path(path: Path) -> dict[str, Any]:
 
 
 def integer_only_violations(path: Path) -> list[str]:
-    """Float tensors of an ONNX model (file or artifact dir) outside the entry/exit boundary.
+    """Float tensors of an ONNX or TFLite model (file or artifact dir), each named with its op.
+    ONNX allows the float entry/exit (QuantizeLinear/DequantizeLinear at the graph's edges);
+    TFLite allows nothing float (NPU and microcontroller toolchains take no float tensor).
     The file is parsed in an isolated child (it may be untrusted)."""
     from edgekit.errors import UsageError
 
     model_path = Artifact.open(path).model_path if path.is_dir() else path
-    if model_path.suffix != ".onnx":
-        raise UsageError("--integer-only checks ONNX models", path=model_path,
-                         hint="pass an .onnx file or an ONNX artifact directory")
-    return run_isolated(_violations, str(model_path), what=f"checking {model_path.name}",
-                        path=str(model_path))
+    checks = {".onnx": _violations, ".tflite": _tflite_violations}
+    if model_path.suffix not in checks:
+        raise UsageError(f"--integer-only checks ONNX and TFLite models, not {model_path.suffix}",
+                         path=model_path, hint="pass an .onnx/.tflite file or its artifact")
+    if not model_path.exists():
+        raise ArtifactError("no such file", path=model_path, hint="check the path")
+    return run_isolated(checks[model_path.suffix], str(model_path),
+                        what=f"checking {model_path.name}", path=str(model_path))
 
 
 def _violations(model_path: str) -> list[str]:
@@ -63,3 +68,11 @@ def _violations(model_path: str) -> list[str]:
     from edgekit.intonly.graph import float_violations
 
     return float_violations(onnx.load(model_path, load_external_data=False))
+
+
+def _tflite_violations(model_path: str) -> list[str]:
+    from edgekit.exporters.tflite import TFLiteExporter
+    from edgekit.exporters.tflite_integer import integer_violations
+
+    TFLiteExporter.sniff(Path(model_path))  # magic and size before the flatbuffer parser
+    return integer_violations(Path(model_path))

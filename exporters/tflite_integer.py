@@ -213,33 +213,39 @@ def integer_io(path: Path, io_type: str = "int8") -> list[str]:
 
     for pos, index in enumerate(list(sg.inputs)):
         readers = [i for i, op in enumerate(sg.operators) if index in op.inputs]
-        if (fb.type_name(index) != "FLOAT32" or len(readers) != 1
-                or fb.op_name(sg.operators[readers[0]]) != "QUANTIZE"):
-            continue
-        quantize = sg.operators[readers[0]]
-        q_out = quantize.outputs[0]
-        if io_type == "int8":
-            del sg.operators[readers[0]]
-            new = q_out
+        if (fb.type_name(index) == "FLOAT32" and len(readers) == 1
+                and fb.op_name(sg.operators[readers[0]]) == "QUANTIZE"):
+            quantize = sg.operators[readers[0]]
+            if io_type == "int8":
+                del sg.operators[readers[0]]
+                new = quantize.outputs[0]
+            else:
+                new = uint8_twin(quantize.outputs[0], "_uint8")
+                quantize.inputs = [new]
+        elif fb.type_name(index) == "INT8" and io_type == "uint8":
+            new = uint8_twin(index, "_uint8")
+            sg.operators.insert(0, _op(fb, schema.BuiltinOperator.QUANTIZE, [new], [index]))
         else:
-            new = uint8_twin(q_out, "_uint8")
-            quantize.inputs = [new]
+            continue
         sg.inputs[pos] = new
         fb.retarget_signatures(index, new)
         done.append(f"input {pos}: {io_type}")
     for pos, index in enumerate(list(sg.outputs)):
         writer = fb.producers().get(index)
-        if (fb.type_name(index) != "FLOAT32" or writer is None
-                or fb.op_name(sg.operators[writer]) != "DEQUANTIZE"):
-            continue
-        dequantize = sg.operators[writer]
-        q_in = dequantize.inputs[0]
-        if io_type == "int8":
-            del sg.operators[writer]
-            new = q_in
+        if (fb.type_name(index) == "FLOAT32" and writer is not None
+                and fb.op_name(sg.operators[writer]) == "DEQUANTIZE"):
+            q_in = sg.operators[writer].inputs[0]
+            if io_type == "int8":
+                del sg.operators[writer]
+                new = q_in
+            else:
+                new = uint8_twin(q_in, "_uint8")
+                sg.operators[writer] = _op(fb, schema.BuiltinOperator.QUANTIZE, [q_in], [new])
+        elif fb.type_name(index) == "INT8" and io_type == "uint8":
+            new = uint8_twin(index, "_uint8")
+            sg.operators.append(_op(fb, schema.BuiltinOperator.QUANTIZE, [index], [new]))
         else:
-            new = uint8_twin(q_in, "_uint8")
-            sg.operators[writer] = _op(fb, schema.BuiltinOperator.QUANTIZE, [q_in], [new])
+            continue
         sg.outputs[pos] = new
         fb.retarget_signatures(index, new)
         done.append(f"output {pos}: {io_type}")
@@ -292,26 +298,27 @@ def _op(fb: _Flatbuffer, builtin: int, inputs: list[int], outputs: list[int]) ->
 def integer_violations(path: Path) -> list[str]:
     """Every float tensor an op reads or writes (constants included: an NPU has no float
     unit), and every QUANTIZE/DEQUANTIZE with a float side, each named with its op:
-    "TENSOR (OP #index)". Empty: the file is integer-only."""
+    "OP #index: TENSOR (dtype)". Empty: the file is integer-only."""
     fb = _Flatbuffer(path)
     bad = []
     for i, op in enumerate(fb.sg.operators):
         name = fb.op_name(op)
         for t in [*op.inputs, *op.outputs]:
             if t >= 0 and fb.type_name(t) in FLOAT_TYPES:
-                bad.append(f"{fb.name(t)} ({fb.type_name(t).lower()}, {name} #{i})")
+                bad.append(f"{name} #{i}: {fb.name(t)} ({fb.type_name(t).lower()})")
     for t in [*fb.sg.inputs, *fb.sg.outputs]:
         if fb.type_name(t) in FLOAT_TYPES:
-            bad.append(f"{fb.name(t)} ({fb.type_name(t).lower()}, graph I/O)")
+            bad.append(f"graph I/O: {fb.name(t)} ({fb.type_name(t).lower()})")
     return sorted(set(bad))
 
 
 def float_ops(path: Path) -> list[str]:
-    """The op types that read or write a float tensor (what a user has to change)."""
+    """The op types that read or write a float tensor (what a user has to change): the
+    QUANTIZE/DEQUANTIZE around them are named only when nothing else is float."""
     fb = _Flatbuffer(path)
-    return sorted({fb.op_name(op) for op in fb.sg.operators
-                   if any(t >= 0 and fb.type_name(t) in FLOAT_TYPES
-                          for t in [*op.inputs, *op.outputs])})
+    found = {fb.op_name(op) for op in fb.sg.operators
+             if any(t >= 0 and fb.type_name(t) in FLOAT_TYPES for t in [*op.inputs, *op.outputs])}
+    return sorted(found - {"QUANTIZE", "DEQUANTIZE"} or found)
 
 
 def op_histogram(path: Path) -> dict[str, int]:

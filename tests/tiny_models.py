@@ -76,3 +76,20 @@ def tiny_hybrid() -> nn.Module:
 
 def not_a_module() -> int:
     return 3
+
+
+class TinySine(nn.Module):
+    """A conv and a head around an elementwise sine: TFLite's SIN has no integer kernel."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.pretrained_cfg = dict(CFG)
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.sin(self.conv(x)).mean((2, 3)))
+
+
+def tiny_sine() -> nn.Module:
+    return TinySine()

@@ -67,8 +67,8 @@ def test_int_only_keeps_top1(int_only):
 
 
 def test_int_only_is_refused_for_formats_without_it(tmp_path):
-    with pytest.raises(UsageError, match="int-only is not implemented for tflite"):
-        export_model(ExportRequest(model=MODEL, formats=("tflite",), quant="int-only",
+    with pytest.raises(UsageError, match="int-only is not implemented for executorch"):
+        export_model(ExportRequest(model=MODEL, formats=("executorch",), quant="int-only",
                                    out=tmp_path))
 
 
