@@ -567,7 +567,8 @@ def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
 @cli.command()
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--device", default="local", show_default=True,
-              help="local, ssh://user@host[:port], adb://SERIAL or qemu://CPU (the emulated "
+              help="local, ssh://user@host[:port], adb://SERIAL, vela://ethos-u55-128 (Vela's "
+                   "estimate, flagged) or qemu://CPU (the emulated "
                    "ARM device: instructions per inference, not time)")
 @click.option("--threads", type=int, default=None)
 @click.option("--warmup", type=int, default=10, show_default=True)
@@ -639,6 +640,14 @@ def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup:
                                      ("outputs wrong", r["validated"])) if ok is False] \
                 + (["emulated: not a speed"] if r.get("emulated") else [])
             ratio = f"  ×{r['ratio_vs_first']:.2f}" if "ratio_vs_first" in r else ""
+            if r.get("estimated"):
+                n = r["npu"]
+                click.echo(f"{r['artifact']}: {r['median_ms']:.3f} ms on {r['device']} "
+                           f"({n['cycles_total']:,} cycles at {n['clock_hz'] / 1e6:.0f} MHz, "
+                           f"{n['npu_ops']}/{n['npu_ops'] + n['cpu_ops']} ops on the NPU, "
+                           f"SRAM {n['sram_bytes'] / 1024:.1f} KiB){ratio}  [estimated by Vela "
+                           f"{r['runtime_version']}: a performance model, not a measurement]")
+                continue
             if r.get("instructions_per_inference") is not None:
                 click.echo(f"{r['artifact']}: {r['instructions_per_inference'] / 1e6:.2f} M "
                            f"instructions per inference on {r['device']} ({r['runtime']} "

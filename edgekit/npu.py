@@ -82,8 +82,9 @@ def _vela_ini() -> Path:
 
 
 def compile_for_npu(path: Path, accelerator: str, out_dir: Path | None = None,
-                    timeout: float = 1800.0) -> NpuSummary:
-    """Compile a .tflite file (or a TFLite artifact directory) for `accelerator`."""
+                    timeout: float = 1800.0, record: bool = True) -> NpuSummary:
+    """Compile a .tflite file (or a TFLite artifact directory) for `accelerator`; with `record`
+    an artifact's manifest gets the summary under `npu`."""
     from edgekit.artifact import MANIFEST_NAME, Artifact
     from edgekit.inspect import describe_file
 
@@ -125,7 +126,7 @@ def compile_for_npu(path: Path, accelerator: str, out_dir: Path | None = None,
         tmp_dest.write_bytes(optimized[0].read_bytes())
         tmp_dest.replace(dest)
     summary = NpuSummary(**{**summary.to_dict(), "optimized_file": dest.name})
-    if artifact is not None:
+    if artifact is not None and record:
         manifest_path = artifact.path / MANIFEST_NAME
         data = json.loads(manifest_path.read_text())
         data.setdefault("npu", {})[accelerator] = summary.to_dict()
@@ -169,3 +170,33 @@ def _summary(accelerator: str, system: str, memory: str, log: str, csv_path: Pat
         flash_bytes=int((num("off_chip_flash_memory_used") + num("on_chip_flash_memory_used"))
                         * 1024),
         dram_bytes=int(num("dram_memory_used") * 1024), vela_version=version)
+
+
+class VelaCollector:
+    """`edgekit bench --device vela://ACCELERATOR`: Vela's performance estimate of each TFLite
+    artifact as a bench row flagged `estimated` (no run, no samples: a model, not a clock)."""
+
+    def __init__(self, accelerator: str) -> None:
+        if accelerator not in ACCELERATORS:
+            raise UsageError(f"unknown NPU '{accelerator}' in vela://{accelerator}",
+                             hint="one of: " + ", ".join(ACCELERATORS))
+        self.accelerator = accelerator
+
+    def measure(self, paths: list[Path], cfg: Any) -> list[dict[str, Any]]:
+        from edgekit.artifact import Artifact
+
+        rows = []
+        for path in paths:
+            m = Artifact.open(path).manifest
+            with tempfile.TemporaryDirectory(prefix="edgekit-vela-bench-") as tmp:
+                s = compile_for_npu(Path(path), self.accelerator, Path(tmp),
+                                    timeout=cfg.timeout, record=False)
+            rows.append({
+                "status": "ok", "artifact": str(path), "model": m.model, "format": m.format,
+                "quant": m.quant, "runtime": "vela", "runtime_version": s.vela_version,
+                "device": f"vela://{self.accelerator}", "estimated": True,
+                "median_ms": s.inference_ms, "p90_ms": None, "p99_ms": None, "cv": None,
+                "iterations": 0, "samples_ms": [], "init_ms": None, "first_ms": None,
+                "peak_rss_mb": None, "stable": None, "plausible": None, "validated": None,
+                "npu": s.to_dict()})
+        return rows

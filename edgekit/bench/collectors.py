@@ -618,5 +618,10 @@ def collector_for(device: str, *, identity: Path | None = None,
         from edgekit.qemu import QemuDevice
 
         return QemuCollector(QemuDevice.from_url(device).url)
+    if url.scheme == "vela":
+        from edgekit.npu import VelaCollector
+
+        return VelaCollector(url.netloc)
     raise UsageError(f"unknown device '{device}'",
-                     hint="use local, ssh://user@host[:port], adb://SERIAL or qemu://CPU")
+                     hint="use local, ssh://user@host[:port], adb://SERIAL, qemu://CPU or "
+                          "vela://ethos-u55-128 (Vela's estimate)")

@@ -20,7 +20,7 @@ RUNNER_FORMATS = {"ekr"}
 
 
 def _agent_device(device: str) -> bool:
-    return device in ("", "local") or device.startswith("qemu://")
+    return device in ("", "local") or device.startswith(("qemu://", "vela://"))
 
 
 def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = BenchConfig(),
@@ -31,6 +31,9 @@ def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = Be
     if native:
         return _run_native(artifacts, device, cfg, native, identity, known_hosts, remote_tmp)
     for a in artifacts:
+        if device.startswith("vela://") and a.manifest.format != "tflite":
+            raise UsageError(f"vela:// estimates TFLite files, not {a.manifest.format}",
+                             path=a.path, hint="export --to tflite --quant int-only")
         if a.manifest.format not in BENCHABLE:
             raise UsageError(f"{a.manifest.format} artifacts cannot be benchmarked here",
                              path=a.path, hint="Core ML latency needs a Mac (Xcode's "

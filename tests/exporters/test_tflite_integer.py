@@ -148,3 +148,28 @@ def test_integer_io_and_range_options_are_checked_before_anything_runs(tmp_path)
                                    quant="int-only", out=tmp_path,
                                    quant_config=QuantConfig(calib_method="entropy")))
     assert not _written(tmp_path)
+
+
+def test_bench_on_vela_is_a_flagged_estimate_and_compile_has_a_cli(integer_tflite, tmp_path):
+    import shutil
+
+    from edgekit.bench.run import run_bench
+
+    (row,) = run_bench([integer_tflite["tiny_uint8"]], device="vela://ethos-u65-256")
+    assert row["estimated"] is True and row["runtime"] == "vela" and row["median_ms"] > 0
+    assert row["samples_ms"] == [] and row["npu"]["accelerator"] == "ethos-u65-256"
+    with pytest.raises(UsageError, match="vela:// estimates TFLite"):
+        run_bench([_onnx_artifact(tmp_path / "onnx")], device="vela://ethos-u65-256")
+    art = tmp_path / "tiny"
+    shutil.copytree(integer_tflite["tiny_uint8"], art)
+    res = CliRunner().invoke(cli, ["compile", str(art), "--npu", "ethos-u85-256", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["npu_op_share"] == 1.0 and (art / out["optimized_file"]).exists()
+
+
+def _onnx_artifact(tmp_path: Path) -> Path:
+    from edgekit.pipeline import ExportRequest, export_model
+
+    (o,) = export_model(ExportRequest(model="tests.tiny_models:tiny_convnet", out=tmp_path))
+    return o.artifact.path
