@@ -54,6 +54,13 @@ IMPLEMENTED_QUANTS: dict[str, tuple[str, ...]] = {
     "coreml": ("fp32", "fp16", "int8"), "ekr": ("int-only",)}
 # Input layouts a format's exporter can produce (NHWC: what mobile camera pipelines feed).
 LAYOUTS: dict[str, tuple[str, ...]] = {"tflite": ("nchw", "nhwc")}
+# Why a format has no such mode (the README's integer-only section has the measurements).
+WHY_NOT: dict[tuple[str, str], str] = {
+    ("coreml", "int-only"): "Core ML has no integer-only graph (its int8 computes activations "
+                            "in fp16 or dequantizes inside ops)",
+    ("executorch", "int-only"): "ExecuTorch's Arm (Ethos-U) backend needs tosa-tools, whose "
+                                "ml-dtypes pin conflicts with onnx's here",
+}
 
 
 @dataclass(frozen=True)
@@ -97,9 +104,13 @@ def _check_request(req: ExportRequest) -> None:
             raise UsageError(f"unknown format '{fmt}'",
                              hint=f"choose from: {', '.join(EXPORTERS.list())}")
         if req.quant not in IMPLEMENTED_QUANTS.get(fmt, ()):
+            why = WHY_NOT.get((fmt, req.quant))
             raise UsageError(
-                f"--quant {req.quant} is not implemented for {fmt} in this edgekit version",
-                hint=f"use --quant {' or '.join(IMPLEMENTED_QUANTS.get(fmt, ('fp32',)))}")
+                f"--quant {req.quant} is not implemented for {fmt} in this edgekit version"
+                + (f": {why}" if why else ""),
+                hint=f"use --quant {' or '.join(IMPLEMENTED_QUANTS.get(fmt, ('fp32',)))}"
+                + ("; for NPUs and microcontrollers: --to tflite --quant int-only"
+                   if req.quant == "int-only" else ""))
     if req.layout != "nchw" and not any(req.layout in LAYOUTS.get(f, ("nchw",))
                                         for f in req.formats):
         raise UsageError(f"--layout {req.layout} is not available for {', '.join(req.formats)}",
