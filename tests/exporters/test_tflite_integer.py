@@ -173,3 +173,12 @@ def _onnx_artifact(tmp_path: Path) -> Path:
 
     (o,) = export_model(ExportRequest(model="tests.tiny_models:tiny_convnet", out=tmp_path))
     return o.artifact.path
+
+
+def test_litert_aarch64_on_the_emulated_arm_device_runs_it(integer_tflite):
+    from edgekit.qemu import QemuDevice
+    from edgekit.qemu.run import validate_on
+
+    report = validate_on(QemuDevice.from_url("qemu://cortex-a76"),
+                         Artifact.open(integer_tflite["levit"]))
+    assert report.validated is True and report.cosine >= 0.98, report.reason
