@@ -14,7 +14,8 @@ _PACKAGES = (("torch", "torch"), ("torchvision", "torch"), ("timm", "torch"),
              ("onnx", "onnx"), ("onnxscript", "onnx"), ("onnxruntime", "onnx"),
              ("safetensors", "torch"), ("scikit-learn", "torch"), ("scikit-image", "torch"),
              ("litert-torch", "tflite"), ("ai-edge-litert", "tflite"),
-             ("executorch", "executorch"), ("coremltools", "coreml"))
+             ("executorch", "executorch"), ("coremltools", "coreml"),
+             ("ai-edge-quantizer", "npu"), ("ethos-u-vela", "npu"), ("tflite-micro", "npu"))
 # Debian tools later stages use (ARM kernels, device tests, report rendering).
 _TOOLS = (("aarch64-linux-gnu-gcc", "apt-get install gcc-aarch64-linux-gnu"),
           ("qemu-aarch64", "apt-get install qemu-user"),

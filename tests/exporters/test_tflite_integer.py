@@ -182,3 +182,17 @@ def test_litert_aarch64_on_the_emulated_arm_device_runs_it(integer_tflite):
     report = validate_on(QemuDevice.from_url("qemu://cortex-a76"),
                          Artifact.open(integer_tflite["levit"]))
     assert report.validated is True and report.cosine >= 0.98, report.reason
+
+
+def test_gelu_becomes_its_sigmoid_form_within_0_021():
+    import torch
+
+    from edgekit.exporters.tflite_integer import sigmoid_gelu
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU(),
+                                torch.nn.Sequential(torch.nn.GELU()))
+    x = torch.linspace(-8, 8, 4001)
+    want = torch.nn.functional.gelu(x)
+    assert sigmoid_gelu(model) == 2
+    assert not any(isinstance(m, torch.nn.GELU) for m in model.modules())
+    assert (model[1](x) - want).abs().max() < 0.021
