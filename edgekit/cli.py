@@ -327,8 +327,8 @@ def check(model: str, to: str, weights: Path | None, no_reparam: bool, as_json: 
     """Pre-flight: ops each target cannot lower, and ops that fall back outside its delegate."""
     import torch
 
-    from edgekit.check import check_model
     from edgekit.models.source import load_source
+    from edgekit.support import check_model
     from edgekit.transforms.base import DEFAULT_PASSES, NO_REPARAM_PASSES, DeployPipeline
 
     formats = _split_formats(to)

@@ -44,7 +44,7 @@ class Exporter(Protocol):
 
     @classmethod
     def check(cls, exported: Any) -> Any:
-        """Pre-flight op support (an edgekit.check.Support) for a torch.export program."""
+        """Pre-flight op support (an edgekit.support.Support) for a torch.export program."""
         ...
 
     @classmethod

@@ -6,10 +6,12 @@ child becomes a RuntimeCrash here and the CLI survives.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import signal
+import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from edgekit.errors import EdgekitError, RuntimeCrash
@@ -28,13 +30,34 @@ def _child(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         conn.close()
 
 
+@contextlib.contextmanager
+def _main_not_rerun(fn: Callable[..., Any]) -> Iterator[None]:
+    """A spawned child re-runs the parent's main script unless it is guarded by
+    `if __name__ == "__main__":`; a user's notebook-style script calling edgekit.export() then
+    recursed into itself and hung. When fn does not live in __main__, the child does not need
+    that script: hide its path while the child starts."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(fn, "__module__", None) == "__main__":
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    for key in saved:
+        setattr(main, key, None) if key == "__spec__" else delattr(main, key)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
+
+
 def run_isolated(fn: Callable[..., R], *args: Any, what: str, path: str | None = None,
                  timeout: float = 600.0) -> R:
     """fn(*args) in a spawned child; its EdgekitErrors are re-raised, crashes/hangs reported."""
     ctx = mp.get_context("spawn")
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child_conn, fn, args), daemon=True)
-    proc.start()
+    with _main_not_rerun(fn):
+        proc.start()
     child_conn.close()
     try:
         ready = parent_conn.poll(timeout)

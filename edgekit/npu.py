@@ -104,12 +104,15 @@ def compile_for_npu(path: Path, accelerator: str, out_dir: Path | None = None,
                "sys.exit(main())", str(model), "--accelerator-config", accelerator,
                "--config", str(_vela_ini()), "--system-config", system, "--memory-mode", memory,
                "--output-dir", tmp, "--show-cpu-operations"]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                  env={**os.environ, "PYTHONHASHSEED": "0"})
-        except subprocess.TimeoutExpired:
-            raise CompileError(f"Vela did not finish within {timeout:.0f} s", path=model,
-                            hint="raise --timeout") from None
+        for _attempt in range(2):  # Vela's native core crashed once here (SIGSEGV) and then
+            try:                  # compiled the same file cleanly: a crash is retried once
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                      env={**os.environ, "PYTHONHASHSEED": "0"})
+            except subprocess.TimeoutExpired:
+                raise CompileError(f"Vela did not finish within {timeout:.0f} s", path=model,
+                                   hint="raise --timeout") from None
+            if proc.returncode >= 0:
+                break
         log = proc.stdout + proc.stderr
         csvs = sorted(Path(tmp).glob("*_summary_*.csv"))
         optimized = sorted(Path(tmp).glob("*_vela.tflite"))

@@ -32,13 +32,13 @@ from edgekit.artifact import (
     save_golden,
     sha256_path,
 )
-from edgekit.check import check_model
 from edgekit.errors import EdgekitError, ExportError, UsageError
 from edgekit.exporter import EXPORTERS, ExportOptions
 from edgekit.fsutil import atomic_directory, child_path, safe_component
 from edgekit.quant.config import QuantConfig
 from edgekit.quant.targets import QUANTIZERS
 from edgekit.runtime import DEFAULT_RUNTIME, RUNTIMES
+from edgekit.support import check_model
 from edgekit.transforms.base import (
     DEFAULT_PASSES,
     FORMAT_PASSES,
@@ -65,7 +65,7 @@ WHY_NOT: dict[tuple[str, str], str] = {
 
 @dataclass(frozen=True)
 class ExportRequest:
-    model: str
+    model: Any  # a timm name, 'module:function', a Fashion-MNIST config, or an nn.Module
     formats: tuple[str, ...] = ("onnx",)
     quant: str = "fp32"
     out: Path = Path("artifacts")
@@ -85,6 +85,7 @@ class ExportRequest:
     # Where to validate beyond the host: qemu://CPU runs the runtimes' aarch64 builds.
     validate_on: tuple[str, ...] = ()
     integer_io: str = "int8"  # --quant int-only --to tflite: the file's input/output type
+    example_inputs: Any = None  # an nn.Module source: a tensor, (tensor,) or a shape
 
 
 @dataclass
@@ -167,8 +168,17 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
 
     _check_request(req)
     out_root = Path(req.out)
-    on_step(f"loading {req.model}")
-    source = load_source(req.model, weights=req.weights, seed=req.seed)
+    if isinstance(req.model, str):
+        on_step(f"loading {req.model}")
+        source = load_source(req.model, weights=req.weights, seed=req.seed)
+    else:
+        from edgekit.models.source import source_from_module
+
+        if req.weights is not None:
+            raise UsageError("weights= applies to a model name; a module carries its own",
+                             hint="load the checkpoint into the module first")
+        source = source_from_module(req.model, req.example_inputs)
+        on_step(f"using {source.spec}")
     safe_component(source.name, what="model name")
     finals = {fmt: child_path(out_root, artifact_name(source.name, req.quant, fmt),
                               what="artifact name") for fmt in req.formats}

@@ -43,7 +43,7 @@ def _quiet() -> Any:
 def _drop_aliases(exported: Any) -> Any:
     """aten.alias is an identity view that coremltools' torch frontend has no converter for
     (seen on EfficientViT-MSRA): route its users to its input and erase it."""
-    from edgekit.check import op_name
+    from edgekit.support import op_name
 
     graph = exported.graph_module.graph
     for node in list(graph.nodes):
@@ -122,7 +122,7 @@ class CoreMLExporter:
                 _TORCH_OPS_REGISTRY,
             )
 
-        from edgekit.check import Support, call_targets, histogram, op_name
+        from edgekit.support import Support, call_targets, histogram, op_name
 
         decomposed = _drop_aliases(exported.run_decompositions({}))
         targets = list(call_targets(decomposed.graph_module))

@@ -29,8 +29,8 @@ class EkrExporter:
     @classmethod
     def check(cls, exported: Any) -> Any:
         """aten ops the integer-only translator (intonly/convert.py) has no entry for."""
-        from edgekit.check import Support, call_targets, histogram, op_name
         from edgekit.intonly.convert import TRANSLATORS
+        from edgekit.support import Support, call_targets, histogram, op_name
 
         targets = list(call_targets(exported.graph_module))
         missing = Counter(name for name in map(op_name, targets)

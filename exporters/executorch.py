@@ -43,7 +43,7 @@ def _delegation(graph_module: Any) -> dict[str, Any]:
 
 
 def _softmax_after_conv(exported: Any) -> bool:
-    from edgekit.check import op_name
+    from edgekit.support import op_name
 
     for node in exported.graph.nodes:
         if node.op == "call_function" and op_name(node.target) in ("softmax", "_softmax"):
@@ -115,7 +115,7 @@ class ExecuTorchExporter:
         """Edge-dialect ops the XNNPACK partitioner leaves to portable CPU kernels."""
         from executorch.exir import to_edge
 
-        from edgekit.check import Support, call_targets, histogram, op_name
+        from edgekit.support import Support, call_targets, histogram, op_name
 
         edge = to_edge(exported).exported_program()
         partitioner, _ = _partitioner(exported)

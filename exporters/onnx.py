@@ -109,7 +109,7 @@ class OnnxExporter:
         """Ops with no torchlib translation after torch.onnx's own decompositions."""
         from torch.onnx._internal.exporter import _decomp, _registration
 
-        from edgekit.check import Support, call_targets, histogram, op_name
+        from edgekit.support import Support, call_targets, histogram, op_name
 
         registry = _registration.ONNXRegistry.from_torchlib()
         table = _decomp.create_onnx_friendly_decomposition_table(

@@ -144,7 +144,7 @@ class TFLiteExporter:
         from litert_torch import fx_infra
         from litert_torch.backend.lowerings import registry
 
-        from edgekit.check import Support, call_targets, histogram, op_name
+        from edgekit.support import Support, call_targets, histogram, op_name
 
         decomposed = fx_infra.safe_run_decompositions(exported, fx_infra.decomp.pre_lower_decomp())
         targets = list(call_targets(decomposed.graph_module))

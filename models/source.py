@@ -132,3 +132,64 @@ def _load_small_config(spec: str, weights: Path | None) -> ModelSource:
     model.eval()
     return ModelSource(name=spec, spec=spec, model=model, weights=info,
                        data_config=cfg.data_config)
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def source_from_module(model: Any, example_inputs: Any = None) -> ModelSource:
+    """A user's own nn.Module as a source: its weights as they are (nothing randomised), the
+    input size from `example_inputs` (a tensor, a tuple of one tensor, or a shape) or from a
+    timm-style `pretrained_cfg`; the manifest records the class and a hash of the parameters."""
+    import copy
+    import hashlib
+    import re
+
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"expected a torch.nn.Module or a model name, got {type(model).__name__}",
+                         hint="pass an nn.Module, a timm name or 'module:function'")
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    shape = _example_shape(example_inputs)
+    if shape is None and "input_size" not in cfg:
+        raise UsageError(f"{type(model).__name__} has no pretrained_cfg to say its input size",
+                         hint="pass example_inputs=(torch.randn(1, 3, 224, 224),) or a shape")
+    data_config = {"input_size": tuple(shape[1:]) if shape else tuple(cfg["input_size"]),
+                   "mean": tuple(cfg.get("mean", IMAGENET_MEAN)),
+                   "std": tuple(cfg.get("std", IMAGENET_STD)),
+                   "crop_pct": cfg.get("crop_pct", 1.0),
+                   "interpolation": cfg.get("interpolation", "bilinear")}
+    if len(data_config["input_size"]) != 3:
+        raise UsageError(f"example input of shape {shape}: edgekit exports image models "
+                         "[batch, channels, height, width]")
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    cls = type(model)
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+    model = copy.deepcopy(model).eval()  # the deploy passes fold in place: not the user's
+    weights = {"kind": "user-module", "class": f"{cls.__module__}.{cls.__qualname__}",
+               "parameters_sha256": digest.hexdigest(),
+               "tensors": len(model.state_dict()), "family": None}
+    return ModelSource(name=name, spec=f"<module {cls.__module__}.{cls.__qualname__}>",
+                       model=model, weights=weights, data_config=data_config)
+
+
+def _example_shape(example: Any) -> tuple[int, ...] | None:
+    import torch
+
+    if example is None:
+        return None
+    if isinstance(example, (tuple, list)) and example and all(isinstance(d, int)
+                                                             for d in example):
+        return tuple(example)
+    if isinstance(example, (tuple, list)):
+        if len(example) != 1:
+            raise UsageError(f"{len(example)} example inputs: edgekit exports one-input models")
+        example = example[0]
+    if isinstance(example, torch.Tensor):
+        return tuple(example.shape)
+    raise UsageError(f"example_inputs of type {type(example).__name__}",
+                     hint="a tensor, a tuple of one tensor, or a shape like (1, 3, 224, 224)")

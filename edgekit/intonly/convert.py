@@ -447,7 +447,7 @@ def _fold_constant(ctx: Ctx, node: Any) -> Any:
 
 
 def _op(node: Any) -> str:
-    from edgekit.check import op_name
+    from edgekit.support import op_name
 
     if node.target is operator.getitem:
         return "getitem"

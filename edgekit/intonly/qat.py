@@ -46,8 +46,8 @@ def finetune(model: Any, example: Any, calib: np.ndarray, steps: int, data: str,
     import torch.nn.functional as F  # noqa: N812
     from torch.fx import Interpreter
 
-    from edgekit.check import op_name
     from edgekit.intonly.convert import calibrate_ranges
+    from edgekit.support import op_name
 
     if data not in DATASETS:
         raise UsageError(f"--data {data} is not a fine-tuning set",

@@ -140,7 +140,7 @@ def _array(x: Any, dtype: type, what: str, lo: int | None = None, hi: int | None
     if arr.dtype.kind not in "iub":
         raise UsageError(f"{what} must be integers, got {arr.dtype}",
                          hint="the kernels take the integer-only IR's int tensors")
-    info = np.iinfo(dtype)
+    info: Any = np.iinfo(dtype)
     lo = info.min if lo is None else lo
     hi = info.max if hi is None else hi
     if arr.size and (arr.min() < lo or arr.max() > hi):

@@ -47,7 +47,7 @@ KIND_OF_TARGET = {
 
 
 def node_kind(node: Any) -> str | None:
-    from edgekit.check import op_name
+    from edgekit.support import op_name
 
     if node.op != "call_function":
         return None
@@ -59,7 +59,7 @@ def node_kind(node: Any) -> str | None:
 
 def _conv_groups(node: Any) -> int:
     """groups of an aten conv2d / convolution node (positional or keyword)."""
-    from edgekit.check import op_name
+    from edgekit.support import op_name
 
     index = 6 if op_name(node.target) in ("conv2d", "conv1d") else 8
     if len(node.args) > index:
@@ -255,7 +255,7 @@ def _float_sites(prepared: Any, names: set[str]) -> Any:
 
 def _edit_float_sites(gm: Any, names: set[str]) -> None:
     """`_float_sites` in place on `gm`'s graph."""
-    from edgekit.check import op_name
+    from edgekit.support import op_name
 
     quantized = set(_sites(gm)) - set(names)
 
@@ -322,8 +322,8 @@ def _neighbourhoods(prepared: Any, sites: list[str]) -> dict[str, list[str]]:
     """Per site: itself and the sites that produce or consume its activations, through
     observers and the ops in _PASSTHROUGH (see sensitivity.py for why). Constants (weights,
     and observers of weights) are not activations."""
-    from edgekit.check import op_name
     from edgekit.quant.sensitivity import neighbourhoods
+    from edgekit.support import op_name
 
     nodes = {n.name: n for n in prepared.graph.nodes}
 
@@ -428,7 +428,7 @@ def stamp_source_functions(graph_module: Any) -> int:
     import torch
     import torch.nn.functional as F
 
-    from edgekit.check import op_name
+    from edgekit.support import op_name
 
     source_of = {"add": torch.add, "add_": torch.add, "mul": torch.mul, "mul_": torch.mul,
                  "cat": torch.cat, "concat": torch.cat,

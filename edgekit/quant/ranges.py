@@ -152,7 +152,7 @@ def scan_non_finite(model: Any, samples: np.ndarray, batch: int = 8,
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
 
-    from edgekit.check import op_name
+    from edgekit.support import op_name
 
     stack: list[str] = []
     found: list[RangeFinding] = []

@@ -186,7 +186,6 @@ def test_litert_aarch64_on_the_emulated_arm_device_runs_it(integer_tflite):
 
 def test_gelu_becomes_its_sigmoid_form_within_0_021():
     import torch
-
     from edgekit.exporters.tflite_integer import sigmoid_gelu
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU(),

@@ -1,8 +1,8 @@
 import torch
 from torch import nn
 
-from edgekit.check import check_model
 from edgekit.exporter import EXPORTERS
+from edgekit.support import check_model
 from tests.tiny_models import tiny_convnet
 
 
