@@ -289,6 +289,67 @@ def set_int8_op_versions(path: Path) -> dict[str, int]:
     return changed
 
 
+def batch1_scalar_elementwise(path: Path) -> int:
+    """MUL/ADD/SUB of a 4-D activation with a batch above 1 and a scalar constant (MobileViT's
+    attention scale over its patch batches) crash Vela 5.2 for Ethos-U55/U65 (SIGSEGV; U85 and
+    every TFLite runtime are fine): the activation is reshaped to [1, N·H, W, C] around the op
+    (exact: the op is elementwise). Returns how many ops were rewritten."""
+    import copy
+
+    fb = _Flatbuffer(path)
+    schema, sg = fb.schema, fb.sg
+
+    def is_constant(t: int) -> bool:
+        data = fb.model.buffers[sg.tensors[t].buffer].data
+        return data is not None and len(data) > 0
+
+    def twin(t: int, shape: list[int]) -> int:
+        new = schema.TensorT()
+        new.shape, new.type = list(shape), sg.tensors[t].type
+        new.name = fb.name(t) + "_batch1"
+        new.quantization = copy.deepcopy(sg.tensors[t].quantization)
+        fb.model.buffers.append(schema.BufferT())
+        new.buffer = len(fb.model.buffers) - 1
+        sg.tensors.append(new)
+        return len(sg.tensors) - 1
+
+    def shape_constant(shape: list[int]) -> int:
+        new = schema.TensorT()
+        new.shape, new.type = [len(shape)], schema.TensorType.INT32
+        new.name = f"edgekit_batch1_shape_{len(sg.tensors)}"
+        buf = schema.BufferT()
+        buf.data = np.asarray(shape, dtype="<i4").tobytes()
+        fb.model.buffers.append(buf)
+        new.buffer = len(fb.model.buffers) - 1
+        sg.tensors.append(new)
+        return len(sg.tensors) - 1
+
+    ops, rewritten = [], 0
+    reshape = schema.BuiltinOperator.RESHAPE
+    for op in sg.operators:
+        out = op.outputs[0] if len(op.outputs) == 1 else -1
+        shape = list(sg.tensors[out].shape) if out >= 0 else []
+        inputs = [t for t in op.inputs if t >= 0]
+        activations = [t for t in inputs if not is_constant(t)]
+        if (fb.op_name(op) not in ("MUL", "ADD", "SUB") or len(shape) != 4 or shape[0] <= 1
+                or len(activations) != 1
+                or list(sg.tensors[activations[0]].shape) != shape
+                or any(len(sg.tensors[t].shape) > 0 for t in inputs if t not in activations)):
+            ops.append(op)
+            continue
+        flat = [1, shape[0] * shape[1], shape[2], shape[3]]
+        x, x1, y1 = activations[0], twin(activations[0], flat), twin(out, flat)
+        ops.append(_op(fb, reshape, [x, shape_constant(flat)], [x1]))
+        op.inputs, op.outputs = [x1 if t == x else t for t in op.inputs], [y1]
+        ops.append(op)
+        ops.append(_op(fb, reshape, [y1, shape_constant(shape)], [out]))
+        rewritten += 1
+    if rewritten:
+        sg.operators = ops
+        fb.write()
+    return rewritten
+
+
 def _op(fb: _Flatbuffer, builtin: int, inputs: list[int], outputs: list[int]) -> Any:
     op = fb.schema.OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = fb.opcode(builtin), inputs, outputs
@@ -402,6 +463,7 @@ def quantize_full_integer(fp32: Path, out: Path, samples: np.ndarray, io_type: s
         staged.unlink(missing_ok=True)
         work.rmdir()
     boundary = integer_io(out, io_type)
+    batch1 = batch1_scalar_elementwise(out)
     versions = set_int8_op_versions(out)
     left = float_ops(out)
     if left:
@@ -414,7 +476,7 @@ def quantize_full_integer(fp32: Path, out: Path, samples: np.ndarray, io_type: s
             "ranges": method if method == "minmax" else
             f"per-sample extremes, percentiles {100 - PERCENTILE:g}/{PERCENTILE:g}",
             "recomposed_softmax": recomposed, "integer_io": boundary, "io": io_type,
-            "op_versions": versions,
+            "op_versions": versions, "batch1_elementwise": batch1,
             "ops": op_histogram(out)}
 
 

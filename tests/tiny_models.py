@@ -93,3 +93,25 @@ class TinySine(nn.Module):
 
 def tiny_sine() -> nn.Module:
     return TinySine()
+
+
+class TinyPatchScale(nn.Module):
+    """MobileViT's pattern: patches folded into the batch axis, then scaled by a constant
+    (Vela 5.2 crashed on that for Ethos-U55/U65)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.pretrained_cfg = dict(CFG)
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # (B, 8, 16, 16)
+        b, c, h, w = y.shape
+        patches = y.reshape(b * 4, c, h // 2, w // 2)  # 4 per image in the batch axis
+        attn = (patches * 0.25) @ patches.transpose(-1, -2)  # a scaled "attention" product
+        return self.head(attn.mean((2, 3)).reshape(b, 4, c).mean(1))
+
+
+def tiny_patch_scale() -> nn.Module:
+    return TinyPatchScale()

@@ -195,3 +195,13 @@ def test_gelu_becomes_its_sigmoid_form_within_0_021():
     assert sigmoid_gelu(model) == 2
     assert not any(isinstance(m, torch.nn.GELU) for m in model.modules())
     assert (model[1](x) - want).abs().max() < 0.021
+
+
+def test_batched_scalar_multiply_is_reshaped_so_vela_u55_compiles_it(tmp_path):
+    (o,) = export_model(ExportRequest(model="tests.tiny_models:tiny_patch_scale",
+                                      formats=("tflite",), quant="int-only", out=tmp_path))
+    assert o.artifact.manifest.validation.validated is True
+    assert o.artifact.manifest.exporter["quantization"]["batch1_elementwise"] >= 1
+    summary = compile_for_npu(o.artifact.path, "ethos-u55-128")  # crashed before the rewrite
+    assert summary.npu_ops > 0 and "MUL" not in summary.cpu_op_types
+    assert set(summary.cpu_op_types) <= {"MEAN"}  # a batched MEAN is Vela's to leave on the CPU
