@@ -138,6 +138,10 @@ def _check_request(req: ExportRequest) -> None:
     if req.integer_io != "int8" and not (req.quant == "int-only" and "tflite" in req.formats):
         raise UsageError("--io applies to --to tflite --quant int-only",
                          hint="drop --io, or export --to tflite --quant int-only")
+    if req.finetune_steps and any(f in TARGET_INTEGER_WRITERS for f in req.formats):
+        raise UsageError("--finetune-steps fine-tunes edgekit's integer graph (onnx, ekr); a "
+                         "tflite int-only file uses TFLite's own integer kernels",
+                         hint="export --to tflite without --finetune-steps, or --to onnx,ekr")
     if req.finetune_steps and req.quant != "int-only":
         raise UsageError("--finetune-steps applies to --quant int-only",
                          hint="add --quant int-only, or drop --finetune-steps")

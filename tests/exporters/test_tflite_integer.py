@@ -147,6 +147,9 @@ def test_integer_io_and_range_options_are_checked_before_anything_runs(tmp_path)
         export_model(ExportRequest(model="tests.tiny_models:tiny_convnet", formats=("tflite",),
                                    quant="int-only", out=tmp_path,
                                    quant_config=QuantConfig(calib_method="entropy")))
+    with pytest.raises(UsageError, match="finetune-steps"):
+        export_model(ExportRequest(model="fmnist_levit", formats=("tflite",), quant="int-only",
+                                   finetune_steps=10, finetune_data="fmnist", out=tmp_path))
     assert not _written(tmp_path)
 
 
