@@ -476,7 +476,7 @@ def quantize_full_integer(fp32: Path, out: Path, samples: np.ndarray, io_type: s
             "ranges": method if method == "minmax" else
             f"per-sample extremes, percentiles {100 - PERCENTILE:g}/{PERCENTILE:g}",
             "recomposed_softmax": recomposed, "integer_io": boundary, "io": io_type,
-            "op_versions": versions, "batch1_elementwise": batch1,
+            "op_versions": versions, "batch1_elementwise": batch1, "arithmetic": ARITHMETIC,
             "ops": op_histogram(out)}
 
 
