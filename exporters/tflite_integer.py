@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgekit.exporters.tflite_rewrite import _Model
 
 from edgekit.errors import ExportError, UsageError, first_line
 
@@ -64,44 +65,27 @@ FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16", "COMPLEX64", "COMPLE
 IO_TYPES = ("int8", "uint8")
 
 
-class _Flatbuffer:
-    """A .tflite loaded as the flatbuffer object API (subgraph 0), written back in place."""
+class _Flatbuffer(_Model):
+    """tflite_rewrite's loaded model (subgraph 0) with the graph queries and clean-ups these
+    rewrites need; written back to the file it came from."""
 
     def __init__(self, path: Path) -> None:
-        from ai_edge_litert import schema_py_generated as schema
-        from ai_edge_litert.tools import flatbuffer_utils as fbu
-
-        self.schema, self.fbu, self.path = schema, fbu, path
-        self.model = fbu.read_model(str(path))
-        self.sg = self.model.subgraphs[0]
-        ops = schema.BuiltinOperator
-        self.op_names = {v: k for k, v in vars(ops).items() if not k.startswith("_")}
-        self.type_names = {v: k for k, v in vars(schema.TensorType).items()
+        super().__init__(path)
+        self.path = path
+        self.op_names = {v: k for k, v in vars(self.schema.BuiltinOperator).items()
+                         if not k.startswith("_")}
+        self.type_names = {v: k for k, v in vars(self.schema.TensorType).items()
                            if not k.startswith("_")}
 
-    def write(self) -> None:
-        self.fbu.write_model(self.model, str(self.path))
+    def write(self, path: Path | None = None) -> None:
+        super().write(path or self.path)
 
     def op_name(self, op: Any) -> str:
-        code = self.fbu.get_builtin_code_from_operator_code(
-            self.model.operatorCodes[op.opcodeIndex])
-        return str(self.op_names.get(int(code), f"op{int(code)}"))
-
-    def opcode(self, builtin: int) -> int:
-        for i, oc in enumerate(self.model.operatorCodes):
-            if self.fbu.get_builtin_code_from_operator_code(oc) == builtin:
-                return i
-        oc = self.schema.OperatorCodeT()
-        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = builtin, min(builtin, 127), 1
-        self.model.operatorCodes.append(oc)
-        return len(self.model.operatorCodes) - 1
+        code = self.builtin_of(op)
+        return str(self.op_names.get(code, f"op{code}"))
 
     def type_name(self, tensor: int) -> str:
         return str(self.type_names.get(self.sg.tensors[tensor].type, "?"))
-
-    def name(self, tensor: int) -> str:
-        raw = self.sg.tensors[tensor].name
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
 
     def producers(self) -> dict[int, int]:
         return {t: i for i, op in enumerate(self.sg.operators) for t in op.outputs}
@@ -224,7 +208,7 @@ def integer_io(path: Path, io_type: str = "int8") -> list[str]:
                 quantize.inputs = [new]
         elif fb.type_name(index) == "INT8" and io_type == "uint8":
             new = uint8_twin(index, "_uint8")
-            sg.operators.insert(0, _op(fb, schema.BuiltinOperator.QUANTIZE, [new], [index]))
+            sg.operators.insert(0, fb.op(schema.BuiltinOperator.QUANTIZE, [new], [index]))
         else:
             continue
         sg.inputs[pos] = new
@@ -240,10 +224,10 @@ def integer_io(path: Path, io_type: str = "int8") -> list[str]:
                 new = q_in
             else:
                 new = uint8_twin(q_in, "_uint8")
-                sg.operators[writer] = _op(fb, schema.BuiltinOperator.QUANTIZE, [q_in], [new])
+                sg.operators[writer] = fb.op(schema.BuiltinOperator.QUANTIZE, [q_in], [new])
         elif fb.type_name(index) == "INT8" and io_type == "uint8":
             new = uint8_twin(index, "_uint8")
-            sg.operators.append(_op(fb, schema.BuiltinOperator.QUANTIZE, [index], [new]))
+            sg.operators.append(fb.op(schema.BuiltinOperator.QUANTIZE, [index], [new]))
         else:
             continue
         sg.outputs[pos] = new
@@ -299,10 +283,6 @@ def batch1_scalar_elementwise(path: Path) -> int:
     fb = _Flatbuffer(path)
     schema, sg = fb.schema, fb.sg
 
-    def is_constant(t: int) -> bool:
-        data = fb.model.buffers[sg.tensors[t].buffer].data
-        return data is not None and len(data) > 0
-
     def twin(t: int, shape: list[int]) -> int:
         new = schema.TensorT()
         new.shape, new.type = list(shape), sg.tensors[t].type
@@ -330,7 +310,7 @@ def batch1_scalar_elementwise(path: Path) -> int:
         out = op.outputs[0] if len(op.outputs) == 1 else -1
         shape = list(sg.tensors[out].shape) if out >= 0 else []
         inputs = [t for t in op.inputs if t >= 0]
-        activations = [t for t in inputs if not is_constant(t)]
+        activations = [t for t in inputs if not fb.is_constant(t)]
         if (fb.op_name(op) not in ("MUL", "ADD", "SUB") or len(shape) != 4 or shape[0] <= 1
                 or len(activations) != 1
                 or list(sg.tensors[activations[0]].shape) != shape
@@ -339,21 +319,15 @@ def batch1_scalar_elementwise(path: Path) -> int:
             continue
         flat = [1, shape[0] * shape[1], shape[2], shape[3]]
         x, x1, y1 = activations[0], twin(activations[0], flat), twin(out, flat)
-        ops.append(_op(fb, reshape, [x, shape_constant(flat)], [x1]))
+        ops.append(fb.op(reshape, [x, shape_constant(flat)], [x1]))
         op.inputs, op.outputs = [x1 if t == x else t for t in op.inputs], [y1]
         ops.append(op)
-        ops.append(_op(fb, reshape, [y1, shape_constant(shape)], [out]))
+        ops.append(fb.op(reshape, [y1, shape_constant(shape)], [out]))
         rewritten += 1
     if rewritten:
         sg.operators = ops
         fb.write()
     return rewritten
-
-
-def _op(fb: _Flatbuffer, builtin: int, inputs: list[int], outputs: list[int]) -> Any:
-    op = fb.schema.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = fb.opcode(builtin), inputs, outputs
-    return op
 
 
 def integer_violations(path: Path) -> list[str]:
