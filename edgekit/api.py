@@ -46,20 +46,17 @@ def _formats(to: str | Iterable[str], quant: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def export(model: Any, example_inputs: Any = None, *, to: str | Iterable[str] = ("onnx",),
-           quant: str = "fp32", calib: str | None = None, out: str | Path = "artifacts",
-           weights: str | Path | None = None, on_step: Any = None, **options: Any
-           ) -> list[Artifact]:
-    """Export `model` to device formats, validated — the same pipeline as `edgekit export`.
-
-    `options` are ExportRequest fields (batch, opset, layout, threads, n_golden, seed,
-    integer_io, validate_on, …) and the int8 options of the CLI (calib_n, calib_method,
-    keep_float, plan, isa, int8_io). Returns one validated Artifact per format; a format that
-    fails raises (the CLI's ExportIncomplete carries the ones that were written)."""
-    from edgekit.pipeline import ExportRequest, export_model
+def export_request(model: Any, example_inputs: Any = None, *,
+                   to: str | Iterable[str] = ("onnx",), quant: str = "fp32",
+                   calib: str | None = None, out: str | Path = "artifacts",
+                   weights: str | Path | None = None, pretrained: bool = False,
+                   **options: Any) -> Any:
+    """The ExportRequest that `export` runs (and `edgekit export` builds from its flags)."""
+    from edgekit.pipeline import ExportRequest
     from edgekit.quant.config import QuantConfig
 
     quant_opts = {k: options.pop(k) for k in QUANT_OPTIONS if k in options}
+    quant_opts = {k: v for k, v in quant_opts.items() if v is not None}
     if "keep_float" in quant_opts and isinstance(quant_opts["keep_float"], str):
         quant_opts["keep_float"] = QuantConfig.parse_keep_float(quant_opts["keep_float"])
     if calib is not None:
@@ -70,15 +67,35 @@ def export(model: Any, example_inputs: Any = None, *, to: str | Iterable[str] = 
         raise UsageError(f"unknown export option(s): {', '.join(unknown)}",
                          hint="options are ExportRequest fields: " + ", ".join(sorted(fields)))
     quant_config = QuantConfig(**quant_opts) if quant_opts or quant == "int8" else None
-    req = ExportRequest(model=model, formats=_formats(to, quant), quant=quant, out=Path(out),
-                        weights=Path(weights) if weights is not None else None,
-                        quant_config=quant_config, example_inputs=example_inputs, **options)
+    return ExportRequest(model=model, formats=_formats(to, quant), quant=quant, out=Path(out),
+                         weights=Path(weights) if weights is not None else None,
+                         pretrained=pretrained, quant_config=quant_config,
+                         example_inputs=example_inputs, **options)
+
+
+def export(model: Any, example_inputs: Any = None, *, to: str | Iterable[str] = ("onnx",),
+           quant: str = "fp32", calib: str | None = None, out: str | Path = "artifacts",
+           weights: str | Path | None = None, pretrained: bool = False, on_step: Any = None,
+           **options: Any) -> list[Artifact]:
+    """Export `model` to device formats, validated — the same pipeline as `edgekit export`.
+
+    `weights` is a checkpoint file (.safetensors, pytorch_model.bin, .pth, …) and
+    `pretrained=True` takes timm's published weights from the local Hugging Face cache (a
+    model name only). `options` are ExportRequest fields (batch, dynamic_batch, opset, layout,
+    threads, n_golden, seed, integer_io, validate_on, …) and the int8 options of the CLI
+    (calib_n, calib_method, keep_float, plan, isa, int8_io). Returns one validated Artifact
+    per format; a format that fails raises (the CLI's ExportIncomplete carries the ones that
+    were written)."""
+    from edgekit.pipeline import export_model
+
+    req = export_request(model, example_inputs, to=to, quant=quant, calib=calib, out=out,
+                         weights=weights, pretrained=pretrained, **options)
     outcomes = export_model(req, on_step=on_step or (lambda s: None))
     return [o.artifact for o in outcomes]
 
 
 def check(model: Any, example_inputs: Any = None, to: str | Iterable[str] = "all",
-          weights: str | Path | None = None) -> list[Any]:
+          weights: str | Path | None = None, pretrained: bool = False) -> list[Any]:
     """The pre-flight report of `edgekit check`: per format, the ops it has no lowering for."""
     import torch
 
@@ -86,7 +103,8 @@ def check(model: Any, example_inputs: Any = None, to: str | Iterable[str] = "all
     from edgekit.models.source import load_source, source_from_module
     from edgekit.support import check_model
 
-    source = (load_source(model, weights=Path(weights) if weights else None)
+    source = (load_source(model, weights=Path(weights) if weights else None,
+                          pretrained=pretrained)
               if isinstance(model, str) else source_from_module(model, example_inputs))
     example = torch.from_numpy(golden_inputs(source.data_config, 1, noise_fraction=0.0))
     return check_model(source.model, example, _formats(to, "fp32"))

@@ -171,11 +171,21 @@ def _split_formats(value: str, quant: str | None = None) -> tuple[str, ...]:
 @click.option("--quant", default="fp32", show_default=True,
               type=click.Choice(["fp32", "fp16", "int8", "int-only"]))
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help=".safetensors, or a torch state dict (loaded with weights_only=True).")
+              help="model.safetensors, pytorch_model.bin or a .pth/.pt checkpoint (loaded "
+                   "with weights_only=True; state_dict/model/EMA wrappers and module. "
+                   "prefixes are understood).")
+@click.option("--pretrained", is_flag=True,
+              help="timm's pretrained weights, from the local Hugging Face cache only "
+                   "(HF_HOME/HF_HUB_CACHE); a name may carry a tag: levit_128s.fb_dist_in1k.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("artifacts"),
               show_default=True)
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: exporter's).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Static batch size.")
+@click.option("--dynamic-batch", is_flag=True,
+              help="Leave the batch dimension dynamic (onnx, executorch), validated at batch "
+                   "1 and --max-batch.")
+@click.option("--max-batch", type=int, default=8, show_default=True,
+              help="With --dynamic-batch: the largest batch (ExecuTorch's upper bound).")
 @click.option("--no-reparam", is_flag=True, help="Skip reparameterization/folding passes.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for live weights.")
 @click.option("--golden", "n_golden", type=int, default=8, show_default=True,
@@ -219,33 +229,32 @@ def _split_formats(value: str, quant: str | None = None) -> tuple[str, ...]:
                    "emulated ARM device), comma-separated, e.g. host,qemu://cortex-a76.")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even if validation fails.")
 @click.option("--json", "as_json", is_flag=True)
-def export(model: str, to: str, quant: str, weights: Path | None, out: Path, opset: int | None,
-           batch: int, no_reparam: bool, seed: int, n_golden: int, threads: int | None,
-           layout: str, compute_precision: str | None, deployment_target: str,
+def export(model: str, to: str, quant: str, weights: Path | None, pretrained: bool, out: Path,
+           opset: int | None, batch: int, dynamic_batch: bool, max_batch: int,
+           no_reparam: bool, seed: int, n_golden: int, threads: int | None, layout: str,
+           compute_precision: str | None, deployment_target: str,
            calib: str | None, calib_n: int | None, calib_method: str | None,
            keep_float: str | None, int8_plan: str | None, int8_isa: str | None, int8_io: bool,
            integer_io: str, finetune_steps: int,
            finetune_data: str | None, validate_on: str, allow_mismatch: bool,
            as_json: bool) -> None:
     """Export MODEL (timm name or module:function) to device formats, validated."""
-    from edgekit.pipeline import ExportIncomplete, ExportRequest, export_model, summarize
-    from edgekit.quant.config import QuantConfig
+    from edgekit.api import export_request
+    from edgekit.pipeline import ExportIncomplete, export_model, summarize
 
-    quant_opts: dict[str, Any] = {k: v for k, v in {
-        "calib": calib, "calib_n": calib_n, "calib_method": calib_method,
-        "keep_float": QuantConfig.parse_keep_float(keep_float) if keep_float else None,
-        "plan": int8_plan, "isa": int8_isa, "int8_io": int8_io or None}.items()
-        if v is not None}
-    quant_config = QuantConfig(**quant_opts) if quant_opts or quant == "int8" else None
-
-    req = ExportRequest(model=model, formats=_split_formats(to, quant), quant=quant, out=out,
-                        weights=weights, opset=opset, batch=batch, reparam=not no_reparam,
-                        seed=seed, n_golden=n_golden, threads=threads, layout=layout,
-                        compute_precision=compute_precision,
-                        deployment_target=deployment_target, quant_config=quant_config,
-                        finetune_steps=finetune_steps, finetune_data=finetune_data,
-                        validate_on=_devices_to_validate_on(validate_on),
-                        integer_io=integer_io)
+    if max_batch != 8 and not dynamic_batch:
+        raise UsageError("--max-batch applies to --dynamic-batch",
+                         hint="add --dynamic-batch, or use --batch N for a static batch")
+    req = export_request(
+        model, to=to, quant=quant, calib=calib, out=out, weights=weights,
+        pretrained=pretrained, opset=opset, batch=batch,
+        dynamic_batch=max_batch if dynamic_batch else None, reparam=not no_reparam,
+        seed=seed, n_golden=n_golden, threads=threads, layout=layout,
+        compute_precision=compute_precision, deployment_target=deployment_target,
+        finetune_steps=finetune_steps, finetune_data=finetune_data,
+        validate_on=_devices_to_validate_on(validate_on), integer_io=integer_io,
+        calib_n=calib_n, calib_method=calib_method, keep_float=keep_float, plan=int8_plan,
+        isa=int8_isa, int8_io=int8_io or None)
     incomplete: ExportIncomplete | None = None
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
         try:
@@ -321,9 +330,11 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
 @click.option("--to", "to", default="all", show_default=True,
               help="Format(s): onnx, a comma list, or all.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None)
+@click.option("--pretrained", is_flag=True, help="timm's weights from the local HF cache.")
 @click.option("--no-reparam", is_flag=True, help="Check the graph without deploy passes.")
 @click.option("--json", "as_json", is_flag=True)
-def check(model: str, to: str, weights: Path | None, no_reparam: bool, as_json: bool) -> None:
+def check(model: str, to: str, weights: Path | None, pretrained: bool, no_reparam: bool,
+          as_json: bool) -> None:
     """Pre-flight: ops each target cannot lower, and ops that fall back outside its delegate."""
     import torch
 
@@ -334,7 +345,7 @@ def check(model: str, to: str, weights: Path | None, no_reparam: bool, as_json: 
     formats = _split_formats(to)
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
         step(f"loading {model}")
-        source = load_source(model, weights=weights)
+        source = load_source(model, weights=weights, pretrained=pretrained)
         example = torch.randn(1, *source.input_size)
         step("deploy passes")
         DeployPipeline(NO_REPARAM_PASSES if no_reparam else DEFAULT_PASSES).run(

@@ -70,8 +70,11 @@ class ExportRequest:
     quant: str = "fp32"
     out: Path = Path("artifacts")
     weights: Path | None = None
+    pretrained: bool = False  # timm's published weights, from the local Hugging Face cache
     opset: int | None = None
     batch: int = 1
+    # the batch dimension left dynamic up to this size (ONNX, ExecuTorch); None: static batch
+    dynamic_batch: int | None = None
     reparam: bool = True
     seed: int = 0
     n_golden: int = 8
@@ -174,12 +177,14 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
     out_root = Path(req.out)
     if isinstance(req.model, str):
         on_step(f"loading {req.model}")
-        source = load_source(req.model, weights=req.weights, seed=req.seed)
+        source = load_source(req.model, weights=req.weights, seed=req.seed,
+                             pretrained=req.pretrained)
     else:
         from edgekit.models.source import source_from_module
 
-        if req.weights is not None:
-            raise UsageError("weights= applies to a model name; a module carries its own",
+        if req.weights is not None or req.pretrained:
+            raise UsageError("weights=/pretrained= apply to a model name; a module carries "
+                             "its own",
                              hint="load the checkpoint into the module first")
         source = source_from_module(req.model, req.example_inputs)
         on_step(f"using {source.spec}")

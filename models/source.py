@@ -13,7 +13,7 @@ from edgekit.models.families import family_of, supported_models
 
 from edgekit.artifact import sha256_file
 from edgekit.checkpoint import load_weights
-from edgekit.errors import ModelNotFound, UsageError
+from edgekit.errors import ModelNotFound, UsageError, WeightsError
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -42,6 +42,13 @@ def _create_timm(name: str) -> Any:
     import timm
 
     known = supported_models()
+    base, _, tag = name.partition(".")
+    if tag and base in known:  # a pretrained tag (levit_128s.fb_dist_in1k): same architecture
+        if timm.models.get_pretrained_cfg(name) is None:
+            tags = timm.list_pretrained(f"{base}.*")
+            raise ModelNotFound(f"timm has no pretrained tag '{name}'",
+                                hint="tags of this model: " + (", ".join(tags) or "none"))
+        return timm.create_model(name, pretrained=False)
     if name not in known:
         close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
         hint = (f"did you mean {', '.join(close)}?" if close else
@@ -73,26 +80,96 @@ def _create_factory(spec: str) -> tuple[str, Any]:
     return fn_name, model
 
 
-def load_source(spec: str, *, weights: Path | None = None, seed: int = 0) -> ModelSource:
-    """Build the model in eval mode with user weights, or live random weights."""
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache as huggingface_hub resolves it, read from the environment at
+    call time: HF_HUB_CACHE, else HF_HOME/hub, else XDG_CACHE_HOME/huggingface/hub."""
+    import os
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+# What timm reads from a timm/… hub repository, preferred first (timm prefers safetensors).
+_HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+
+def pretrained_file(name: str) -> tuple[Path, dict[str, Any]]:
+    """The cached file of timm's pretrained weights for `name` (a timm name, optionally with
+    its tag), found in the local Hugging Face cache only — never the network: with nothing
+    cached it fails at once with the directory it looked in and how to fill it."""
+    cache = hf_hub_cache()
+    base = name.partition(".")[0]
+    pattern = f"models--timm--{name if '.' in name else base + '.*'}"
+    if not any(cache.glob(pattern)):  # a certain miss, answered before importing torch/timm
+        raise WeightsError(
+            f"no cached pretrained weights for '{name}': edgekit reads the local Hugging Face "
+            f"cache only and {cache} has no {pattern}", path=cache,
+            hint=f"on a machine with network run timm.create_model('{name}', pretrained=True) "
+                 f"(or `hf download timm/<{base}.tag>`), then copy its models--timm--… folder "
+                 f"into {cache}, or point HF_HOME/HF_HUB_CACHE at a cache that has it")
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or not cfg.hf_hub_id:
+        raise WeightsError(f"timm publishes no pretrained weights for '{name}' on the hub",
+                           hint="pass --weights FILE, or drop --pretrained for live weights")
+    repo, _, revision = cfg.hf_hub_id.partition("@")
+    files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else _HUB_FILES
+    for filename in files:
+        found = try_to_load_from_cache(repo, filename, cache_dir=str(cache),
+                                       revision=revision or None)
+        if isinstance(found, str):
+            return Path(found), {"hf_hub_id": cfg.hf_hub_id, "tag": cfg.tag,
+                                 "hub_file": filename}
+    looked = cache / f"models--{repo.replace('/', '--')}"
+    raise WeightsError(
+        f"no cached pretrained weights for '{name}' ({repo}: {' or '.join(files)}); edgekit "
+        f"reads the local Hugging Face cache only and looked in {looked}", path=looked,
+        hint=f"on a machine with network run `hf download {repo}` (or "
+             f"timm.create_model('{name}', pretrained=True)), then copy "
+             f"{looked.name} into {cache} here, or point HF_HOME/HF_HUB_CACHE at a cache "
+             "that has it")
+
+
+def load_source(spec: str, *, weights: Path | None = None, seed: int = 0,
+                pretrained: bool = False) -> ModelSource:
+    """Build the model in eval mode with user weights, timm's pretrained weights from the local
+    Hugging Face cache, or live random weights."""
     import torch
     from edgekit.models import fmnist
     from edgekit.models.live_weights import make_live
 
+    if pretrained and weights is not None:
+        raise UsageError("--pretrained and --weights both say where the weights come from",
+                         hint="pass one of them")
+    if pretrained and (":" in spec or fmnist.is_small_config(spec)):
+        raise UsageError(f"--pretrained loads timm's published weights; {spec} has its own",
+                         hint="drop --pretrained, or pass --weights FILE")
     if fmnist.is_small_config(spec):
         return _load_small_config(spec, weights)
     if ":" in spec and not _FACTORY.match(spec):
         raise UsageError(f"'{spec}' is neither a timm name nor module:function",
                          hint="e.g. `efficientformer_l1` or `mypkg.nets:build_model`")
+    if pretrained:  # the cache is looked up first: a miss fails before building the model
+        path, hub = pretrained_file(spec)
     # Seed the constructor's init too, so "live-random" weights are reproducible from
     # (model, seed, timm version) alone, without shipping them.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        name, model = _create_factory(spec) if ":" in spec else (spec, _create_timm(spec))
-    if weights is not None:
-        n = load_weights(model, Path(weights))
-        info: dict[str, Any] = {"kind": "file", "path": str(Path(weights).resolve()),
-                                "sha256": sha256_file(Path(weights)), "tensors": n}
+        name, model = _create_factory(spec) if ":" in spec else (spec.partition(".")[0],
+                                                                        _create_timm(spec))
+    if pretrained:
+        loaded = _load_pretrained(model, spec, path)
+        info: dict[str, Any] = {"kind": "pretrained", **hub, "path": str(path),
+                                "sha256": sha256_file(path), "tensors": loaded}
+    elif weights is not None:
+        loaded_file = load_weights(model, Path(weights))
+        info = {"kind": "file", "path": str(Path(weights).resolve()),
+                "sha256": sha256_file(Path(weights)), **loaded_file.to_dict()}
     else:
         n = make_live(model, seed=seed)
         info = {"kind": "live-random", "seed": seed, "perturbed_tensors": n,
@@ -100,9 +177,9 @@ def load_source(spec: str, *, weights: Path | None = None, seed: int = 0) -> Mod
                         "statistic, layer scale and attention bias perturbed so no block "
                         "folds away"}
     model.eval()
-    fam = family_of(name) if ":" not in spec else None
+    fam = family_of(name.partition(".")[0]) if ":" not in spec else None
     info["family"] = fam.name if fam else None
-    if weights is None and fam is not None and fam.live_bn_from_data:
+    if info["kind"] == "live-random" and fam is not None and fam.live_bn_from_data:
         from edgekit.models.live_weights import batchnorm_stats_from_data
 
         size = tuple(_resolve_data_config(model)["input_size"])
@@ -110,6 +187,23 @@ def load_source(spec: str, *, weights: Path | None = None, seed: int = 0) -> Mod
         info["note"] += "; BatchNorm running statistics then set from a seeded data pass"
     return ModelSource(name=name, spec=spec, model=model, weights=info,
                        data_config=_resolve_data_config(model))
+
+
+def _load_pretrained(model: Any, name: str, path: Path) -> int:
+    """Load the cached file the way timm.create_model(name, pretrained=True) does (its
+    checkpoint filter and classifier handling), by pointing timm's pretrained config at it."""
+    import timm
+
+    try:
+        loaded = timm.create_model(name, pretrained=True,
+                                   pretrained_cfg_overlay={"file": str(path)})
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        raise WeightsError(f"timm could not load the cached pretrained weights ({exc})",
+                           path=path, hint="the cache entry may be incomplete: download it "
+                                           "again") from None
+    state = loaded.state_dict()
+    model.load_state_dict(state, strict=True)
+    return len(state)
 
 
 def _load_small_config(spec: str, weights: Path | None) -> ModelSource:
@@ -124,7 +218,7 @@ def _load_small_config(spec: str, weights: Path | None) -> ModelSource:
     if weights is None and not path.is_file():
         raise WeightsError(f"{spec} has no trained checkpoint", path=path,
                            hint=f"train it: python bench/train_fmnist.py {spec}")
-    n = load_weights(model, path)
+    n = load_weights(model, path).tensors
     info: dict[str, Any] = {"kind": "trained-fmnist" if weights is None else "file",
                             "path": str(path.resolve()), "sha256": sha256_file(path),
                             "tensors": n, "family": cfg.family,

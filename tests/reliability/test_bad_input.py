@@ -71,7 +71,7 @@ def test_wrong_weights_name_the_tensor(tmp_path):
     save_file(state, bad)
     from edgekit.models.source import load_source
 
-    with pytest.raises(WeightsError, match=r"head.weight: file \(7, 16\) vs model \(10, 16\)"):
+    with pytest.raises(WeightsError, match=r"head.weight \(file \(7, 16\) vs model \(10, 16\)\)"):
         load_source(TINY, weights=bad)
     good = tmp_path / "good.safetensors"
     save_file(tiny_convnet().state_dict(), good)
