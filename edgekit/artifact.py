@@ -67,6 +67,11 @@ class ValidationReport:
     # Integer-only artifacts carry the integer reference's outputs (golden.npz "exact."): the
     # runtime must reproduce them bit for bit (None: no exact reference to compare with).
     bit_exact: bool | None = None
+    # A dynamic-batch artifact is run at batch 1 and at its bound: each batch's cosine and the
+    # largest difference between the two runs' outputs (None: a static batch).
+    batches: dict[str, Any] | None = None
+    # Companion files (model.ort beside model.onnx), each validated in its runtime.
+    files: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

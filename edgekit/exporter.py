@@ -20,6 +20,9 @@ class ExportOptions:
     layout: str = "nchw"  # image input layout of the file: nchw, or nhwc (TFLite)
     compute_precision: str = "fp32"  # Core ML: fp16 or fp32
     deployment_target: str = "iOS17"  # Core ML minimum deployment target
+    # the batch dimension left dynamic up to this size (the trace example then has batch 2:
+    # torch.export specializes a dimension traced at 1); None: static
+    dynamic_batch: int | None = None
     # converter-specific arguments from a quantizer (e.g. litert-torch's quant_config)
     converter_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -82,3 +85,12 @@ EXPORTERS.register("ekr", "edgekit.exporters.ekr:EkrExporter")
 
 SUFFIX_TO_FORMAT = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch",
                     ".mlpackage": "coreml", ".ekr": "ekr"}
+
+
+def batch_dynamic_shapes(options: ExportOptions) -> tuple[dict[int, Any], ...] | None:
+    """torch.export's dynamic_shapes for a batch dimension 1..options.dynamic_batch."""
+    if options.dynamic_batch is None:
+        return None
+    from torch.export import Dim
+
+    return ({0: Dim("batch", min=1, max=max(2, options.dynamic_batch))},)

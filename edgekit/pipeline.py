@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as _dt
+import importlib
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,15 @@ IMPLEMENTED_QUANTS: dict[str, tuple[str, ...]] = {
     "coreml": ("fp32", "fp16", "int8"), "ekr": ("int-only",)}
 # Input layouts a format's exporter can produce (NHWC: what mobile camera pipelines feed).
 LAYOUTS: dict[str, tuple[str, ...]] = {"tflite": ("nchw", "nhwc")}
+# Formats whose files can leave the batch dimension dynamic, and why the others cannot.
+DYNAMIC_BATCH_FORMATS = ("onnx", "executorch")
+WHY_NO_DYNAMIC_BATCH: dict[str, str] = {
+    "tflite": "litert-torch converts static shapes only (export one file per batch with "
+              "--batch N)",
+    "coreml": "Core ML would need enumerated or ranged shapes, which edgekit does not write "
+              "yet (export one model per batch with --batch N)",
+    "ekr": "the .ekr runtime plans its arena for one static batch",
+}
 # Why a format has no such mode (the README's integer-only section has the measurements).
 WHY_NOT: dict[tuple[str, str], str] = {
     ("coreml", "int-only"): "Core ML has no integer-only graph (its int8 computes activations "
@@ -121,6 +131,8 @@ def _check_request(req: ExportRequest) -> None:
                          hint="NHWC input is available for --to tflite")
     if req.batch < 1 or req.batch > 256:
         raise UsageError(f"--batch {req.batch} is out of range", hint="use 1..256")
+    if req.dynamic_batch is not None:
+        _check_dynamic_batch(req)
     method = req.quant_config.calib_method if req.quant_config else "auto"
     for fmt in req.formats if req.quant == "int8" and method != "auto" else ():
         offered = QUANTIZERS.get(fmt).methods
@@ -154,6 +166,27 @@ def _check_request(req: ExportRequest) -> None:
     if req.finetune_steps and not req.finetune_data:
         raise UsageError("--finetune-steps needs --data (the model's training task)",
                          hint="e.g. --finetune-steps 300 --data fmnist")
+
+
+def _check_dynamic_batch(req: ExportRequest) -> None:
+    assert req.dynamic_batch is not None
+    if not 2 <= req.dynamic_batch <= 256:
+        raise UsageError(f"--max-batch {req.dynamic_batch} is out of range", hint="use 2..256")
+    if req.batch != 1:
+        raise UsageError("--batch N fixes the batch; --dynamic-batch leaves it open",
+                         hint="pass one of them")
+    for fmt in req.formats:
+        if fmt not in DYNAMIC_BATCH_FORMATS:
+            raise UsageError(f"--dynamic-batch is not available for {fmt}: "
+                             f"{WHY_NO_DYNAMIC_BATCH.get(fmt, 'static shapes only')}",
+                             hint=f"--dynamic-batch works for {', '.join(DYNAMIC_BATCH_FORMATS)}")
+    if req.quant == "int-only":
+        raise UsageError("--dynamic-batch with --quant int-only: the integer graph is planned "
+                         "for a static batch", hint="use --batch N")
+    if req.quant == "int8" and "executorch" in req.formats:
+        raise UsageError("--dynamic-batch with --quant int8 --to executorch: edgekit's PT2E "
+                         "calibration captures a static batch",
+                         hint="use --batch N, or --dynamic-batch with --to onnx or fp32")
 
 
 def _versions(extra: dict[str, str]) -> dict[str, str]:
@@ -192,7 +225,8 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
     finals = {fmt: child_path(out_root, artifact_name(source.name, req.quant, fmt),
                               what="artifact name") for fmt in req.formats}
 
-    n = -(-req.n_golden // req.batch) * req.batch  # whole batches
+    # whole batches; a dynamic batch is validated at 1 and at its bound, with a batch-2 trace
+    n = -(-max(req.n_golden, req.dynamic_batch or 1) // req.batch) * req.batch
     on_step(f"preparing {n} golden inputs (real photos + noise)")
     golden = torch.from_numpy(golden_inputs(source.data_config, n, seed=req.seed))
     kinds = golden_kinds(source.data_config, n)
@@ -262,7 +296,10 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
     options = ExportOptions(opset=req.opset, layout=layout,
                             compute_precision=req.compute_precision or (
                                 "fp16" if req.quant == "int8" else req.quant),
-                            deployment_target=req.deployment_target)
+                            deployment_target=req.deployment_target,
+                            dynamic_batch=req.dynamic_batch)
+    # the trace example: torch.export specializes a dynamic dimension traced at size 1
+    trace = golden[:2] if req.dynamic_batch else golden[: req.batch]
     on_step(f"checking {fmt} op support")
     (support,) = check_model(model, golden[: req.batch], (fmt,))
     with atomic_directory(final) as tmp:
@@ -320,7 +357,7 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
                                            "shift-based non-linears",
                                  "finetune": integer["finetuned"]}
             else:
-                result = exporter.export(to_export, golden[: req.batch], options, tmp)
+                result = exporter.export(to_export, trace, options, tmp)
         except ExportError as exc:
             if support.unsupported:
                 exc.message += (f"; ops without a {fmt} lowering: " + ", ".join(
@@ -331,6 +368,14 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
             quant_details.update(target.after_export(
                 tmp / result.file, result.inputs[0].name, calib, holdout, req.batch,
                 qconfig, on_step))
+        companions = []
+        for writer in COMPANION_WRITERS.get(fmt, ()):
+            module_name, _, fn_name = writer.partition(":")
+            write = getattr(importlib.import_module(module_name), fn_name)
+            on_step(f"writing {fmt} companion files ({fn_name})")
+            info = write(str(tmp / result.file))  # our own fresh file: in process
+            companions.append({**info, "sha256": sha256_path(tmp / info["file"]),
+                               "size_bytes": _size(tmp / info["file"])})
         golden_in = golden.numpy()
         if result.inputs[0].layout == "NHWC":
             golden_in = np.ascontiguousarray(golden_in.transpose(0, 2, 3, 1))
@@ -347,9 +392,11 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
             outputs=result.outputs, passes=(*passes, *format_passes),
             versions=_versions({**result.versions, runtime_name: runtime_cls.version()}),
             preprocessing=source.data_config,
-            exporter={"format": fmt, "batch": req.batch, "reparam": req.reparam,
+            exporter={"format": fmt, "batch": None if req.dynamic_batch else req.batch,
+                      "reparam": req.reparam,
                       "spec": source.spec, **result.details,
                       "support": support.to_dict(),
+                      **({"companions": companions} if companions else {}),
                       **({"quantization": quant_details} if quant_details else {})},
             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), flops=flops)
         (tmp / MANIFEST_NAME).write_text(manifest.to_json())
@@ -372,6 +419,13 @@ def _tflite_int_only(model: Any, example: Any, samples: Any, options: ExportOpti
     method = req.quant_config.calib_method if req.quant_config else "auto"
     return export_int_only(model, example, samples, options, out_dir, req.integer_io,
                            "percentile" if method in (None, "auto") else method)
+
+
+# Files written beside a format's model from the final model file (after quantization), each
+# validated in its runtime like the model (validate.py): ONNX -> the ORT format that
+# onnxruntime-mobile loads. "module:function" (imported when used).
+COMPANION_WRITERS: dict[str, tuple[str, ...]] = {
+    "onnx": ("edgekit.exporters.onnx:write_ort_format",)}
 
 
 # int-only formats written by the target's own integer quantization instead of edgekit's

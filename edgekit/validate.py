@@ -146,6 +146,11 @@ def run_golden(fmt: str, runtime_name: str, model_path: str, inputs: dict[str, n
     """Child-process body: verify the file, load it in the runtime, run the golden inputs."""
     EXPORTERS.get(fmt).describe(Path(model_path))  # parse + safety checks before the runtime
     session = RUNTIMES.get(runtime_name)().load(Path(model_path), threads)
+    return _run_chunks(session, inputs, batch)
+
+
+def _run_chunks(session: Any, inputs: dict[str, np.ndarray], batch: int
+                ) -> dict[str, np.ndarray]:
     n = next(iter(inputs.values())).shape[0]
     chunks: dict[str, list[np.ndarray]] = {}
     for start in range(0, n, batch):
@@ -199,15 +204,126 @@ def validate_artifact(artifact: Artifact, *, runtime: str | None = None,
                                 False if problem else STRUCTURE_ONLY, runtime_name,
                                 {}, reason=problem)
     inputs, reference = artifact.load_golden()
-    batch = max(1, int(artifact.manifest.inputs[0].shape[0]))
-    got = run_isolated(run_golden, fmt, runtime_name, str(artifact.model_path), inputs, batch,
-                       threads, what=f"{runtime_name} running {artifact.manifest.file}",
-                       path=str(artifact.model_path), timeout=timeout)
+    batches = validation_batches(artifact.manifest)
+    companions = artifact.manifest.exporter.get("companions") or []
+    _check_companion_files(artifact, companions)
+    # the model file, then each companion file (model.ort beside model.onnx) in its runtime:
+    # one child process runs them all
+    jobs = [(fmt, runtime_name, str(artifact.model_path))]
+    jobs += [(COMPANION_SNIFFERS[c["kind"]], c["runtime"], str(artifact.path / c["file"]))
+             for c in companions]
+    runs_per_file = run_isolated(run_golden_files, jobs, inputs, batches, threads,
+                                 what=f"{runtime_name} running {artifact.manifest.file}"
+                                 + (f" and {len(companions)} companion file(s)"
+                                    if companions else ""),
+                                 path=str(artifact.model_path), timeout=timeout)
+    verdicts = [[_judge(artifact, reference, got, runtime) for got in runs]
+                for (_, runtime, _), runs in zip(jobs, runs_per_file, strict=True)]
+    reports = verdicts[0]
+    report = reports[0] if len(reports) == 1 else _across_batches(
+        batches, reports, runs_per_file[0])
+    return _with_companions(report, companions, verdicts[1:], batches)
+
+
+def _judge(artifact: Artifact, reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
+           runtime: str) -> ValidationReport:
     # Outputs are matched by position: runtimes may rename them.
     got_by_ref = dict(zip(reference, got.values(), strict=False))
-    report = compare(reference, got_by_ref, quant=artifact.manifest.quant, runtime=runtime_name,
+    report = compare(reference, got_by_ref, quant=artifact.manifest.quant, runtime=runtime,
                      kinds=artifact.golden_kinds())
     return with_exactness(report, artifact.golden_exact(), got_by_ref)
+
+
+# How a companion file (manifest exporter.companions) is recognised before its runtime reads it.
+COMPANION_SNIFFERS = {"ort-format": "edgekit.exporters.onnx:sniff_ort"}
+
+
+def _check_companion_files(artifact: Artifact, companions: list[dict[str, Any]]) -> None:
+    from edgekit.artifact import sha256_path
+    from edgekit.errors import ArtifactError
+
+    for c in companions:
+        name = str(c.get("file", ""))
+        if c.get("kind") not in COMPANION_SNIFFERS or Path(name).name != name or not name:
+            raise ArtifactError(f"the manifest lists an unknown companion file {name!r}",
+                                path=artifact.path, hint="re-export the artifact")
+        path = artifact.path / name
+        if not path.is_file() or sha256_path(path) != c.get("sha256"):
+            raise ArtifactError(f"{name} is missing or does not match the manifest's sha256",
+                                path=path,
+                                hint="re-export the artifact; it was modified or truncated")
+
+
+def _with_companions(report: ValidationReport, companions: list[dict[str, Any]],
+                     verdicts: list[list[ValidationReport]], batches: tuple[int, ...]
+                     ) -> ValidationReport:
+    """The artifact is validated only if each companion file is, at every batch."""
+    import dataclasses
+
+    if not companions:
+        return report
+    files: dict[str, Any] = {}
+    failures = []
+    for c, per_batch in zip(companions, verdicts, strict=True):
+        worst = min(per_batch, key=lambda r: (r.validated is not False, r.cosine))
+        files[c["file"]] = {"validated": worst.validated, "cosine": worst.cosine,
+                            "runtime": c["runtime"], "bit_exact": worst.bit_exact,
+                            "batches": list(batches)}
+        if worst.validated is False:
+            failures.append(f"{c['file']}: {worst.reason}")
+    if failures and report.validated is not False:
+        report = dataclasses.replace(report, validated=False, reason="; ".join(failures))
+    return dataclasses.replace(report, files=files)
+
+
+def validation_batches(manifest: Any) -> tuple[int, ...]:
+    """The batch sizes an artifact is validated at: its static batch, or 1 and the bound of a
+    dynamic batch (the manifest's input has -1 there)."""
+    dim = int(manifest.inputs[0].shape[0]) if manifest.inputs[0].shape else 1
+    if dim > 0:
+        return (dim,)
+    bound = (manifest.exporter.get("dynamic_batch") or {}).get("max")
+    return (1, int(bound)) if bound else (1,)
+
+
+def run_golden_files(jobs: list[tuple[str, str, str]], inputs: dict[str, np.ndarray],
+                     batches: tuple[int, ...], threads: int | None
+                     ) -> list[list[dict[str, np.ndarray]]]:
+    """Child-process body: per (format or "module:sniffer", runtime, file), the golden inputs
+    at each batch size in one loaded session. A format's exporter describe() parses and
+    checks the file first; a companion file is sniffed."""
+    import importlib
+
+    results = []
+    for fmt, runtime_name, model_path in jobs:
+        if ":" in fmt:
+            module_name, _, fn_name = fmt.partition(":")
+            getattr(importlib.import_module(module_name), fn_name)(Path(model_path))
+        else:
+            EXPORTERS.get(fmt).describe(Path(model_path))  # parse + safety checks
+        session = RUNTIMES.get(runtime_name)().load(Path(model_path), threads)
+        results.append([_run_chunks(session, inputs, b) for b in batches])
+    return results
+
+
+def _across_batches(batches: tuple[int, ...], reports: list[ValidationReport],
+                    runs: list[dict[str, np.ndarray]]) -> ValidationReport:
+    """One verdict for a dynamic batch: the batch-1 report, failed if any batch failed, with
+    each batch's cosine and how far the batches' outputs are from each other."""
+    import dataclasses
+
+    first = [np.asarray(v, dtype=np.float64) for v in runs[0].values()]
+    between = max(float(np.abs(a - np.asarray(b, dtype=np.float64)).max())
+                  for run in runs[1:] for a, b in zip(first, run.values(), strict=False))
+    summary: dict[str, Any] = {str(b): {"cosine": r.cosine, "validated": r.validated}
+                               for b, r in zip(batches, reports, strict=True)}
+    summary["max_abs_between_batches"] = between
+    base = reports[0]
+    failed = [(b, r) for b, r in zip(batches, reports, strict=True) if r.validated is False]
+    if failed and base.validated is not False:
+        b, r = failed[0]
+        base = dataclasses.replace(base, validated=False, reason=f"at batch {b}: {r.reason}")
+    return dataclasses.replace(base, batches=summary)
 
 
 def with_exactness(report: ValidationReport, exact: dict[str, np.ndarray],

@@ -12,7 +12,12 @@ from typing import Any, ClassVar
 
 from edgekit.artifact import TensorSpec
 from edgekit.errors import ArtifactError, ExportError, first_line
-from edgekit.exporter import ExportOptions, ExportResult, check_file_kind
+from edgekit.exporter import (
+    ExportOptions,
+    ExportResult,
+    batch_dynamic_shapes,
+    check_file_kind,
+)
 from edgekit.runtime import dist_version
 
 _MAGIC = b"ET"  # bytes 4..8 are "ETxx" (flatbuffer file identifier, xx = schema version)
@@ -77,15 +82,23 @@ class ExecuTorchExporter:
     def export(self, model: Any, example: Any, options: ExportOptions, out_dir: Path
                ) -> ExportResult:
         import torch
-        from executorch.exir import to_edge_transform_and_lower
+        from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
         path = out_dir / self.filename
         log = io.StringIO()
+        dynamic = batch_dynamic_shapes(options)
+        # ExecuTorch's edge IR verifier specializes a symbolic batch to the trace example's
+        # (found here: chunk/split then run at batch 1 fails "Attempted to resize a static
+        # tensor"); with a dynamic batch it is skipped — the runtime check at batch 1 and the
+        # bound validates the program instead.
+        config = EdgeCompileConfig(_check_ir_validity=dynamic is None)
         try:
             with contextlib.redirect_stdout(log), torch.no_grad():
-                exported = torch.export.export(model, (example,), strict=False)
+                exported = torch.export.export(model, (example,), dynamic_shapes=dynamic,
+                                               strict=False)
                 partitioner, kept_out = _partitioner(exported)
-                edge = to_edge_transform_and_lower(exported, partitioner=[partitioner])
+                edge = to_edge_transform_and_lower(exported, partitioner=[partitioner],
+                                                   compile_config=config)
                 delegation = _delegation(edge.exported_program().graph_module)
                 program = edge.to_executorch()
         except Exception as exc:  # noqa: BLE001 - exporter errors are many types
@@ -98,17 +111,23 @@ class ExecuTorchExporter:
         with torch.no_grad():
             out = model(example)
         outs = out if isinstance(out, (tuple, list)) else (out,)
-        inputs = (TensorSpec(options.input_name, tuple(example.shape),
-                             _dtype_name(example.dtype), "NCHW"),)
+        def shape(t: Any) -> tuple[int, ...]:
+            return (-1, *t.shape[1:]) if dynamic else tuple(t.shape)
+
+        inputs = (TensorSpec(options.input_name, shape(example), _dtype_name(example.dtype),
+                             "NCHW"),)
         names = [options.output_name] + [f"{options.output_name}_{i}"
                                          for i in range(1, len(outs))]
-        outputs = tuple(TensorSpec(n, tuple(o.shape), _dtype_name(o.dtype))
+        outputs = tuple(TensorSpec(n, shape(o), _dtype_name(o.dtype))
                         for n, o in zip(names, outs, strict=True))
         return ExportResult(
             file=self.filename, inputs=inputs, outputs=outputs,
             versions={"executorch": dist_version("executorch")},
             details={"exporter": "torch.export + to_edge_transform_and_lower(XNNPACK)",
-                     "delegation": {**delegation, "kept_out": kept_out}})
+                     "delegation": {**delegation, "kept_out": kept_out},
+                     **({"dynamic_batch": {"max": options.dynamic_batch,
+                                           "ir_verifier": "skipped (it specializes the batch)"}}
+                        if dynamic else {})})
 
     @classmethod
     def check(cls, exported: Any) -> Any:

@@ -1,7 +1,8 @@
 """ONNX: torch.onnx dynamo exporter -> onnxscript optimizer -> onnx.checker (full_check).
 
-Static shapes (the batch is fixed at export). torch and onnx are imported inside methods so
-`describe` can run where only onnx is installed.
+Static shapes, or a dynamic batch dimension ("batch") with --dynamic-batch; beside model.onnx,
+the ORT format (model.ort) and its reduced-build operator config. torch and onnx are imported
+inside methods so `describe` can run where only onnx is installed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from typing import Any, ClassVar
 
 from edgekit.artifact import TensorSpec
 from edgekit.errors import ArtifactError, ExportError, first_line
-from edgekit.exporter import ExportOptions, ExportResult, check_file_kind
+from edgekit.exporter import (
+    ExportOptions,
+    ExportResult,
+    batch_dynamic_shapes,
+    check_file_kind,
+)
 
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32",
                 7: "int64", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64",
@@ -79,7 +85,8 @@ class OnnxExporter:
                 program = torch.onnx.export(
                     model, (example,), dynamo=True, opset_version=options.opset,
                     input_names=[options.input_name], output_names=output_names,
-                    optimize=True, verbose=False)
+                    dynamic_shapes=batch_dynamic_shapes(options), optimize=True,
+                    verbose=False)
                 assert program is not None
                 program.save(str(path))
         except OSError:
@@ -102,7 +109,9 @@ class OnnxExporter:
             file=self.filename, inputs=inputs, outputs=outputs,
             versions={"onnx": onnx.__version__, "onnxscript": onnxscript.__version__},
             details={"opset": int(opset), "exporter": "torch.onnx dynamo + onnxscript optimizer",
-                     "ops": dict(Counter(n.op_type for n in proto.graph.node).most_common())})
+                     "ops": dict(Counter(n.op_type for n in proto.graph.node).most_common()),
+                     **({"dynamic_batch": {"max": options.dynamic_batch}}
+                        if options.dynamic_batch else {})})
 
     @classmethod
     def check(cls, exported: Any) -> Any:
@@ -173,3 +182,59 @@ class OnnxExporter:
 
 def vars_spec(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype}
+
+
+# --- ORT format: what onnxruntime-mobile (a minimal build) loads -------------------------------
+
+ORT_FILE = "model.ort"
+ORT_MAGIC = b"ORTM"  # flatbuffer file identifier at bytes 4..8
+
+
+def sniff_ort(path: Path) -> None:
+    check_file_kind(path, suffix=".ort", what="an ORT format model", magic=ORT_MAGIC,
+                    offset=4, missing_magic="no ORTM identifier")
+
+
+def write_ort_format(onnx_path: str) -> dict[str, Any]:
+    """Child-process body: onnxruntime's own converter (tools.convert_onnx_models_to_ort),
+    fixed optimizations at its default level with the x86-only NCHWc layout excluded
+    (target_platform=arm: the file runs on phones and on the host alike), and the
+    reduced-build configuration (operators and types) a minimal onnxruntime build takes."""
+    import logging
+    import re
+
+    import onnxruntime
+    from onnxruntime.tools.convert_onnx_models_to_ort import (
+        OptimizationStyle,
+        convert_onnx_models_to_ort,
+    )
+
+    path = Path(onnx_path)
+    log = io.StringIO()
+    logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(log):
+            convert_onnx_models_to_ort(path, output_dir=path.parent,
+                                       optimization_styles=[OptimizationStyle.Fixed],
+                                       target_platform="arm", enable_type_reduction=True)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+        raise ExportError(f"onnxruntime could not convert the model to the ORT format: "
+                          f"{type(exc).__name__}: {first_line(exc)}", path=path,
+                          hint="the .onnx itself is fine; report the model") from None
+    ort_path = path.with_suffix(".ort")
+    configs = sorted(path.parent.glob(f"{path.stem}.required_operators*.config"))
+    if not ort_path.is_file() or not configs:
+        raise ExportError("onnxruntime's converter wrote no .ort or operator config",
+                          path=path, hint="report the model with --debug output")
+    sniff_ort(ort_path)
+    lines = [line for line in configs[0].read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    # the converter's header names the temporary path it read: name the artifact's file
+    configs[0].write_text(f"# Generated from {ort_path.name}\n" + "\n".join(lines) + "\n")
+    ops = sorted({f"{line.split(';')[0]}.{op}" for line in lines
+                  for op in re.findall(r"(?:^|,)([A-Za-z]\w*)", line.split(";", 2)[-1])})
+    return {"kind": "ort-format", "file": ort_path.name, "runtime": "onnxruntime",
+            "operator_config": configs[0].name, "operators": ops,
+            "optimization": "fixed, level all, NCHWc layout excluded (target_platform arm)",
+            "converter": f"onnxruntime.tools.convert_onnx_models_to_ort "
+                         f"{onnxruntime.__version__}"}
