@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["export", "load", "check", "LoadedArtifact", "BenchResult", "__version__"]
+__all__ = ["export", "load", "check", "LoadedArtifact", "BenchResult", "EdgekitError",
+           "__version__"]
 _API = ("export", "load", "check", "LoadedArtifact", "BenchResult")
 
 
@@ -23,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from edgekit import api
 
         return getattr(api, name)
+    if name == "EdgekitError":  # every error edgekit raises (errors.py: codes, hints)
+        from edgekit.errors import EdgekitError
+
+        return EdgekitError
     raise AttributeError(f"module 'edgekit' has no attribute {name!r}")

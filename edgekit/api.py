@@ -121,6 +121,8 @@ class BenchResult:
     iterations: int | None
     estimated: bool = False
     instructions_per_inference: float | None = None
+    batch: int = 1
+    throughput_ips: float | None = None  # images per second at the median (batch / median)
     row: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -129,7 +131,9 @@ class BenchResult:
                    runtime=str(row.get("runtime")), median_ms=row.get("median_ms"),
                    p90_ms=row.get("p90_ms"), iterations=row.get("iterations"),
                    estimated=bool(row.get("estimated")),
-                   instructions_per_inference=row.get("instructions_per_inference"), row=row)
+                   instructions_per_inference=row.get("instructions_per_inference"),
+                   batch=int(row.get("batch") or 1), throughput_ips=row.get("throughput_ips"),
+                   row=row)
 
 
 @dataclass(frozen=True)
@@ -155,8 +159,11 @@ class LoadedArtifact:
         return np.asarray(result["outputs"][0])
 
     def validate(self, device: str = "host", runtime: str | None = None,
-                 timeout: float = 1800.0) -> ValidationReport:
-        """The golden check in the artifact's runtime (or `runtime`), here or on a device."""
+                 timeout: float = 1800.0, identity: str | Path | None = None,
+                 known_hosts: str | Path | None = None, python: str = "python3"
+                 ) -> ValidationReport:
+        """The golden check in the artifact's runtime (or `runtime`), here or on a device
+        (ssh:// takes `identity`/`known_hosts` like the CLI's --identity/--known-hosts)."""
         if device in ("host", "local"):
             from edgekit.validate import validate_artifact
 
@@ -170,16 +177,24 @@ class LoadedArtifact:
             return validate_on(QemuDevice.from_url(device), self.artifact, timeout=timeout)
         from edgekit.run_one import validate_on_device
 
-        return validate_on_device(self.artifact, device, timeout)
+        return validate_on_device(self.artifact, device, timeout, python=python,
+                                  identity=Path(identity) if identity else None,
+                                  known_hosts=Path(known_hosts) if known_hosts else None)
 
     def bench(self, device: str = "local", runs: int = 50, warmup: int = 10,
-              threads: int | None = None, **config: Any) -> BenchResult:
-        """Latency here or on a device (the `edgekit bench --json` row as an object)."""
+              threads: int | None = None, batch: int | None = None,
+              identity: str | Path | None = None, known_hosts: str | Path | None = None,
+              **config: Any) -> BenchResult:
+        """Latency here or on a device (the `edgekit bench --json` row as an object); `batch`
+        images per inference for a dynamic-batch artifact (throughput_ips beside latency);
+        `config`: BenchConfig fields (min_seconds, rounds, timeout, python, …)."""
         from edgekit.bench.collectors import BenchConfig
         from edgekit.bench.run import run_bench
 
-        cfg = BenchConfig(threads=threads, warmup=warmup, runs=runs, **config)
-        (row,) = run_bench([self.path], device=device, cfg=cfg)
+        cfg = BenchConfig(threads=threads, warmup=warmup, runs=runs, batch=batch, **config)
+        (row,) = run_bench([self.path], device=device, cfg=cfg,
+                           identity=Path(identity) if identity else None,
+                           known_hosts=Path(known_hosts) if known_hosts else None)
         return BenchResult.from_row(row)
 
 

@@ -427,6 +427,13 @@ def validate(artifact_dir: Path, threads: int | None, runtime_name: str | None, 
         if "tflm_arena_bytes" in extras:
             click.echo(f"  TFLite Micro tensor arena: {extras['tflm_arena_bytes']} bytes "
                        f"({extras['tflm_arena_bytes'] / 1024:.1f} KiB)")
+        for batch, b in (report.batches or {}).items():
+            if isinstance(b, dict):
+                click.echo(f"  at batch {batch}: {'validated' if b['validated'] else 'MISMATCH'}"
+                           f", cosine {_fmt(b['cosine'], '.7f')}")
+        for name, f in (report.files or {}).items():
+            click.echo(f"  {name}: {'validated' if f['validated'] else 'MISMATCH'} in "
+                       f"{f['runtime']}, cosine {_fmt(f['cosine'], '.7f')}")
     if not report.validated:
         raise ValidationFailed(report.reason, path=artifact_dir,
                                hint="re-export; check the runtime version in `edgekit doctor`")
@@ -609,18 +616,22 @@ def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
 @click.option("--ek-bench", "ek_bench", type=click.Path(path_type=Path), default=None,
               help="With --kernels: this ek_bench binary instead of kernels_arm/build's.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results JSON.")
+@click.option("--batch", type=int, default=None,
+              help="Images per inference (a --dynamic-batch artifact, up to its bound); "
+                   "throughput in images/s is reported beside latency.")
 @click.option("--json", "as_json", is_flag=True)
 def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup: int, runs: int,
           min_seconds: float, rounds: int, timeout: float, retries: int, compare: bool,
           identity: Path | None, known_hosts: Path | None, remote_tmp: str, device_python: str,
           native: str | None, kernels: bool, kernel_paths: str | None, pin_cpu: int | None,
-          ek_bench: Path | None, out: Path | None, as_json: bool) -> None:
+          ek_bench: Path | None, out: Path | None, batch: int | None, as_json: bool) -> None:
     """Latency of artifacts on the host or a device, through the edgekit agent."""
     from edgekit.bench.collectors import BenchConfig, BenchFailed
     from edgekit.bench.run import run_bench, write_results
 
     cfg = BenchConfig(threads=threads, warmup=warmup, runs=runs, min_seconds=min_seconds,
-                      rounds=rounds, timeout=timeout, retries=retries, python=device_python)
+                      rounds=rounds, timeout=timeout, retries=retries, python=device_python,
+                      batch=batch)
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
         step(f"benchmarking {len(artifacts)} artifact(s) on {device}")
         if kernels:
@@ -672,6 +683,8 @@ def bench(artifacts: tuple[Path, ...], device: str, threads: int | None, warmup:
                        f"cv {_fmt(r['cv'], '.1%')}  n={r['iterations']}  "
                        f"init {_fmt(r['init_ms'], '.0f')} ms  first {_fmt(r['first_ms'], '.1f')}"
                        f" ms  rss {_fmt(r['peak_rss_mb'], '.0f')} MB{ratio}"
+                       + (f"  batch {r['batch']}: {_fmt(r.get('throughput_ips'), '.1f')} "
+                          "images/s" if (r.get("batch") or 1) > 1 else "")
                        + (f"  [{', '.join(flags)}]" if flags else "")
                        + (f"  (native {r['native']['tool']})" if r.get("native") else ""))
     failed = [r for r in rows if r.get("status") != "ok"]

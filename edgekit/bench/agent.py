@@ -293,9 +293,9 @@ def check_outputs(session, x_all, ref_all, batch, min_cosine, judged=None):
 
     worst = 1.0
     for start in range(0, len(x_all), batch):
-        got = np.asarray(session.run(np.ascontiguousarray(x_all[start:start + batch]))[0],
-                         dtype=np.float64).reshape(batch, -1)
-        ref = np.asarray(ref_all[start:start + batch], dtype=np.float64).reshape(batch, -1)
+        chunk = np.ascontiguousarray(x_all[start:start + batch])
+        got = np.asarray(session.run(chunk)[0], dtype=np.float64).reshape(len(chunk), -1)
+        ref = np.asarray(ref_all[start:start + batch], dtype=np.float64).reshape(len(chunk), -1)
         if not np.isfinite(got).all():
             return False, float("nan")
         cos = (got * ref).sum(1) / np.maximum(
@@ -307,8 +307,25 @@ def check_outputs(session, x_all, ref_all, batch, min_cosine, judged=None):
     return worst >= min_cosine, worst
 
 
+def pick_batch(manifest, requested):
+    """The batch to run: the artifact's static batch, or (a dynamic batch, input dim -1) the
+    requested size up to the exported bound (default 1)."""
+    static = int(manifest["inputs"][0]["shape"][0])
+    if static > 0:
+        if requested and requested != static:
+            raise SystemExit(f"the artifact's batch is static ({static}), not {requested}: "
+                             "re-export with --batch N or --dynamic-batch")
+        return static
+    bound = ((manifest.get("exporter") or {}).get("dynamic_batch") or {}).get("max")
+    batch = requested or 1
+    if bound and batch > int(bound):
+        raise SystemExit(f"batch {batch} exceeds the artifact's dynamic-batch bound {bound}: "
+                         "re-export with --max-batch N")
+    return batch
+
+
 class Target:
-    def __init__(self, art_dir, threads):
+    def __init__(self, art_dir, threads, batch=None):
         with open(os.path.join(art_dir, "manifest.json")) as f:
             self.manifest = json.load(f)
         self.dir = art_dir
@@ -323,8 +340,9 @@ class Target:
                 h.update(chunk)
         self.sha256 = h.hexdigest()
         self.x_all, self.ref_all, self.judged = load_golden(art_dir)
-        self.batch = int(self.manifest["inputs"][0]["shape"][0])
-        self.x = self.x_all[: self.batch].copy()
+        self.batch = pick_batch(self.manifest, batch)
+        # the timed batch: golden inputs, cycled when the batch is larger than the set
+        self.x = self.x_all[[i % len(self.x_all) for i in range(self.batch)]].copy()
         t = time.perf_counter()
         self.session = SESSIONS[self.runtime](path, threads)
         self.init_ms = (time.perf_counter() - t) * 1e3
@@ -357,12 +375,12 @@ def count_mark(offset):
         os.lseek(-1, offset, os.SEEK_SET)
 
 
-def write_outputs(art_dir, threads, out_path, inputs_path=None):
+def write_outputs(art_dir, threads, out_path, inputs_path=None, batch=None):
     """The artifact's outputs on its golden inputs (or a given batch), batch by batch, as
     out.K arrays stacked over the inputs: what `edgekit validate|run --device` compare."""
     import numpy as np
 
-    tg = Target(art_dir, threads)
+    tg = Target(art_dir, threads, batch)
     x_all = tg.x_all if inputs_path is None else np.load(inputs_path, allow_pickle=False)
     want = tuple(tg.manifest["inputs"][0]["shape"][1:])
     if tuple(x_all.shape[1:]) != want:
@@ -404,12 +422,15 @@ def main():
                     help="write the outputs (out.0, out.1, ...) of the one artifact on its "
                          "golden inputs, or on --inputs, to this .npz and exit")
     ap.add_argument("--inputs", default=None, help="with --outputs: a .npy batch to run")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="images per run: a dynamic-batch artifact's size (default 1), or its "
+                         "static batch")
     args = ap.parse_args()
     if args.outputs is not None:
-        write_outputs(args.artifact[0], args.threads, args.outputs, args.inputs)
+        write_outputs(args.artifact[0], args.threads, args.outputs, args.inputs, args.batch)
         return
     if args.count_runs is not None:
-        tg = Target(args.artifact[0], args.threads)  # includes the one warm-up run
+        tg = Target(args.artifact[0], args.threads, args.batch)  # includes one warm-up run
         count_mark(COUNT_MARK_START)
         tg.timed(args.count_runs)
         count_mark(COUNT_MARK_STOP)
@@ -426,7 +447,7 @@ def main():
 
     started = time.time()
     fp = fingerprint()
-    targets = [Target(d, args.threads) for d in args.artifact]
+    targets = [Target(d, args.threads, args.batch) for d in args.artifact]
     # Warm-up: at least N runs and at least S seconds each.
     pause = SWITCH_PAUSE_S if len(targets) > 1 else 0.0
     for tg in targets:
@@ -456,7 +477,9 @@ def main():
         ok, cosine = check_outputs(tg.session, tg.x_all, tg.ref_all, tg.batch, args.min_cosine,
                                    tg.judged)
         s = stats(tg.samples)
-        flops = tg.manifest.get("flops")
+        flops = tg.manifest.get("flops")  # counted at the export batch: scale to this run's
+        if flops:
+            flops = flops * tg.batch / ((tg.manifest.get("exporter") or {}).get("batch") or 1)
         floor_ms = flops / (gflops * 1e9) * 1e3 if flops and gflops else None
         plausible = floor_ms is None or s["min_ms"] >= floor_ms
         stable = s["cv"] <= 0.10 and s["max_ms"] / max(s["min_ms"], 1e-9) <= 3
@@ -465,6 +488,8 @@ def main():
             "format": tg.manifest["format"], "quant": tg.manifest.get("quant"),
             "runtime": tg.runtime, "runtime_version": tg.session.version,
             "threads": args.threads or None, **s, "samples_ms": tg.samples,
+            "batch": tg.batch,
+            "throughput_ips": tg.batch * 1e3 / s["median_ms"] if s.get("median_ms") else None,
             "init_ms": tg.init_ms, "first_ms": tg.first_ms, "warmup_ms": tg.warmup_ms,
             "validated": ok, "validation_cosine": cosine,
             "stable": stable, "plausible": plausible,

@@ -65,6 +65,7 @@ class BenchConfig:
     retries: int = 1
     python: str = "python3"  # interpreter on the device
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    batch: int | None = None  # images per run (a dynamic-batch artifact; default its own)
 
     def agent_args(self, remote_dirs: list[str]) -> list[str]:
         args = []
@@ -75,6 +76,8 @@ class BenchConfig:
                  "--rounds", str(self.rounds)]
         if self.threads:
             args += ["--threads", str(self.threads)]
+        if self.batch:
+            args += ["--batch", str(self.batch)]
         return args + list(self.extra_args)
 
 

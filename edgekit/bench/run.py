@@ -28,6 +28,8 @@ def run_bench(paths: list[Path], *, device: str = "local", cfg: BenchConfig = Be
               known_hosts: Path | None = None, remote_tmp: str = "/tmp",
               native: str | None = None) -> list[dict[str, Any]]:
     artifacts = [Artifact.open(p) for p in paths]  # sha256 checked before anything is copied
+    if cfg.batch is not None:
+        _check_batch(artifacts, cfg.batch, device, native)
     if native:
         return _run_native(artifacts, device, cfg, native, identity, known_hosts, remote_tmp)
     for a in artifacts:
@@ -87,6 +89,30 @@ def _with_retries(measure: Any, group: list[Path], cfg: BenchConfig,
         return list(results)
     return [{"artifact": str(path), "device": device, "status": "failed",
              "error": failures[-1]["error"], "attempts": failures} for path in group]
+
+
+def _check_batch(artifacts: list[Artifact], batch: int, device: str, native: str | None
+                 ) -> None:
+    """--batch N: the agent runs N images per inference on artifacts whose batch allows it."""
+    if not 1 <= batch <= 256:
+        raise UsageError(f"--batch {batch} is out of range", hint="use 1..256")
+    if native or device.startswith("vela://"):
+        raise UsageError("--batch applies to the edgekit agent's runtimes",
+                         hint="drop --batch with --native or vela://")
+    for a in artifacts:
+        static = int(a.manifest.inputs[0].shape[0])
+        bound = (a.manifest.exporter.get("dynamic_batch") or {}).get("max")
+        if a.manifest.format in RUNNER_FORMATS and batch != max(static, 1):
+            raise UsageError(f"{a.manifest.format} artifacts run their static batch ({static})",
+                             path=a.path, hint="drop --batch")
+        if static > 0 and batch != static:
+            raise UsageError(f"the artifact's batch is static ({static}), not {batch}",
+                             path=a.path, hint="re-export with --dynamic-batch [--max-batch N] "
+                                               "or --batch N")
+        if static <= 0 and bound and batch > int(bound):
+            raise UsageError(f"batch {batch} exceeds the artifact's dynamic-batch bound {bound}",
+                             path=a.path, hint=f"re-export with --dynamic-batch --max-batch "
+                                               f"{batch}")
 
 
 def _run_native(artifacts: list[Artifact], device: str, cfg: BenchConfig, tool: str,

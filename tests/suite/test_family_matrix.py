@@ -15,14 +15,19 @@ FORMATS = [f for f in EXPORTERS.list() if "fp32" in IMPLEMENTED_QUANTS.get(f, ()
 OTHER_FORMATS = [f for f in FORMATS if f != "onnx"]
 
 
-def _export_and_check(model, fmt, tmp_path):
+def _export_and_check(model, fmt, tmp_path, **request):
     (outcome,) = export_model(ExportRequest(model=model, formats=(fmt,), out=tmp_path,
-                                            n_golden=4))
+                                            n_golden=4, **request))
     v = outcome.validation
     assert v is not None
     assert v.validated is not False, f"{model} {fmt}: {v.reason}"
     if v.validated is True:
         assert v.cosine >= 0.9999 and v.top1_agreement == 1.0
+    if fmt == "onnx":  # the ORT format beside it, validated in onnxruntime on the same inputs
+        ort = v.files["model.ort"]
+        assert ort["validated"] is True and ort["cosine"] >= 0.9999, ort
+        assert (outcome.artifact.path / "model.required_operators_and_types.config").is_file()
+    return v
 
 
 @pytest.mark.parametrize("model", SMALLEST)
@@ -35,6 +40,14 @@ def test_smallest_of_every_family_onnx(model, tmp_path):
 @pytest.mark.parametrize("model", SMALLEST)
 def test_smallest_of_every_family_other_formats(model, fmt, tmp_path):
     _export_and_check(model, fmt, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "executorch"])
+@pytest.mark.parametrize("model", SMALLEST)
+def test_smallest_of_every_family_dynamic_batch(model, fmt, tmp_path):
+    v = _export_and_check(model, fmt, tmp_path, dynamic_batch=4)
+    assert v.batches["1"]["validated"] is True and v.batches["4"]["validated"] is True
 
 
 @pytest.mark.slow
