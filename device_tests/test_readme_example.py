@@ -1,6 +1,7 @@
 """The README's Python example, as written, on a small timm model: int8 to ONNX and TFLite with a
 folder of real images, the .tflite run, validated on the emulated ARM device and benchmarked
-over ssh (the loopback sshd), and the CLI writing the same manifests for the same request."""
+over ssh (the loopback sshd); and (make test-all) the CLI writing the same manifests for the
+same request — `make test` checks that on a module:function model (tests/test_api.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 import edgekit
@@ -42,11 +44,18 @@ def _manifest(path: Path) -> dict:
     return m
 
 
-def test_the_readme_example_on_a_timm_model(ssh_device: SshDevice, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list]:
+    tmp_path = tmp_path_factory.mktemp("readme")
     images = _image_folder(tmp_path / "images")
     out = tmp_path / "artifacts"
     arts = edgekit.export(MODEL, to=("onnx", "tflite"), quant="int8", calib=str(images),
                           out=out, calib_n=8, n_golden=4)
+    return images, out, arts
+
+
+def test_the_readme_example_on_a_timm_model(ssh_device: SshDevice, example) -> None:
+    images, out, arts = example
     assert [a.manifest.format for a in arts] == ["onnx", "tflite"]
     assert all(a.manifest.validation.validated is True for a in arts)
     assert arts[0].manifest.exporter["quantization"]["calibration"]["set"] == str(images)
@@ -63,6 +72,10 @@ def test_the_readme_example_on_a_timm_model(ssh_device: SshDevice, tmp_path: Pat
     assert r.median_ms and r.median_ms > 0 and r.row["validated"] is True
     assert r.runtime == "litert" and r.device == ssh_device.url
 
+
+@pytest.mark.slow
+def test_the_cli_writes_the_same_manifests_for_a_timm_model(example, tmp_path: Path) -> None:
+    images, _, arts = example
     res = CliRunner().invoke(cli, ["export", MODEL, "--to", "onnx,tflite", "--quant", "int8",
                                    "--calib", str(images), "--calib-n", "8", "--golden", "4",
                                    "--out", str(tmp_path / "cli"), "--json"])

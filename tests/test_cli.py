@@ -50,7 +50,9 @@ def test_export_validate_inspect_round_trip(tmp_path):
     row = json.loads(res.stdout)  # stdout holds only the JSON document
     art = tmp_path / "tiny_convnet.fp32.onnx"
     assert row["artifact"] == str(art.resolve()) and row["validated"]
-    assert sorted(p.name for p in art.iterdir()) == ["golden.npz", "manifest.json", "model.onnx"]
+    assert sorted(p.name for p in art.iterdir()) == [
+        "golden.npz", "manifest.json", "model.onnx", "model.ort",
+        "model.required_operators_and_types.config"]
     assert row["passes"]["fold_batchnorm"] == 2 and row["passes"]["fold_layerscale"] == 1
 
     res = run("validate", str(art), "--json")
