@@ -27,12 +27,12 @@ MAX_BATCH = 4
 def one(model: str, out: Path, runs: int) -> dict:
     row: dict = {"model": model}
     t = time.perf_counter()
-    try:
-        arts = edgekit.export(model, to=("onnx", "executorch"), out=out, n_golden=4,
-                              dynamic_batch=MAX_BATCH)
-    except edgekit.EdgekitError as exc:
-        row["error"] = exc.render()[:300]
-        return row
+    arts = []
+    for fmt in ("onnx", "executorch"):  # one at a time: a refusal of one keeps the other
+        try:
+            arts += edgekit.export(model, to=fmt, out=out, n_golden=4, dynamic_batch=MAX_BATCH)
+        except edgekit.EdgekitError as exc:
+            row[fmt] = {"error": exc.message[:300]}
     row["export_s"] = round(time.perf_counter() - t, 1)
     for a in arts:
         m, v = a.manifest, a.manifest.validation
@@ -66,14 +66,11 @@ def table(rows: list[dict], host: str) -> str:
              f"reduced config) | ExecuTorch cos b1 / b{MAX_BATCH} | throughput b{MAX_BATCH} "
              "÷ b1 |", "|---|---|---|---|---|"]
     for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['model']} | ✗ {r['error'][:120]} | | | |")
-            continue
         o, e = r.get("onnx", {}), r.get("executorch", {})
 
         def cos(c: dict) -> str:
-            if not c:
-                return "✗"
+            if not c or "error" in c:
+                return f"✗ {c.get('error', '')[:150]}"
             mark = "✓" if c["validated"] is True else "✗"
             return f"{mark} {c['cosine_b1']:.6f} / {c[f'cosine_b{MAX_BATCH}']:.6f}"
 
@@ -93,6 +90,8 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES.list()))
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument("--merge", action="store_true",
+                    help="replace only these families' rows in the recorded results")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,6 +101,10 @@ def main() -> None:
             rows.append(one(model, Path(tmp) / model, args.runs))
             print(json.dumps(rows[-1])[:400], flush=True)
     host = f"{platform.machine()}, {_isa()}"
+    if args.merge and RESULTS.exists():
+        fresh = {r["model"]: r for r in rows}
+        old = json.loads(RESULTS.read_text())["rows"]
+        rows = [fresh.pop(r["model"], r) for r in old] + list(fresh.values())
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"host": host, "rows": rows}, indent=1))
     text = table(rows, host)

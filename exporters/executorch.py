@@ -75,6 +75,30 @@ def _partitioner(exported: Any) -> tuple[Any, list[str]]:
     return XnnpackPartitioner(configs=configs), ["softmax (after conv: XNNPACK layout bug)"]
 
 
+def _check_batch_range(program: Any, wanted: int | None) -> None:
+    """The batch range the lowered program keeps: ExecuTorch's lowering can narrow the one
+    torch.export proved (EfficientViT-M0 here: [1, 4] became [2, 3]), and the program then
+    refuses the bound. Refused at export, naming the range, rather than shipped."""
+    x = next(n for n in program.graph.nodes if n.op == "placeholder"
+             and n.name not in program.graph_signature.inputs_to_parameters
+             and n.name not in program.graph_signature.inputs_to_buffers
+             and n.name not in program.graph_signature.inputs_to_lifted_tensor_constants)
+    dim = x.meta["val"].shape[0]
+    node = getattr(dim, "node", None)
+    expr = getattr(node, "expr", None)
+    rng = program.range_constraints.get(expr) if expr is not None else None
+    lo, hi = (int(rng.lower), int(rng.upper)) if rng is not None else (None, None)
+    # a symbolic size's range starts at 2 (sizes 0/1 are specialized by convention; batch 1
+    # still runs and is validated); the upper end is what memory planning sizes for
+    if expr is None or lo is None or lo > 2 or hi is None or (wanted and hi < wanted):
+        got = f"[{lo}, {hi}]" if rng is not None else f"a static {dim}"
+        raise ExportError(
+            f"ExecuTorch's lowering kept the batch as {got}, not up to {wanted} (one of its "
+            "passes narrowed the range torch.export proved, for this model); the program "
+            "would refuse larger batches, so it is not shipped", hint="export --to executorch with --batch N (one program per batch), "
+                            "or --dynamic-batch with --to onnx")
+
+
 class ExecuTorchExporter:
     format: ClassVar[str] = "executorch"
     filename: ClassVar[str] = "model.pte"
@@ -99,8 +123,12 @@ class ExecuTorchExporter:
                 partitioner, kept_out = _partitioner(exported)
                 edge = to_edge_transform_and_lower(exported, partitioner=[partitioner],
                                                    compile_config=config)
+                if dynamic:
+                    _check_batch_range(edge.exported_program(), options.dynamic_batch)
                 delegation = _delegation(edge.exported_program().graph_module)
                 program = edge.to_executorch()
+        except ExportError:
+            raise
         except Exception as exc:  # noqa: BLE001 - exporter errors are many types
             first = first_line(exc)
             raise ExportError(f"ExecuTorch could not lower the model: {type(exc).__name__}: "
