@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgekit.models.families import FAMILIES
 from readme_section import replace_section
 
 import edgekit
-from edgekit.models.families import FAMILIES
 
 RESULTS = Path(__file__).with_name("results") / "deploy_files.json"
 MAX_BATCH = 4

@@ -95,8 +95,9 @@ def _check_batch_range(program: Any, wanted: int | None) -> None:
         raise ExportError(
             f"ExecuTorch's lowering kept the batch as {got}, not up to {wanted} (one of its "
             "passes narrowed the range torch.export proved, for this model); the program "
-            "would refuse larger batches, so it is not shipped", hint="export --to executorch with --batch N (one program per batch), "
-                            "or --dynamic-batch with --to onnx")
+            "would refuse larger batches, so it is not shipped",
+            hint="export --to executorch with --batch N (one program per batch), or "
+                 "--dynamic-batch with --to onnx")
 
 
 class ExecuTorchExporter:
