@@ -110,3 +110,11 @@ def test_a_tampered_ort_file_fails_validation(dynamic, tmp_path):
     (copy / "model.ort").write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="model.ort is missing or does not match"):
         edgekit.load(copy).validate()
+
+
+def test_int8_onnx_keeps_the_dynamic_batch(tmp_path):
+    (art,) = edgekit.export(HYBRID, to="onnx", quant="int8", calib_n=16, out=tmp_path,
+                            dynamic_batch=4)
+    v = art.manifest.validation
+    assert art.manifest.inputs[0].shape[0] == -1 and v.validated is True
+    assert v.batches["4"]["validated"] is True and v.files["model.ort"]["validated"] is True
