@@ -206,7 +206,7 @@ def validate_artifact(artifact: Artifact, *, runtime: str | None = None,
     inputs, reference = artifact.load_golden()
     batches = validation_batches(artifact.manifest)
     companions = artifact.manifest.exporter.get("companions") or []
-    _check_companion_files(artifact, companions)
+    check_companion_files(artifact, companions)
     # the model file, then each companion file (model.ort beside model.onnx) in its runtime:
     # one child process runs them all
     jobs = [(fmt, runtime_name, str(artifact.model_path))]
@@ -222,7 +222,7 @@ def validate_artifact(artifact: Artifact, *, runtime: str | None = None,
     reports = verdicts[0]
     report = reports[0] if len(reports) == 1 else _across_batches(
         batches, reports, runs_per_file[0])
-    return _with_companions(report, companions, verdicts[1:], batches)
+    return with_companions(report, companions, verdicts[1:], batches)
 
 
 def _judge(artifact: Artifact, reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
@@ -238,7 +238,7 @@ def _judge(artifact: Artifact, reference: dict[str, np.ndarray], got: dict[str, 
 COMPANION_SNIFFERS = {"ort-format": "edgekit.exporters.onnx:sniff_ort"}
 
 
-def _check_companion_files(artifact: Artifact, companions: list[dict[str, Any]]) -> None:
+def check_companion_files(artifact: Artifact, companions: list[dict[str, Any]]) -> None:
     from edgekit.artifact import sha256_path
     from edgekit.errors import ArtifactError
 
@@ -254,7 +254,7 @@ def _check_companion_files(artifact: Artifact, companions: list[dict[str, Any]])
                                 hint="re-export the artifact; it was modified or truncated")
 
 
-def _with_companions(report: ValidationReport, companions: list[dict[str, Any]],
+def with_companions(report: ValidationReport, companions: list[dict[str, Any]],
                      verdicts: list[list[ValidationReport]], batches: tuple[int, ...]
                      ) -> ValidationReport:
     """The artifact is validated only if each companion file is, at every batch."""
@@ -267,7 +267,7 @@ def _with_companions(report: ValidationReport, companions: list[dict[str, Any]],
     for c, per_batch in zip(companions, verdicts, strict=True):
         worst = min(per_batch, key=lambda r: (r.validated is not False, r.cosine))
         files[c["file"]] = {"validated": worst.validated, "cosine": worst.cosine,
-                            "runtime": c["runtime"], "bit_exact": worst.bit_exact,
+                            "runtime": worst.runtime, "bit_exact": worst.bit_exact,
                             "batches": list(batches)}
         if worst.validated is False:
             failures.append(f"{c['file']}: {worst.reason}")

@@ -324,8 +324,20 @@ def pick_batch(manifest, requested):
     return batch
 
 
+def model_file(manifest, requested):
+    """The file to load: the manifest's model file, or one of its listed companion files
+    (model.ort beside model.onnx) — a bare name from the manifest, never a path."""
+    if requested is None or requested == manifest["file"]:
+        return manifest["file"]
+    listed = [c.get("file") for c in (manifest.get("exporter") or {}).get("companions", [])]
+    if requested not in listed or os.path.basename(requested) != requested:
+        raise SystemExit(f"{requested} is not a companion file of this artifact "
+                         f"(listed: {', '.join(map(str, listed)) or 'none'})")
+    return requested
+
+
 class Target:
-    def __init__(self, art_dir, threads, batch=None):
+    def __init__(self, art_dir, threads, batch=None, file=None):
         with open(os.path.join(art_dir, "manifest.json")) as f:
             self.manifest = json.load(f)
         self.dir = art_dir
@@ -333,7 +345,7 @@ class Target:
         if fmt not in FORMAT_RUNTIME:
             raise SystemExit(f"format {fmt} cannot be benchmarked by the agent")
         self.runtime = FORMAT_RUNTIME[fmt]
-        path = os.path.join(art_dir, self.manifest["file"])
+        path = os.path.join(art_dir, model_file(self.manifest, file))
         h = hashlib.sha256()
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -375,12 +387,12 @@ def count_mark(offset):
         os.lseek(-1, offset, os.SEEK_SET)
 
 
-def write_outputs(art_dir, threads, out_path, inputs_path=None, batch=None):
+def write_outputs(art_dir, threads, out_path, inputs_path=None, batch=None, file=None):
     """The artifact's outputs on its golden inputs (or a given batch), batch by batch, as
     out.K arrays stacked over the inputs: what `edgekit validate|run --device` compare."""
     import numpy as np
 
-    tg = Target(art_dir, threads, batch)
+    tg = Target(art_dir, threads, batch, file)
     x_all = tg.x_all if inputs_path is None else np.load(inputs_path, allow_pickle=False)
     want = tuple(tg.manifest["inputs"][0]["shape"][1:])
     if tuple(x_all.shape[1:]) != want:
@@ -422,12 +434,15 @@ def main():
                     help="write the outputs (out.0, out.1, ...) of the one artifact on its "
                          "golden inputs, or on --inputs, to this .npz and exit")
     ap.add_argument("--inputs", default=None, help="with --outputs: a .npy batch to run")
+    ap.add_argument("--model-file", default=None,
+                    help="with --outputs: run a companion file the manifest lists (model.ort)")
     ap.add_argument("--batch", type=int, default=None,
                     help="images per run: a dynamic-batch artifact's size (default 1), or its "
                          "static batch")
     args = ap.parse_args()
     if args.outputs is not None:
-        write_outputs(args.artifact[0], args.threads, args.outputs, args.inputs, args.batch)
+        write_outputs(args.artifact[0], args.threads, args.outputs, args.inputs, args.batch,
+                      args.model_file)
         return
     if args.count_runs is not None:
         tg = Target(args.artifact[0], args.threads, args.batch)  # includes one warm-up run

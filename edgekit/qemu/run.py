@@ -22,7 +22,14 @@ from edgekit.artifact import Artifact
 from edgekit.bench.collectors import AGENT, DeviceError
 from edgekit.errors import UsageError
 from edgekit.qemu import BUILD_HINT, DeviceNotBuilt, QemuDevice
-from edgekit.validate import ValidationReport, compare, with_exactness
+from edgekit.validate import (
+    ValidationReport,
+    check_companion_files,
+    compare,
+    validation_batches,
+    with_companions,
+    with_exactness,
+)
 
 # format -> the runtime's distribution name on the device (device.json's keys)
 DEVICE_DIST = {"onnx": "onnxruntime", "tflite": "ai-edge-litert", "executorch": "executorch"}
@@ -150,13 +157,16 @@ def _runner_outputs(dev: QemuDevice, artifact: Artifact, inputs: np.ndarray | No
 
 
 def run_outputs(dev: QemuDevice, artifact: Artifact, inputs: np.ndarray | None = None,
-                timeout: float = 1800.0) -> GuestRun:
-    """The artifact's outputs on the device, on its golden inputs or on `inputs`."""
+                timeout: float = 1800.0, model_file: str | None = None) -> GuestRun:
+    """The artifact's outputs on the device, on its golden inputs or on `inputs`; with
+    `model_file`, those of a companion file the manifest lists (model.ort)."""
     if artifact.manifest.format == "ekr":
         return _runner_outputs(dev, artifact, inputs, timeout)
     with tempfile.TemporaryDirectory(prefix="edgekit-qemu-") as tmp:
         out = Path(tmp) / "outputs.npz"
         args = ["--outputs", str(out)]
+        if model_file is not None:
+            args += ["--model-file", model_file]
         if inputs is not None:
             np.save(Path(tmp) / "inputs.npy", np.ascontiguousarray(inputs, dtype=np.float32))
             args += ["--inputs", str(Path(tmp) / "inputs.npy")]
@@ -175,7 +185,19 @@ def validate_on(dev: QemuDevice, artifact: Artifact, timeout: float = 1800.0
     report = compare(reference, got, quant=artifact.manifest.quant,
                      runtime=f"{run.runtime_version} on {dev.url} ({run.machine}, emulated)",
                      kinds=artifact.golden_kinds())
-    return with_exactness(report, artifact.golden_exact(), got)
+    report = with_exactness(report, artifact.golden_exact(), got)
+    # companion files (model.ort) through the same aarch64 runtime: the ARM portability claim
+    companions = artifact.manifest.exporter.get("companions") or []
+    check_companion_files(artifact, companions)
+    verdicts = []
+    for c in companions:
+        one = run_outputs(dev, artifact, timeout=timeout, model_file=c["file"])
+        got_c = dict(zip(reference, one.outputs, strict=False))
+        verdicts.append([with_exactness(compare(
+            reference, got_c, quant=artifact.manifest.quant,
+            runtime=f"{one.runtime_version} on {dev.url} ({one.machine}, emulated)",
+            kinds=artifact.golden_kinds()), artifact.golden_exact(), got_c)])
+    return with_companions(report, companions, verdicts, validation_batches(artifact.manifest)[:1])
 
 
 # The counted inferences are at least this many instructions, so the Python loop around them

@@ -4,6 +4,7 @@ on devices without edgekit, so it repeats validate.py's rule for noise inputs)."
 import json
 
 import numpy as np
+import pytest
 
 from edgekit.artifact import save_golden
 from edgekit.bench import agent
@@ -53,3 +54,22 @@ def test_the_agent_leaves_noise_inputs_out_for_int8_only(tmp_path):
 def test_an_artifact_without_kinds_is_checked_on_every_input(tmp_path):
     _artifact(tmp_path, "int8", None)
     assert agent.load_golden(str(tmp_path))[2].all()
+
+
+def test_the_agent_loads_only_listed_companion_files_and_bounded_batches():
+    from edgekit.bench.agent import model_file, pick_batch
+
+    manifest = {"file": "model.onnx", "inputs": [{"shape": [-1, 3, 8, 8]}],
+                "exporter": {"companions": [{"file": "model.ort"}], "dynamic_batch": {"max": 4}}}
+    assert model_file(manifest, None) == "model.onnx"
+    assert model_file(manifest, "model.ort") == "model.ort"
+    for bad in ("../model.ort", "/etc/passwd", "other.ort"):
+        with pytest.raises(SystemExit, match="not a companion file"):
+            model_file(manifest, bad)
+    assert pick_batch(manifest, None) == 1 and pick_batch(manifest, 4) == 4
+    with pytest.raises(SystemExit, match="bound 4"):
+        pick_batch(manifest, 5)
+    static = {**manifest, "inputs": [{"shape": [2, 3, 8, 8]}]}
+    assert pick_batch(static, None) == 2
+    with pytest.raises(SystemExit, match=r"static \(2\)"):
+        pick_batch(static, 3)

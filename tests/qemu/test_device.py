@@ -130,6 +130,10 @@ def test_int8_validates_on_the_aarch64_runtime(device, int8_artifacts, fmt):
     assert "aarch64, emulated" in report.runtime and CPU in report.runtime
     # the same artifact on x86 and on ARM: different kernels, the same int8 model
     assert abs(report.cosine - host.cosine) < 0.01, (report.cosine, host.cosine)
+    if fmt == "onnx":  # the ORT format (fused QLinear ops) runs in the aarch64 onnxruntime too
+        ort = report.files["model.ort"]
+        assert ort["validated"] is True and "aarch64, emulated" in ort["runtime"], ort
+        assert abs(ort["cosine"] - host.cosine) < 0.01
 
 
 def test_bench_on_qemu_reports_instructions_never_a_speed(device, int8_artifacts):
