@@ -220,7 +220,8 @@ def write_ort_format(onnx_path: str) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
         raise ExportError(f"onnxruntime could not convert the model to the ORT format: "
                           f"{type(exc).__name__}: {first_line(exc)}", path=path,
-                          hint="the .onnx itself is fine; report the model") from None
+                          hint="every ONNX artifact carries its ORT format: report the model "
+                               "with this message") from None
     ort_path = path.with_suffix(".ort")
     configs = sorted(path.parent.glob(f"{path.stem}.required_operators*.config"))
     if not ort_path.is_file() or not configs:

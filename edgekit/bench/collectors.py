@@ -240,12 +240,29 @@ def run_native_local(tool: str, art: Path, cfg: BenchConfig) -> dict[str, Any]:
     return _native_row("local", art, tool, out, err, proc.returncode, timed_out)
 
 
+def _without_companions(art: Path, arcname: str) -> Any:
+    """A tar filter leaving out the companion files (model.ort, its operator config) the agent
+    never loads: the device gets the model file, manifest and golden I/O only."""
+    try:
+        manifest = json.loads((art / "manifest.json").read_text())
+        skip: set[str] = set()
+        for c in manifest.get("exporter", {}).get("companions", []):
+            skip.update(str(c.get(k)) for k in ("file", "operator_config") if c.get(k))
+    except (OSError, ValueError):
+        skip = set()
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        return None if info.name.removeprefix(arcname + "/") in skip else info
+
+    return keep
+
+
 def _tar_payload(artifacts: list[Path], extra: dict[str, bytes] | None = None) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         tar.add(AGENT, arcname="agent.py")
         for i, art in enumerate(artifacts):
-            tar.add(art, arcname=f"a{i}")
+            tar.add(art, arcname=f"a{i}", filter=_without_companions(art, f"a{i}"))
         for name, data in (extra or {}).items():
             info = tarfile.TarInfo(name)
             info.size = len(data)

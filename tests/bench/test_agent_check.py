@@ -73,3 +73,21 @@ def test_the_agent_loads_only_listed_companion_files_and_bounded_batches():
     assert pick_batch(static, None) == 2
     with pytest.raises(SystemExit, match=r"static \(2\)"):
         pick_batch(static, 3)
+
+
+def test_the_device_payload_leaves_out_companion_files(tmp_path):
+    """ssh/adb get the model file, manifest and golden I/O: not model.ort and its config."""
+    import io
+    import tarfile
+
+    from edgekit.bench.collectors import _tar_payload
+
+    art = tmp_path / "m.fp32.onnx"
+    art.mkdir()
+    for name in ("model.onnx", "golden.npz", "model.ort", "model.required_ops.config"):
+        (art / name).write_bytes(b"x")
+    (art / "manifest.json").write_text(json.dumps({"file": "model.onnx", "exporter": {
+        "companions": [{"file": "model.ort", "operator_config": "model.required_ops.config"}]}}))
+    with tarfile.open(fileobj=io.BytesIO(_tar_payload([art]))) as tar:
+        names = sorted(tar.getnames())
+    assert names == ["a0", "a0/golden.npz", "a0/manifest.json", "a0/model.onnx", "agent.py"]
