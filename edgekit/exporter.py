@@ -83,6 +83,13 @@ EXPORTERS.register("executorch", "edgekit.exporters.executorch:ExecuTorchExporte
 EXPORTERS.register("coreml", "edgekit.exporters.coreml:CoreMLExporter", extra="coreml")
 EXPORTERS.register("ekr", "edgekit.exporters.ekr:EkrExporter")
 
+# Files written beside a format's model from its final model file (after quantization) and
+# validated in their runtime like the model: ONNX -> the ORT format onnxruntime-mobile loads.
+# An entry has write(model_path) -> manifest record and sniff(path) (checked before a runtime).
+COMPANIONS: Registry[Any] = Registry("companion file")
+COMPANIONS.register("ort-format", "edgekit.exporters.onnx:ORT_FORMAT", extra="onnx")
+FORMAT_COMPANIONS: dict[str, tuple[str, ...]] = {"onnx": ("ort-format",)}
+
 SUFFIX_TO_FORMAT = {".onnx": "onnx", ".tflite": "tflite", ".pte": "executorch",
                     ".mlpackage": "coreml", ".ekr": "ekr"}
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as _dt
-import importlib
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -34,7 +33,7 @@ from edgekit.artifact import (
     sha256_path,
 )
 from edgekit.errors import EdgekitError, ExportError, UsageError
-from edgekit.exporter import EXPORTERS, ExportOptions
+from edgekit.exporter import COMPANIONS, EXPORTERS, FORMAT_COMPANIONS, ExportOptions
 from edgekit.fsutil import atomic_directory, child_path, safe_component
 from edgekit.quant.config import QuantConfig
 from edgekit.quant.targets import QUANTIZERS
@@ -369,11 +368,9 @@ def _export_format(fmt: str, req: ExportRequest, source: Any, final: Path, golde
                 tmp / result.file, result.inputs[0].name, calib, holdout, req.batch,
                 qconfig, on_step))
         companions = []
-        for writer in COMPANION_WRITERS.get(fmt, ()):
-            module_name, _, fn_name = writer.partition(":")
-            write = getattr(importlib.import_module(module_name), fn_name)
-            on_step(f"writing {fmt} companion files ({fn_name})")
-            info = write(str(tmp / result.file))  # our own fresh file: in process
+        for kind in FORMAT_COMPANIONS.get(fmt, ()):
+            on_step(f"writing the {kind} companion of {result.file}")
+            info = COMPANIONS.get(kind).write(str(tmp / result.file))  # our fresh file
             companions.append({**info, "sha256": sha256_path(tmp / info["file"]),
                                "size_bytes": _size(tmp / info["file"])})
         golden_in = golden.numpy()
@@ -419,13 +416,6 @@ def _tflite_int_only(model: Any, example: Any, samples: Any, options: ExportOpti
     method = req.quant_config.calib_method if req.quant_config else "auto"
     return export_int_only(model, example, samples, options, out_dir, req.integer_io,
                            "percentile" if method in (None, "auto") else method)
-
-
-# Files written beside a format's model from the final model file (after quantization), each
-# validated in its runtime like the model (validate.py): ONNX -> the ORT format that
-# onnxruntime-mobile loads. "module:function" (imported when used).
-COMPANION_WRITERS: dict[str, tuple[str, ...]] = {
-    "onnx": ("edgekit.exporters.onnx:write_ort_format",)}
 
 
 # int-only formats written by the target's own integer quantization instead of edgekit's

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgekit.artifact import Artifact, ValidationReport
 from edgekit.errors import MissingDependency, UsageError
-from edgekit.exporter import EXPORTERS
+from edgekit.exporter import COMPANIONS, EXPORTERS
 from edgekit.isolation import run_isolated
 from edgekit.runtime import DEFAULT_RUNTIME, RUNTIMES
 
@@ -144,9 +144,8 @@ def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], *, qua
 def run_golden(fmt: str, runtime_name: str, model_path: str, inputs: dict[str, np.ndarray],
                batch: int, threads: int | None) -> dict[str, np.ndarray]:
     """Child-process body: verify the file, load it in the runtime, run the golden inputs."""
-    EXPORTERS.get(fmt).describe(Path(model_path))  # parse + safety checks before the runtime
-    session = RUNTIMES.get(runtime_name)().load(Path(model_path), threads)
-    return _run_chunks(session, inputs, batch)
+    return run_golden_files([(fmt, None, runtime_name, model_path)], inputs, (batch,),
+                            threads)[0][0]
 
 
 def _run_chunks(session: Any, inputs: dict[str, np.ndarray], batch: int
@@ -209,33 +208,30 @@ def validate_artifact(artifact: Artifact, *, runtime: str | None = None,
     check_companion_files(artifact, companions)
     # the model file, then each companion file (model.ort beside model.onnx) in its runtime:
     # one child process runs them all
-    jobs = [(fmt, runtime_name, str(artifact.model_path))]
-    jobs += [(COMPANION_SNIFFERS[c["kind"]], c["runtime"], str(artifact.path / c["file"]))
-             for c in companions]
+    jobs: list[tuple[str, str | None, str, str]] = [
+        (fmt, None, runtime_name, str(artifact.model_path))]
+    jobs += [(fmt, c["kind"], c["runtime"], str(artifact.path / c["file"])) for c in companions]
     runs_per_file = run_isolated(run_golden_files, jobs, inputs, batches, threads,
                                  what=f"{runtime_name} running {artifact.manifest.file}"
                                  + (f" and {len(companions)} companion file(s)"
                                     if companions else ""),
                                  path=str(artifact.model_path), timeout=timeout)
-    verdicts = [[_judge(artifact, reference, got, runtime) for got in runs]
-                for (_, runtime, _), runs in zip(jobs, runs_per_file, strict=True)]
+    verdicts = [[judge(artifact, reference, got, runtime) for got in runs]
+                for (_, _, runtime, _), runs in zip(jobs, runs_per_file, strict=True)]
     reports = verdicts[0]
     report = reports[0] if len(reports) == 1 else _across_batches(
         batches, reports, runs_per_file[0])
     return with_companions(report, companions, verdicts[1:], batches)
 
 
-def _judge(artifact: Artifact, reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
-           runtime: str) -> ValidationReport:
+def judge(artifact: Artifact, reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
+          runtime: str) -> ValidationReport:
+    """The golden comparison (and bit-exactness) of one run's outputs."""
     # Outputs are matched by position: runtimes may rename them.
     got_by_ref = dict(zip(reference, got.values(), strict=False))
     report = compare(reference, got_by_ref, quant=artifact.manifest.quant, runtime=runtime,
                      kinds=artifact.golden_kinds())
     return with_exactness(report, artifact.golden_exact(), got_by_ref)
-
-
-# How a companion file (manifest exporter.companions) is recognised before its runtime reads it.
-COMPANION_SNIFFERS = {"ort-format": "edgekit.exporters.onnx:sniff_ort"}
 
 
 def check_companion_files(artifact: Artifact, companions: list[dict[str, Any]]) -> None:
@@ -244,7 +240,7 @@ def check_companion_files(artifact: Artifact, companions: list[dict[str, Any]]) 
 
     for c in companions:
         name = str(c.get("file", ""))
-        if c.get("kind") not in COMPANION_SNIFFERS or Path(name).name != name or not name:
+        if c.get("kind") not in COMPANIONS or Path(name).name != name or not name:
             raise ArtifactError(f"the manifest lists an unknown companion file {name!r}",
                                 path=artifact.path, hint="re-export the artifact")
         path = artifact.path / name
@@ -286,19 +282,16 @@ def validation_batches(manifest: Any) -> tuple[int, ...]:
     return (1, int(bound)) if bound else (1,)
 
 
-def run_golden_files(jobs: list[tuple[str, str, str]], inputs: dict[str, np.ndarray],
-                     batches: tuple[int, ...], threads: int | None
-                     ) -> list[list[dict[str, np.ndarray]]]:
-    """Child-process body: per (format or "module:sniffer", runtime, file), the golden inputs
-    at each batch size in one loaded session. A format's exporter describe() parses and
-    checks the file first; a companion file is sniffed."""
-    import importlib
-
+def run_golden_files(jobs: list[tuple[str, str | None, str, str]],
+                     inputs: dict[str, np.ndarray], batches: tuple[int, ...],
+                     threads: int | None) -> list[list[dict[str, np.ndarray]]]:
+    """Child-process body: per (format, companion kind or None, runtime, file), the golden
+    inputs at each batch size in one loaded session. A model file is parsed and checked by its
+    exporter's describe() first, a companion file sniffed."""
     results = []
-    for fmt, runtime_name, model_path in jobs:
-        if ":" in fmt:
-            module_name, _, fn_name = fmt.partition(":")
-            getattr(importlib.import_module(module_name), fn_name)(Path(model_path))
+    for fmt, companion, runtime_name, model_path in jobs:
+        if companion is not None:
+            COMPANIONS.get(companion).sniff(Path(model_path))
         else:
             EXPORTERS.get(fmt).describe(Path(model_path))  # parse + safety checks
         session = RUNTIMES.get(runtime_name)().load(Path(model_path), threads)

@@ -239,3 +239,12 @@ def write_ort_format(onnx_path: str) -> dict[str, Any]:
             "optimization": "fixed, level all, NCHWc layout excluded (target_platform arm)",
             "converter": f"onnxruntime.tools.convert_onnx_models_to_ort "
                          f"{onnxruntime.__version__}"}
+
+
+class _OrtFormat:
+    """The "ort-format" entry of edgekit.exporter.COMPANIONS."""
+    write = staticmethod(write_ort_format)
+    sniff = staticmethod(sniff_ort)
+
+
+ORT_FORMAT = _OrtFormat()

@@ -99,20 +99,18 @@ def _check_batch(artifacts: list[Artifact], batch: int, device: str, native: str
     if native or device.startswith("vela://"):
         raise UsageError("--batch applies to the edgekit agent's runtimes",
                          hint="drop --batch with --native or vela://")
+    from edgekit.bench.agent import pick_batch  # the device's rule, applied before any copy
+
     for a in artifacts:
         static = int(a.manifest.inputs[0].shape[0])
-        bound = (a.manifest.exporter.get("dynamic_batch") or {}).get("max")
         if a.manifest.format in RUNNER_FORMATS and batch != max(static, 1):
             raise UsageError(f"{a.manifest.format} artifacts run their static batch ({static})",
                              path=a.path, hint="drop --batch")
-        if static > 0 and batch != static:
-            raise UsageError(f"the artifact's batch is static ({static}), not {batch}",
-                             path=a.path, hint="re-export with --dynamic-batch [--max-batch N] "
-                                               "or --batch N")
-        if static <= 0 and bound and batch > int(bound):
-            raise UsageError(f"batch {batch} exceeds the artifact's dynamic-batch bound {bound}",
-                             path=a.path, hint=f"re-export with --dynamic-batch --max-batch "
-                                               f"{batch}")
+        try:
+            pick_batch(json.loads((a.path / "manifest.json").read_text()), batch)
+        except SystemExit as exc:
+            reason, _, fix = str(exc).partition(": re-export")
+            raise UsageError(reason, path=a.path, hint=f"re-export{fix}") from None
 
 
 def _run_native(artifacts: list[Artifact], device: str, cfg: BenchConfig, tool: str,

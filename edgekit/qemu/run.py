@@ -25,10 +25,9 @@ from edgekit.qemu import BUILD_HINT, DeviceNotBuilt, QemuDevice
 from edgekit.validate import (
     ValidationReport,
     check_companion_files,
-    compare,
+    judge,
     validation_batches,
     with_companions,
-    with_exactness,
 )
 
 # format -> the runtime's distribution name on the device (device.json's keys)
@@ -180,24 +179,18 @@ def validate_on(dev: QemuDevice, artifact: Artifact, timeout: float = 1800.0
                 ) -> ValidationReport:
     """The golden check, with the outputs of the runtime's aarch64 build on `dev`."""
     _, reference = artifact.load_golden()
-    run = run_outputs(dev, artifact, timeout=timeout)
-    got = dict(zip(reference, run.outputs, strict=False))
-    report = compare(reference, got, quant=artifact.manifest.quant,
-                     runtime=f"{run.runtime_version} on {dev.url} ({run.machine}, emulated)",
-                     kinds=artifact.golden_kinds())
-    report = with_exactness(report, artifact.golden_exact(), got)
-    # companion files (model.ort) through the same aarch64 runtime: the ARM portability claim
     companions = artifact.manifest.exporter.get("companions") or []
     check_companion_files(artifact, companions)
+    # the model file, then its companion files (model.ort) through the same aarch64 runtime
     verdicts = []
-    for c in companions:
-        one = run_outputs(dev, artifact, timeout=timeout, model_file=c["file"])
-        got_c = dict(zip(reference, one.outputs, strict=False))
-        verdicts.append([with_exactness(compare(
-            reference, got_c, quant=artifact.manifest.quant,
-            runtime=f"{one.runtime_version} on {dev.url} ({one.machine}, emulated)",
-            kinds=artifact.golden_kinds()), artifact.golden_exact(), got_c)])
-    return with_companions(report, companions, verdicts, validation_batches(artifact.manifest)[:1])
+    for file in [None, *(c["file"] for c in companions)]:
+        run = run_outputs(dev, artifact, timeout=timeout, model_file=file)
+        verdicts.append([judge(artifact, reference, dict(zip(reference, run.outputs,
+                                                            strict=False)),
+                               f"{run.runtime_version} on {dev.url} ({run.machine}, emulated)")])
+    report = verdicts[0][0]
+    return with_companions(report, companions, verdicts[1:],
+                           validation_batches(artifact.manifest)[:1])
 
 
 # The counted inferences are at least this many instructions, so the Python loop around them
