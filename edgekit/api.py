@@ -29,7 +29,7 @@ import numpy as np
 from edgekit.artifact import Artifact, ValidationReport
 from edgekit.errors import UsageError
 
-QUANT_OPTIONS = ("calib_n", "calib_method", "keep_float", "plan", "isa", "int8_io")
+QUANT_OPTIONS = ("calib_n", "calib_method", "keep_float", "plan", "isa", "int8_io", "mixed")
 
 
 def _formats(to: str | Iterable[str], quant: str) -> tuple[str, ...]:

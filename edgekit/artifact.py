@@ -18,7 +18,6 @@ GOLDEN_NAME = "golden.npz"
 GOLDEN_KINDS = "kind"  # golden.npz: what each input is ("photo", "noise", "test-image")
 SCHEMA_VERSION = 1
 FORMATS = ("onnx", "tflite", "executorch", "coreml")
-QUANTS = ("fp32", "fp16", "int8", "int-only")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from edgekit.errors import EdgekitError, UsageError, ValidationFailed
+from edgekit.quant.modes import MIXED_CHOICES, QUANT_MODES
 
 if TYPE_CHECKING:
     from edgekit.artifact import ValidationReport
@@ -168,8 +169,9 @@ def _split_formats(value: str, quant: str | None = None) -> tuple[str, ...]:
 @click.argument("model")
 @click.option("--to", "to", default="onnx", show_default=True,
               help="Format(s): onnx, a comma list, or all.")
-@click.option("--quant", default="fp32", show_default=True,
-              type=click.Choice(["fp32", "fp16", "int8", "int-only"]))
+@click.option("--quant", default="fp32", show_default=True, type=click.Choice(QUANT_MODES),
+              help="fp32, fp16, w8 (int8 weights, float activations), w8a16 (int16 "
+                   "activations, int8 weights), int8, int-only (integer graph).")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="model.safetensors, pytorch_model.bin or a .pth/.pt checkpoint (loaded "
                    "with weights_only=True; state_dict/model/EMA wrappers and module. "
@@ -208,6 +210,9 @@ def _split_formats(value: str, quant: str | None = None) -> tuple[str, ...]:
               help="auto (sensitivity analysis), none, or op kinds to keep float, e.g. "
                    "softmax,add (kinds: conv, dwconv, linear, matmul, add, mul, softmax, pool, "
                    "concat, gelu).")
+@click.option("--mixed", default=None, type=click.Choice(MIXED_CHOICES),
+              help="Where --keep-float auto puts the sites it picks: float (default), int16 "
+                   "(int16 activations: onnx), auto (int16 where the target has it).")
 @click.option("--int8-plan", default=None, type=click.Choice(["fast", "all"]),
               help="fast (default): ops whose int8 kernel is slower than fp32 in the target "
                    "runtime on --int8-isa stay float; all: quantize them too.")
@@ -234,7 +239,8 @@ def export(model: str, to: str, quant: str, weights: Path | None, pretrained: bo
            no_reparam: bool, seed: int, n_golden: int, threads: int | None, layout: str,
            compute_precision: str | None, deployment_target: str,
            calib: str | None, calib_n: int | None, calib_method: str | None,
-           keep_float: str | None, int8_plan: str | None, int8_isa: str | None, int8_io: bool,
+           keep_float: str | None, mixed: str | None, int8_plan: str | None,
+           int8_isa: str | None, int8_io: bool,
            integer_io: str, finetune_steps: int,
            finetune_data: str | None, validate_on: str, allow_mismatch: bool,
            as_json: bool) -> None:
@@ -253,8 +259,8 @@ def export(model: str, to: str, quant: str, weights: Path | None, pretrained: bo
         compute_precision=compute_precision, deployment_target=deployment_target,
         finetune_steps=finetune_steps, finetune_data=finetune_data,
         validate_on=_devices_to_validate_on(validate_on), integer_io=integer_io,
-        calib_n=calib_n, calib_method=calib_method, keep_float=keep_float, plan=int8_plan,
-        isa=int8_isa, int8_io=int8_io or None)
+        calib_n=calib_n, calib_method=calib_method, keep_float=keep_float, mixed=mixed,
+        plan=int8_plan, isa=int8_isa, int8_io=int8_io or None)
     incomplete: ExportIncomplete | None = None
     with contextlib.redirect_stdout(sys.stderr), _progress(not as_json) as step:
         try:

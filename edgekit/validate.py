@@ -16,6 +16,7 @@ from edgekit.artifact import Artifact, ValidationReport
 from edgekit.errors import MissingDependency, UsageError
 from edgekit.exporter import COMPANIONS, EXPORTERS
 from edgekit.isolation import run_isolated
+from edgekit.quant.modes import CALIBRATED_MODES, MODES
 from edgekit.runtime import DEFAULT_RUNTIME, RUNTIMES
 
 
@@ -26,13 +27,10 @@ def logit_cosine(output: np.ndarray, reference: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
-# Per quantization mode: minimum per-sample cosine and top-1 agreement with the fp32 reference.
+# Per quantization mode: minimum per-sample cosine and top-1 agreement with the fp32 reference
+# (quant/modes.py: fp16 and w8 0.999, w8a16 0.995, int8 and int-only 0.98).
 THRESHOLDS: dict[str, dict[str, float]] = {
-    "fp32": {"cosine": 0.99999, "top1_agreement": 1.0},
-    "fp16": {"cosine": 0.999, "top1_agreement": 0.95},
-    "int8": {"cosine": 0.98, "top1_agreement": 0.9},
-    "int-only": {"cosine": 0.98, "top1_agreement": 0.8},
-}
+    m.name: {"cosine": m.cosine, "top1_agreement": m.top1_agreement} for m in MODES.values()}
 _SQNR_CAP_DB = 300.0
 
 # Modes whose activation ranges are calibrated on data: judged on the in-distribution golden
@@ -40,7 +38,7 @@ _SQNR_CAP_DB = 300.0
 # any range calibrated on photos, so a static int8 range clips it: LeViT-128S int8 with timm's
 # init kept cosine ≥ 0.994 on every photo and 0.979 on noise. Its cosine is still reported
 # (cosine_noise), and fp32/fp16 stay judged on every input: they have no ranges to clip.
-CALIBRATED_MODES = ("int8", "int-only")
+# (quant/modes.py CALIBRATED_MODES: w8a16, int8, int-only)
 
 
 def decisive_samples(reference: np.ndarray, quant: str) -> np.ndarray:

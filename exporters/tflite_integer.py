@@ -474,27 +474,27 @@ def sigmoid_gelu(model: Any) -> int:
     return swapped
 
 
-def export_int_only(model: Any, example: Any, samples: np.ndarray, options: Any, out_dir: Path,
-                    io_type: str = "int8", method: str = "percentile") -> Any:
-    """--to tflite --quant int-only: the fp32 file through litert-torch (same layout options as
-    --quant fp32; GELU as sigmoid_gelu), then quantize_full_integer into out_dir. Returns the
-    ExportResult."""
+def export_through_fp32(model: Any, example: Any, samples: np.ndarray | None, options: Any,
+                        out_dir: Path, quantize: Any) -> tuple[Any, dict[str, Any]]:
+    """litert-torch's fp32 file (same layout options as --quant fp32) in a temp dir, then
+    `quantize(fp32_path, out_path, samples)` writes out_dir's model; the ExportResult is
+    described from the written file (its I/O types and quantization). Returns (result,
+    quantize's details)."""
     import dataclasses
 
     from edgekit.exporters.tflite import TFLiteExporter
 
     from edgekit.artifact import TensorSpec
 
-    gelus = sigmoid_gelu(model)
     exporter = TFLiteExporter()
+    out = out_dir / exporter.filename
     with tempfile.TemporaryDirectory(prefix="edgekit-fp32-") as tmp:
         fp32 = exporter.export(model, example, dataclasses.replace(options, converter_kwargs={}),
                                Path(tmp))
-        if options.layout.upper() == "NHWC":
+        if samples is not None and options.layout.upper() == "NHWC":
             samples = np.ascontiguousarray(samples.transpose(0, 2, 3, 1))
-        details = quantize_full_integer(Path(tmp) / fp32.file, out_dir / exporter.filename,
-                                        samples, io_type, method)
-    info = exporter.describe(out_dir / exporter.filename)
+        details = quantize(Path(tmp) / fp32.file, out, samples)
+    info = exporter.describe(out)
     layout = options.layout.upper()
     return dataclasses.replace(
         fp32,
@@ -503,10 +503,22 @@ def export_int_only(model: Any, example: Any, samples: np.ndarray, options: Any,
         outputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"], None,
                                  t.get("quantization")) for t in info["outputs"]),
         versions={**fp32.versions, "ai-edge-quantizer": _version("ai-edge-quantizer")},
-        details={**fp32.details, "ops": info["ops"],
-                 "integer_only": {**details, "gelu_as_sigmoid": gelus},
-                 "float_io_boundary": [], "float_islands": {},
-                 "delegation": _delegation(out_dir / exporter.filename)})
+        details={**fp32.details, "ops": info["ops"], "float_io_boundary": [],
+                 "float_islands": {}, "delegation": _delegation(out)}), details
+
+
+def export_int_only(model: Any, example: Any, samples: np.ndarray, options: Any, out_dir: Path,
+                    io_type: str = "int8", method: str = "percentile") -> Any:
+    """--to tflite --quant int-only: the fp32 file through litert-torch (GELU as sigmoid_gelu),
+    then quantize_full_integer into out_dir. Returns the ExportResult."""
+    import dataclasses
+
+    gelus = sigmoid_gelu(model)
+    result, details = export_through_fp32(
+        model, example, samples, options, out_dir,
+        lambda fp32, out, feed: quantize_full_integer(fp32, out, feed, io_type, method))
+    return dataclasses.replace(result, details={
+        **result.details, "integer_only": {**details, "gelu_as_sigmoid": gelus}})
 
 
 def _version(dist: str) -> str | None:

@@ -83,7 +83,7 @@ def test_unimplemented_quant_is_an_honest_error(tmp_path):
     res = CliRunner().invoke(cli, ["export", TINY, "--to", "executorch", "--quant", "int-only",
                                    "--out", str(tmp_path)])
     assert res.exit_code == 2
-    assert "int-only is not implemented for executorch" in res.output
+    assert "int-only is not available for executorch" in res.output
     assert not list(tmp_path.iterdir())
 
 

@@ -374,7 +374,7 @@ class Target:
 
 
 # Quantization modes with calibrated ranges: their noise golden inputs are not judged.
-CALIBRATED_MODES = ("int8", "int-only")
+CALIBRATED_MODES = ("w8a16", "int8", "int-only")
 
 # Instruction-count markers (edgekit/qemu/insncount.c): lseek on fd -1 fails with EBADF and
 # changes nothing, but the counting plugin sees the call and counts only between the two.

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgekit.errors import UsageError
+from edgekit.quant.modes import MIXED_CHOICES
 
 CALIB_METHODS = ("auto", "minmax", "percentile", "entropy", "mse")
 # `fast`: op kinds whose int8 kernel in the target runtime is slower than its fp32 one stay
@@ -36,6 +37,9 @@ class QuantConfig:
     # `--keep-float auto` keeps the most damaging layers in float until the int8 model's mean
     # logit cosine to fp32 on held-out calibration samples reaches this.
     min_cosine: float = 0.995
+    # where the sensitivity search puts the sites it picks (quant/modes.py MIXED_CHOICES):
+    # float (leave quantization), int16 (int16 activations), auto (int16 where the target can)
+    mixed: str = "float"
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -51,6 +55,9 @@ class QuantConfig:
         if self.isa not in INT8_ISAS:
             raise UsageError(f"unknown --int8-isa '{self.isa}'",
                              hint=f"choose from {', '.join(INT8_ISAS)}")
+        if self.mixed not in MIXED_CHOICES:
+            raise UsageError(f"unknown --mixed '{self.mixed}'",
+                             hint=f"choose from {', '.join(MIXED_CHOICES)}")
         if not 2 <= self.calib_n <= 4096:
             raise UsageError(f"--calib-n {self.calib_n} is out of range",
                              hint="use 2..4096 (32-128 is typical)")

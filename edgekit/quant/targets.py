@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -22,16 +22,10 @@ import numpy as np
 
 from edgekit.calibration import CalibrationSet
 from edgekit.quant.config import QuantConfig
+from edgekit.quant.recipes import Prepared
 from edgekit.registry import Registry
 
 Step = Callable[[str], None]
-
-
-@dataclass
-class Prepared:
-    module: Any
-    converter_kwargs: dict[str, Any] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

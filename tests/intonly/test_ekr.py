@@ -329,7 +329,7 @@ def test_ekr_is_refused_for_other_quant_modes(tmp_path):
     from edgekit.errors import UsageError
     from edgekit.pipeline import ExportRequest, export_model
 
-    with pytest.raises(UsageError, match="int8 is not implemented for ekr"):
+    with pytest.raises(UsageError, match="int8 is not available for ekr"):
         export_model(ExportRequest(model="fmnist_levit", formats=("ekr",), quant="int8",
                                    out=tmp_path))
 

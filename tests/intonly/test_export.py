@@ -67,7 +67,7 @@ def test_int_only_keeps_top1(int_only):
 
 
 def test_int_only_is_refused_for_formats_without_it(tmp_path):
-    with pytest.raises(UsageError, match="int-only is not implemented for executorch"):
+    with pytest.raises(UsageError, match="int-only is not available for executorch"):
         export_model(ExportRequest(model=MODEL, formats=("executorch",), quant="int-only",
                                    out=tmp_path))
 

@@ -29,7 +29,7 @@ def test_keep_float_parsing_and_manifest_form():
 def test_calibration_options_need_int8(tmp_path):
     from edgekit.pipeline import ExportRequest, export_model
 
-    with pytest.raises(UsageError, match="apply to --quant int8 only"):
+    with pytest.raises(UsageError, match="apply to calibrated modes"):
         export_model(ExportRequest(model="fmnist_levit", quant="fp32", out=tmp_path,
                                    quant_config=QuantConfig(calib_n=8)))
     assert not any(tmp_path.iterdir())
