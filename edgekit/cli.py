@@ -566,7 +566,9 @@ def inspect(path: Path, integer_only: bool, as_json: bool) -> None:
         click.echo("  passes: " + ", ".join(f"{p['name']}({p['changed']}, Δ{p['max_rel']:.1e})"
                                             for p in info["passes"]))
     q = info.get("quantization")
-    if q:
+    if q and q.get("recipe"):
+        click.echo(f"  recipe: {q['recipe']}: {q.get('how')}")
+    if q and q.get("calibration"):
         cal = q.get("calibration", {})
         repq = (q.get("repq_layernorm") or {}).get("layernorms", 0)
         cos = q.get("holdout_cosine")

@@ -274,13 +274,13 @@ def _export_format(fmt: str, recipe: Recipe, ctx: RequestContext, final: Path,
                 exc.message += (f"; ops without a {fmt} lowering: " + ", ".join(
                     f"{op}×{n}" for op, n in support.unsupported.items()))
             raise
-        quant_details = {**prepared.details,
+        quant_details = {"mode": req.quant, "recipe": f"{req.quant}/{fmt}",
+                         "how": recipe.how, **prepared.details,
                          **recipe.after_export(ctx, tmp / result.file, result)}
-        if quant_details:
-            quant_details = {"mode": req.quant, "recipe": f"{req.quant}/{fmt}",
-                             "how": recipe.how, **quant_details}
-        companions = []
-        for kind in FORMAT_COMPANIONS.get(fmt, ()):
+        companions: list[dict[str, Any]] = []
+        skipped = {k: why for k, why in recipe.skip_companions.items()
+                   if k in FORMAT_COMPANIONS.get(fmt, ())}
+        for kind in (k for k in FORMAT_COMPANIONS.get(fmt, ()) if k not in skipped):
             on_step(f"writing the {kind} companion of {result.file}")
             info = COMPANIONS.get(kind).write(str(tmp / result.file))  # our fresh file
             companions.append({**info, "sha256": sha256_path(tmp / info["file"]),
@@ -304,7 +304,8 @@ def _export_format(fmt: str, recipe: Recipe, ctx: RequestContext, final: Path,
                       "spec": ctx.source.spec, **result.details,
                       "support": support.to_dict(),
                       **({"companions": companions} if companions else {}),
-                      **({"quantization": quant_details} if quant_details else {})},
+                      **({"companions_skipped": skipped} if skipped else {}),
+                      "quantization": quant_details},
             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), flops=flops)
         (tmp / MANIFEST_NAME).write_text(manifest.to_json())
         on_step(f"validating {fmt} in {runtime_name}")

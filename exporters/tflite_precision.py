@@ -245,7 +245,7 @@ def quantize_tflite(fp32: Path, out: Path, mode: str, samples: np.ndarray | None
     work = Path(tempfile.mkdtemp(prefix=f"edgekit-{mode}-"))
     staged = work / "fp32.tflite"
     staged.write_bytes(fp32.read_bytes())
-    details: dict[str, Any] = {"mode": mode, "recipe": how}
+    details: dict[str, Any] = {"mode": mode, "quantizer_recipe": how}
     log = io.StringIO()
     try:
         if mode == "w8a16":

@@ -39,6 +39,16 @@ ORT_PLANS: dict[str, dict[str, Any]] = {
     "fused-qoperator": {"format": "QOperator", "ops": ("Conv", "Gemm", "MatMul"),
                         "const_b_only": True, "activation": "QUInt8"},
     "ort-default": {"format": "QDQ", "ops": None, "const_b_only": False, "activation": "QInt8"},
+    # `--quant w8a16`: int16 activations x int8 per-channel weights on every op ORT's QDQ
+    # quantizer handles. ONNX Q/DQ take 16-bit types from opset 21 on: ORT 1.31.1's
+    # quantize_static converts the model to opset 21 by itself (onnx.version_converter; the
+    # `com.microsoft` Q/DQ of UseQDQContribOps are not needed). ORT's CPU EP has no int16
+    # kernels: it computes these ops in float between int16 Q/DQ (accuracy as on an NPU with a
+    # 16-bit activation path, not speed).
+    # `--calib-method auto` is minmax here: 16 bits resolve the full range, and percentile
+    # clipping cost FastViT-T8 (timm, random weights) min logit cosine 0.9979 vs 0.9999.
+    "w8a16": {"format": "QDQ", "ops": None, "const_b_only": False, "activation": "QInt16",
+              "auto_method": "minmax"},
 }
 DEFAULT_ORT_PLAN = "fused"
 
@@ -74,6 +84,11 @@ class OrtQuantResult:
     reduce_range: bool = False  # 7-bit weights (see u8s8_saturates_here)
     findings: list[RangeFinding] = field(default_factory=list)  # degenerate ranges
     float_reasons: dict[str, str] = field(default_factory=dict)  # node -> why it is float
+    # `mixed="int16"`: the sites the sensitivity analysis picked get int16 activations instead
+    # of leaving quantization (excluded_nodes then holds none of them)
+    mixed: str = "float"
+    int16_nodes: list[str] = field(default_factory=list)
+    int16_reasons: dict[str, str] = field(default_factory=dict)  # node -> why it is int16
 
     def details(self) -> dict[str, Any]:
         plan = ORT_PLANS[self.plan]
@@ -88,7 +103,9 @@ class OrtQuantResult:
                 "float_sites": [*self.forced_nodes, *self.excluded_nodes],
                 "holdout_cosine_all_int8": self.cosine_all_int8,
                 "holdout_cosine": self.cosine_final, "sensitivity_top": self.sensitivity[:10],
-                "float_reasons": self.float_reasons, "ranges": summarize(self.findings)}
+                "float_reasons": self.float_reasons, "ranges": summarize(self.findings),
+                **({"mixed": self.mixed, "int16_sites": self.int16_nodes,
+                    "int16_reasons": self.int16_reasons} if self.mixed != "float" else {})}
 
 
 class _Reader:
@@ -355,6 +372,40 @@ def _node(model: Any, name: str) -> Any:
     return next(n for n in model.graph.node if n.name == name)
 
 
+# `mixed`: where the sites the sensitivity analysis picks go (quant/modes.py MIXED_CHOICES).
+# ONNX has 16-bit Q/DQ (opset 21), so `auto` is int16 here; ORT's CPU EP computes int16-QDQ
+# ops in float between the Q/DQ pairs, NPU EPs with a 16-bit path (QNN HTP) in int16.
+MIXED_ONNX = {"float": "float", "int16": "int16", "auto": "int16"}
+_INT16 = "QInt16"
+
+
+def _float_activations(model: Any) -> set[str]:
+    """Names of the float tensors shape inference types in `model`, initializers excluded."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    constant = {i.name for i in model.graph.initializer}
+    return {v.name for v in (*inferred.graph.value_info, *inferred.graph.input,
+                             *inferred.graph.output)
+            if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and v.name not in constant}
+
+
+def _int16_overrides(model: Any, nodes: list[str], activations: set[str]
+                     ) -> dict[str, list[dict[str, Any]]]:
+    """quantize_static's TensorQuantOverrides giving the activations (non-constant inputs and
+    outputs) of `nodes` int16: the edges of a picked site are int16 whichever end quantizes
+    them, so a site is promoted on its own (no neighbourhood needed, unlike floating it)."""
+    from onnxruntime.quantization import QuantType
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in nodes:
+        node = _node(model, name)
+        for tensor in (*node.input, *node.output):
+            if tensor in activations:
+                out[tensor] = [{"quant_type": getattr(QuantType, _INT16)}]
+    return out
+
+
 def _kind_reason(kind: str, config: QuantConfig, float_kinds: Mapping[str, str]) -> str:
     if kind in config.kept_kinds:
         return f"--keep-float {kind}"
@@ -366,20 +417,28 @@ def _kind_reason(kind: str, config: QuantConfig, float_kinds: Mapping[str, str])
 def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdout: np.ndarray,
                        batch: int, config: QuantConfig, plan: str = DEFAULT_ORT_PLAN,
                        on_step: Callable[[str], None] = lambda s: None,
-                       float_kinds: Mapping[str, str] | None = None) -> OrtQuantResult:
+                       float_kinds: Mapping[str, str] | None = None, mixed: str = "float"
+                       ) -> OrtQuantResult:
     """Replace the fp32 model at `path` with its int8 version; nodes of `float_kinds` ({kind:
-    the evidence that keeps it float}) and of the user's `--keep-float` kinds stay float."""
+    the evidence that keeps it float}) and of the user's `--keep-float` kinds stay float.
+    `mixed` (MIXED_ONNX): what the `--keep-float auto` sensitivity analysis does with the sites
+    it picks: "float" leaves them unquantized, "int16" gives their activations int16 (weights
+    stay int8). A plan with 16-bit activations already (w8a16) floats them."""
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    method = config.calib_method if config.calib_method != "auto" else "percentile"
+    spec = ORT_PLANS[plan]
+    if mixed not in MIXED_ONNX:
+        raise UsageError(f"unknown --mixed '{mixed}'", hint=f"use {', '.join(MIXED_ONNX)}")
+    mixed = MIXED_ONNX[mixed] if spec["activation"] != _INT16 else "float"
+    method = config.calib_method if config.calib_method != "auto" else \
+        spec.get("auto_method", "percentile")
     if method not in _ORT_METHODS:
         raise UsageError(f"--calib-method {method} is not available for onnx",
                          hint=f"use {', '.join(_ORT_METHODS)} for --to onnx")
-    spec = ORT_PLANS[plan]
     ops = list(spec["ops"]) if spec["ops"] else None
     float_kinds = float_kinds or {}
     kinds = (*config.kept_kinds, *float_kinds)
@@ -432,7 +491,11 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
         reference = [fp32.run(None, {input_name: holdout[i:i + batch]})[0]
                      for i in range(0, len(holdout) - batch + 1, batch)]
 
-        def quantize(exclude: list[str], out: Path) -> None:
+        activations = _float_activations(pre_model) if mixed == "int16" else set()
+
+        def quantize(exclude: list[str], out: Path, int16: list[str] | None = None) -> None:
+            options = {**extra, "TensorQuantOverrides": _int16_overrides(
+                pre_model, int16, activations)} if int16 else extra
             quantize_static(
                 str(pre), str(out), _Reader(input_name, calib.samples, batch),
                 quant_format=QuantFormat.QDQ if spec["format"] == "QDQ" else
@@ -441,7 +504,7 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
                 activation_type=getattr(QuantType, spec["activation"]),
                 weight_type=QuantType.QInt8, nodes_to_exclude=[*forced, *exclude],
                 calibrate_method=getattr(CalibrationMethod, _ORT_METHODS[method]),
-                extra_options=extra, calibration_cache_path=cache, reduce_range=reduce_range)
+                extra_options=options, calibration_cache_path=cache, reduce_range=reduce_range)
 
         on_step(f"quantizing ({plan})")
         full = tmp / "int8.onnx"
@@ -451,7 +514,8 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
             raise ExportError(f"ONNX Runtime quantization failed: {type(exc).__name__}: "
                               f"{str(exc)[:300]}", hint="try --calib-method minmax, or "
                               "--keep-float with the failing op kind") from exc
-        result = OrtQuantResult(plan, method, reduce_range=reduce_range, findings=findings)
+        result = OrtQuantResult(plan, method, reduce_range=reduce_range, findings=findings,
+                                mixed=mixed)
         sites = [n.name for n in pre_model.graph.node
                  if (ops is None or n.op_type in ops) and n.name not in forced]
         result.sites = len(sites) + len(forced)
@@ -464,19 +528,29 @@ def quantize_onnx_file(path: Path, input_name: str, calib: CalibrationSet, holdo
                     f"(all-int8 cosine {result.cosine_all_int8:.4f} < {config.min_cosine})")
             probe = tmp / "probe.onnx"
 
-            def cosine_with(exclude: list[str]) -> float:
-                quantize(exclude, probe)
+            def cosine_with(picked: list[str]) -> float:
+                if mixed == "int16":
+                    quantize([], probe, int16=picked)
+                else:
+                    quantize(picked, probe)
                 return _holdout_cosine(probe, input_name, holdout, batch, reference)
 
             def keep(names: list[str], cos: float) -> None:
                 shutil.copyfile(probe, full)  # the accepted set's model, already quantized
 
-            choice = choose_float_sites(
-                sites, _neighbourhoods(pre_model, sites), cosine_with,
-                result.cosine_all_int8, config.min_cosine, on_chosen=keep)
+            around = {s: [s] for s in sites} if mixed == "int16" else \
+                _neighbourhoods(pre_model, sites)
+            choice = choose_float_sites(sites, around, cosine_with, result.cosine_all_int8,
+                                        config.min_cosine, on_chosen=keep)
             result.sensitivity, chosen, why = choice.sensitivity, choice.chosen, choice.reasons
             if choice.cosine is not None:
                 result.cosine_final = choice.cosine
+            if mixed == "int16":
+                gain = {row["site"]: row["cosine_gain"] for row in choice.sensitivity}
+                result.int16_nodes, chosen, why = chosen, [], {}
+                result.int16_reasons = {
+                    n: f"sensitivity: hold-out logit cosine +{gain[n]:.4g} with its "
+                       "activations int16" for n in result.int16_nodes}
         result.excluded_nodes, result.forced_nodes = chosen, forced
         result.float_reasons = {**reasons, **why}
         model = onnx.load(str(full))

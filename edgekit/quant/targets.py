@@ -273,7 +273,7 @@ class OnnxInt8:
         plan = str(config.extra.get("ort_plan", DEFAULT_ORT_PLAN))
         speed, kept_int8 = speed_plan(self.int8_speed, config)
         result = quantize_onnx_file(file, input_name, calib, holdout, batch, config, plan,
-                                    on_step, float_kinds=speed)
+                                    on_step, float_kinds=speed, mixed=config.mixed)
         return {"quantizer": "onnxruntime quantize_static", "int8_plan": config.plan,
                 "int8_isa": config.isa, "float_for_speed": speed,
                 "int8_for_speed": kept_int8, **result.details()}

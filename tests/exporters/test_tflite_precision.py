@@ -103,7 +103,7 @@ def test_w8_default_is_weight_only_int8(fp32_tflite, reference, tmp_path):
     golden, ref = reference
     out = tmp_path / "w8.tflite"
     details = quantize_tflite(fp32_tflite["fp32"], out, "w8")
-    assert details["recipe"] == W8_RECIPE == "weight_only_wi8_afp32"
+    assert details["quantizer_recipe"] == W8_RECIPE == "weight_only_wi8_afp32"
     assert weight_types(out) == {"CONV_2D": {"INT8": 2}, "DEPTHWISE_CONV_2D": {"INT8": 1},
                                  "FULLY_CONNECTED": {"INT8": 3}}
     assert op_histogram(out)["DEQUANTIZE"] == 6  # int8 weight → DEQUANTIZE → fp32 op
