@@ -157,8 +157,9 @@ def fullsize(models: list[str], work: Path, arm: bool, rounds: int) -> None:
 
 
 def _refusal(row: dict[str, Any]) -> str:
+    """The CLI's reason, its first clause (the README's precision section has the rest)."""
     text = str(row["refused"]).split(": ", 2)[-1].split(" Fix:")[0]
-    return f"refused: {text[:90]}"
+    return "refused: " + text.split(" (")[0].split("; ")[0].rstrip(".")
 
 
 def render_accuracy(rows: list[dict[str, Any]]) -> str:
@@ -239,6 +240,8 @@ def render_fastest(rows: list[dict[str, Any]]) -> str:
                 top = min(have, key=lambda r: r[metric])
                 fp32 = next((r[metric] for r in have if r["variant"] == "fp32"), None)
                 ratio = f", {fp32 / top[metric]:.2f}× fp32" if fp32 else ""
+                if fp32 and fp32 / top[metric] < 1.05:
+                    return f"fp32 (no mode is 5 % faster; best {top['variant']}{ratio})"
                 return f"{top['variant']} ({top[metric] / scale:.2f} {unit}{ratio})"
 
             lines.append(f"| {model} | {fmt} | {best('latency_ms', 'ms', 1, mine)} | "

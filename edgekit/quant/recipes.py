@@ -185,12 +185,12 @@ class RewriteFile(Recipe):
 class CoreMLPrecision(Recipe):
     """Core ML: the converter's compute precision (fp16 also stores fp16 weights)."""
 
-    how = "coremltools compute_precision=FLOAT16 (fp16 weights and activations)"
-    compute_precision = "fp16"
-
     def __init__(self, format: str, mode: str) -> None:
         super().__init__(format)
         self.mode = mode  # type: ignore[misc]
+        self.compute_precision = mode  # type: ignore[misc]
+        self.how = (f"coremltools compute_precision={mode.upper().replace('FP', 'FLOAT')} "  # type: ignore[misc]
+                    f"({mode} weights and activations)")
 
 
 class TFLitePrecision(Recipe):
