@@ -1,7 +1,7 @@
 """The export pipeline, one direction:
 
-source ─► deploy passes ─► [calibrate ─► quantize (int8: quant/targets.py; int-only:
-intonly/)] ─► export (per format) ─► golden I/O ─► validate in runtime ─► artifact
+source ─► deploy passes ─► per format, its recipe for --quant (quant/recipes.py: setup once
+per request, before_export, export, after_export) ─► golden I/O ─► validate in runtime ─► artifact
 
 The reference outputs come from the *source* model before any pass, so validation measures the
 whole chain (passes + converter + runtime) against timm fp32.
@@ -66,6 +66,8 @@ WHY_NO_DYNAMIC_BATCH: dict[str, str] = {
               "yet (export one model per batch with --batch N)",
     "ekr": "the .ekr runtime plans its arena for one static batch",
 }
+
+
 @dataclass(frozen=True)
 class ExportRequest:
     model: Any  # a timm name, 'module:function', a Fashion-MNIST config, or an nn.Module
