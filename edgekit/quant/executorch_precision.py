@@ -30,7 +30,9 @@ GEMM with a dequantized weight is read as static int8 and refused ("Expected act
 dequant node"), and its dequantize would be left to the portable kernels. Quantized: linear and
 2D non-depthwise conv. Stays fp32: depthwise conv (ConvolutionConfig: "XNNPACK only supports
 standard 2D convolutions for dynamic quantization"; a 1-input-channel conv counts as depthwise),
-conv1d, activation × activation matmuls (BMMConfig: fp32 only), GEMMs whose weight is computed.
+conv1d, activation × activation matmuls (BMMConfig: fp32 only), GEMMs whose weight is computed,
+and by default the stem's shallow spatial convs: a conv's input gets one range per image, and
+on trained models those convs alone took the min logit cosine under 0.999.
 
 w8a16: refused (`W8A16_REFUSAL`).
 """
@@ -89,8 +91,15 @@ W8_FP32_WHY: dict[str, str] = {
     "not_annotated": "XNNPACKQuantizer's dynamic config left it unannotated",
     "keep_fp32_conv": "asked (keep_fp32 conv)",
     "keep_fp32_linear": "asked (keep_fp32 linear)",
+    "keep_fp32_shallow_conv": (
+        "a shallow spatial conv (kh × kw > 1, in_channels/groups × kh × kw ≤ 144: the stem's "
+        "first convs). XNNPACK quantizes a conv's input with one range per image, and these "
+        "cost the most logit cosine (trained fmnist models in the ExecuTorch runtime, min over "
+        "32 test images, all int8 → these fp32: EfficientFormer 0.9982 → 0.99995, FastViT "
+        "0.9992 → 0.9996, LeViT 0.9991 → 0.9999)"),
 }
-W8_KINDS = ("conv", "linear")  # what keep_fp32 takes
+W8_KINDS = ("conv", "linear", "shallow_conv")  # what keep_fp32 takes
+SHALLOW_CONV_DEPTH = 144  # multiply-adds per output value, at most
 
 W8A16_REFUSAL = (
     "ExecuTorch's XNNPACK backend has no int16 activations: its delegate schema has no 16-bit "
@@ -259,15 +268,16 @@ def _check_fp16_range(model: nn.Module, half: nn.Module, wrapped: nn.Module,
 # ------------------------------------------------------------------------------------------ w8
 
 def prepare_w8(model: nn.Module, example: torch.Tensor, *,
-               keep_fp32: tuple[str, ...] = ()) -> tuple[nn.Module, dict[str, Any]]:
+               keep_fp32: tuple[str, ...] = ("shallow_conv",)
+               ) -> tuple[nn.Module, dict[str, Any]]:
     """PT2E with XNNPACKQuantizer's dynamic per-channel config: (converted module, details).
 
     No calibration: a dynamic activation gets its range at run time (the one forward over
     `example` only runs the placeholder observers). Conv → ReLU, which the quantizer's dynamic
     patterns skip (its conv_relu pattern is static-only), is annotated here as the conv alone.
-    `keep_fp32` kinds ("conv", "linear") stay fp32: XNNPACK quantizes a conv's input with one
-    range per image, coarser than a linear's per row (trained fmnist_levit: cosine min 0.9990
-    → 0.9995 with its convs fp32).
+    `keep_fp32` kinds stay fp32: "shallow_conv" (default; W8_FP32_WHY says why), "conv" (every
+    conv: XNNPACK quantizes a conv's input with one range per image, coarser than a linear's
+    per row), "linear". `keep_fp32=()` quantizes everything XNNPACK can.
     """
     bad = sorted(set(keep_fp32) - set(W8_KINDS))
     if bad:
@@ -306,6 +316,7 @@ def prepare_w8(model: nn.Module, example: torch.Tensor, *,
         "quantizer": "PT2E XNNPACKQuantizer get_symmetric_quantization_config("
                      "is_per_channel=True, is_dynamic=True)",
         "calibration": "none (activation ranges are computed per inference)",
+        "keep_fp32": list(keep_fp32),
         "int8_weights": dict(int8.most_common()),
         "int8_weight_elements": sum(n for _, why, n in sites if why is None),
         "fp32_weight_elements": sum(n for _, why, n in sites if why is not None),
@@ -380,8 +391,21 @@ def _drop_unsupported(gm: torch.fx.GraphModule, keep_fp32: tuple[str, ...] = ())
 
     for node in gm.graph.nodes:
         if _kind(node) is not None and _annotated(node) \
-                and (_w8_refusal(node) is not None or _kind(node) in keep_fp32):
+                and (_w8_refusal(node) is not None or _kept(node, keep_fp32) is not None):
             del node.meta[Q_ANNOTATION_KEY]
+
+
+def _kept(node: Any, keep_fp32: tuple[str, ...]) -> str | None:
+    """The keep_fp32 entry that keeps this GEMM node fp32, if any."""
+    kind = _kind(node)
+    if kind in keep_fp32:
+        return kind
+    if kind == "conv" and "shallow_conv" in keep_fp32:
+        val = getattr(node.args[1], "meta", {}).get("val")
+        if val is not None and math.prod(val.shape[2:]) > 1 \
+                and math.prod(val.shape[1:]) <= SHALLOW_CONV_DEPTH:
+            return "shallow_conv"
+    return None
 
 
 def _annotated(node: Any) -> bool:
@@ -433,8 +457,9 @@ def _w8_sites(prepared: torch.fx.GraphModule, keep_fp32: tuple[str, ...] = ()
         weight = node.args[1]
         int8 = kind in ("linear", "conv") and isinstance(weight, torch.fx.Node) \
             and observed(weight)
+        kept = None if int8 else _kept(node, keep_fp32)
         why = None if int8 else (_w8_refusal(node) or (
-            f"keep_fp32_{kind}" if kind in keep_fp32 else "not_annotated"))
+            f"keep_fp32_{kept}" if kept else "not_annotated"))
         name = op_name(node.target)
         if kind == "conv" and why == "dwconv":
             name = "dwconv"

@@ -188,12 +188,14 @@ def test_w8_int8_weights_dynamic_activations_on_xnnpack(tmp_path):
     model = tiny_hybrid().eval()
     x = _inputs()
     quantized, details = prepare_w8(model, x[:1])
-    # stem conv, pointwise conv, qkv, proj, head: int8; the 7×7 depthwise conv and the two
-    # attention matmuls (activation × activation) stay fp32, each with XNNPACK's reason
-    assert details["int8_weights"] == {"linear": 3, "conv2d": 2}
+    # pointwise conv, qkv, proj, head: int8; the 7×7 depthwise conv and the two attention
+    # matmuls (activation × activation) stay fp32, each with XNNPACK's reason, and the 3×3 stem
+    # conv on the image (27 multiply-adds per output) by default
+    assert details["int8_weights"] == {"linear": 3, "conv2d": 1}
     kept = details["kept_fp32"]
     assert kept["dwconv"]["count"] == 1 and "depthwise" in kept["dwconv"]["why"]
     assert kept["matmul"]["count"] == 2
+    assert kept["keep_fp32_shallow_conv"]["count"] == 1
     assert details["int8_weight_elements"] > 10 * details["fp32_weight_elements"]
     assert details["simulated_cosine"] >= 0.999
     pte, delegation = _export(quantized, x[:1], tmp_path / "w8")
@@ -215,7 +217,7 @@ def test_w8_quantizes_conv_before_relu_and_grouped_conv(tmp_path):
     # prepare_w8 annotates the conv alone. tiny_convnet: conv-BN-ReLU stem, a groups=4 conv.
     model = tiny_convnet().eval()
     x = _inputs()
-    quantized, details = prepare_w8(model, x[:1])
+    quantized, details = prepare_w8(model, x[:1], keep_fp32=())
     assert details["int8_weights"] == {"linear": 2, "conv2d": 2}
     assert details["kept_fp32"] == {}
     pte, delegation = _export(quantized, x[:1], tmp_path)
@@ -223,6 +225,18 @@ def test_w8_quantizes_conv_before_relu_and_grouped_conv(tmp_path):
     with torch.no_grad():
         reference = model(x).numpy()
     assert min_cosine(_run(pte, x), reference) >= 0.999
+
+
+def test_w8_keep_fp32_kinds():
+    model = tiny_hybrid().eval()
+    x = _inputs(n=1)
+    _, details = prepare_w8(model, x, keep_fp32=("conv",))
+    assert details["int8_weights"] == {"linear": 3}
+    assert details["kept_fp32"]["keep_fp32_conv"]["count"] == 2
+    _, details = prepare_w8(model, x, keep_fp32=("linear",))
+    assert details["int8_weights"] == {"conv2d": 2}
+    with pytest.raises(ValueError, match="keep_fp32 takes"):
+        prepare_w8(model, x, keep_fp32=("dwconv",))
 
 
 @pytest.mark.slow  # ~40 s per mode: ExecuTorch's lowering of timm's LeViT
