@@ -232,7 +232,7 @@ class ExecuTorchFp16(Recipe):
                       ) -> Prepared:
         from edgekit.quant.executorch_precision import prepare_fp16
 
-        half, details = prepare_fp16(module)
+        half, details = prepare_fp16(module, ctx.example)
         return Prepared(half, details=details)
 
 
@@ -361,15 +361,23 @@ class Int8(Recipe):
 
 # ------------------------------------------------------------------------------------ int-only
 
-class IntegerGraph(Recipe):
-    """edgekit's I-ViT integer graph, written bit for bit (.onnx with integer ops, .ekr)."""
-
+class _IntegerOnly(Recipe):
     mode = "int-only"
-    how = "edgekit's integer graph (I-ViT shift arithmetic), bit-exact with its reference"
     no_dynamic_batch = "the integer graph is planned for a static batch"
 
     def setup(self, ctx: RequestContext) -> None:
         ctx.calibration()
+
+    @staticmethod
+    def calibration_used(ctx: RequestContext) -> dict[str, Any]:
+        cal = ctx.calibration()
+        return {"calibration": {"set": cal.calib.name, "samples": len(cal.calib)}}
+
+
+class IntegerGraph(_IntegerOnly):
+    """edgekit's I-ViT integer graph, written bit for bit (.onnx with integer ops, .ekr)."""
+
+    how = "edgekit's integer graph (I-ViT shift arithmetic), bit-exact with its reference"
 
     def export(self, ctx: RequestContext, prepared: Prepared, trace: Any,
                options: ExportOptions, out_dir: Path) -> ExportResult:
@@ -383,8 +391,7 @@ class IntegerGraph(Recipe):
 
     def after_export(self, ctx: RequestContext, file: Path, result: ExportResult
                      ) -> dict[str, Any]:
-        cal = ctx.calibration()
-        return {"calibration": {"set": cal.calib.name, "samples": len(cal.calib)},
+        return {**self.calibration_used(ctx),
                 "scheme": "int8 weights per channel, int8 activations per tensor (absmax or "
                           "percentile), int32 accumulators, dyadic requantization, "
                           "shift-based non-linears",
@@ -396,13 +403,11 @@ class IntegerGraph(Recipe):
         return (ctx.reference if reference is None else reference), integer["exact"]
 
 
-class TFLiteFullInteger(Recipe):
+class TFLiteFullInteger(_IntegerOnly):
     """The target's own integer kernels (TFLite full integer for NPUs and MCUs): judged against
     fp32 like int8, not bit-exact with edgekit's integer graph."""
 
-    mode = "int-only"
     how = "litert-torch fp32, ai-edge-quantizer static_wi8_ai8, integer I/O"
-    no_dynamic_batch = "the integer graph is planned for a static batch"
 
     def check(self, req: Any) -> None:
         method = req.quant_config.calib_method if req.quant_config else "auto"
@@ -414,9 +419,6 @@ class TFLiteFullInteger(Recipe):
             raise UsageError("--finetune-steps fine-tunes edgekit's integer graph (onnx, ekr); "
                              "a tflite int-only file uses TFLite's own integer kernels",
                              hint="export --to tflite without --finetune-steps, or --to onnx,ekr")
-
-    def setup(self, ctx: RequestContext) -> None:
-        ctx.calibration()
 
     def export(self, ctx: RequestContext, prepared: Prepared, trace: Any,
                options: ExportOptions, out_dir: Path) -> ExportResult:
@@ -431,8 +433,7 @@ class TFLiteFullInteger(Recipe):
 
     def after_export(self, ctx: RequestContext, file: Path, result: ExportResult
                      ) -> dict[str, Any]:
-        cal = ctx.calibration()
-        return {"calibration": {"set": cal.calib.name, "samples": len(cal.calib)},
+        return {**self.calibration_used(ctx),
                 "scheme": "int8 activations per tensor, int8 weights per channel, int32 "
                           f"biases, integer I/O ({ctx.req.integer_io}); the target's integer "
                           "kernels",

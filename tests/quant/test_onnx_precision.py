@@ -170,7 +170,9 @@ PROBED = ("Conv", "MatMul", "Gemm", "Add", "Mul", "Relu", "HardSwish", "Sigmoid"
           "Reshape", "Transpose", "Concat")
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64", reason="the x86_64 table is checked here")
+@pytest.mark.skipif(platform.machine() != "x86_64",
+                    reason="probes the installed onnxruntime's x86_64 fp16 kernels: needs an "
+                           "x86_64 host")
 def test_fp16_kernel_table_is_what_this_onnxruntime_does():
     """The measurement behind FP16_COMPUTE_OPS / ORT_CPU_NO_FP16_OPS, redone for the installed
     onnxruntime: a one-node fp16 model gets Casts (InsertCastTransformer) around it exactly
