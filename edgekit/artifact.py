@@ -1,5 +1,6 @@
-"""Artifact = a directory `<model>.<quant>.<format>/` with the model file, manifest.json and
-golden.npz. Everything downstream of export (validate, inspect, bench, report) reads only this."""
+"""Artifact = a directory `<model>.<quant>.<format>/` with the model file, manifest.json,
+golden.npz and (ONNX, TFLite) layers.json, the source module of every op. Everything downstream
+of export (validate, inspect, bench, profile, diff, report) reads only this."""
 
 from __future__ import annotations
 

@@ -750,6 +750,72 @@ def run_cmd(artifact_dir: Path, input_path: Path, device: str, out: Path | None,
                    + (f"; written to {out}" if out else ""))
 
 
+def _emit_layer_result(result: dict[str, Any], text: str, out: Path | None,
+                       html_out: Path | None, as_json: bool) -> None:
+    """profile / diff: the JSON to --out, the report page to --html, then JSON or text."""
+    if out:
+        out.write_text(json.dumps(_jsonable(result), indent=1))
+    if html_out:
+        from edgekit.report import render_html
+
+        render_html([result], html_out)
+        click.echo(f"wrote {html_out}", err=True)
+    if as_json:
+        _emit_json(result)
+    else:
+        click.echo(text)
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--device", default="local", show_default=True,
+              help="local, ssh://user@host, adb://SERIAL or qemu://CPU (emulated: shares and "
+                   "instruction counts, never speed)")
+@click.option("--runs", type=int, default=20, show_default=True,
+              help="Profiled runs (and as many unprofiled ones for the end-to-end median).")
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--threads", type=int, default=None, help="Runtime threads (default: runtime's).")
+@click.option("--top", type=int, default=10, show_default=True, help="Rows per table.")
+@click.option("--timeout", type=float, default=1800.0, show_default=True)
+@click.option("--html", "html_out", type=click.Path(path_type=Path), default=None)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the JSON.")
+@click.option("--json", "as_json", is_flag=True)
+def profile(artifact: Path, device: str, runs: int, warmup: int, threads: int | None, top: int,
+            timeout: float, html_out: Path | None, out: Path | None, as_json: bool) -> None:
+    """Per-op time from the runtime's own profiler, each op tied to its PyTorch module; grouped
+    by block and by op type, with the per-op sum checked against the end-to-end median."""
+    from edgekit.layers.profile import profile_artifact, render_text
+
+    result = profile_artifact(artifact, device, runs=runs, threads=threads, warmup=warmup,
+                              timeout=timeout)
+    _emit_layer_result(result, render_text(result, top), out, html_out, as_json)
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--against", default="torch", show_default=True,
+              help="torch (the timm fp32 model rebuilt from the manifest) or another "
+                   "artifact's directory (int8 vs fp32, TFLite vs ONNX)")
+@click.option("--inputs", default="auto", show_default=True,
+              help="golden, photos (the golden set's in-distribution part), a folder of "
+                   "images, or auto (photos for calibrated modes, else golden)")
+@click.option("--threshold", type=float, default=None,
+              help="Cosine under which a layer fails (default: the mode's validation bar).")
+@click.option("--top", type=int, default=10, show_default=True)
+@click.option("--html", "html_out", type=click.Path(path_type=Path), default=None)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the JSON.")
+@click.option("--json", "as_json", is_flag=True)
+def diff(artifact: Path, against: str, inputs: str, threshold: float | None, top: int,
+         html_out: Path | None, out: Path | None, as_json: bool) -> None:
+    """Per-layer cosine / SQNR / max-abs of an artifact's intermediate tensors against the
+    PyTorch model (forward hooks) or another artifact, matched by module path; names the
+    first layer under the threshold."""
+    from edgekit.layers.diff import diff_artifact, render_text
+
+    result = diff_artifact(artifact, against, inputs, threshold)
+    _emit_layer_result(result, render_text(result, top), out, html_out, as_json)
+
+
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--html", "html_out", type=click.Path(path_type=Path), default=None)

@@ -34,6 +34,13 @@ from edgekit.artifact import (
 from edgekit.errors import EdgekitError, ExportError, UsageError
 from edgekit.exporter import COMPANIONS, EXPORTERS, FORMAT_COMPANIONS, ExportOptions
 from edgekit.fsutil import atomic_directory, child_path, safe_component
+from edgekit.layers.modules import (
+    LAYER_RECORDERS,
+    LAYERS_NAME,
+    LayerMap,
+    LayerRecorder,
+    module_table,
+)
 from edgekit.quant.config import QuantConfig
 from edgekit.quant.modes import MODES
 from edgekit.quant.recipes import (
@@ -211,11 +218,13 @@ def export_model(req: ExportRequest, on_step: Callable[[str], None] = lambda s: 
     reference = ref.detach().float().numpy()
 
     model = source.model
+    source_modules = module_table(model)  # before the passes: the paths the user knows
     names = DEFAULT_PASSES if req.reparam else NO_REPARAM_PASSES
     check = torch.cat([golden[:1], golden[-1:]])
     passes = DeployPipeline(names).run(model, check, on_pass=lambda p: on_step(f"pass {p}"))
     flops = _count_flops(model, golden[: req.batch])
     ctx = RequestContext(req, source, golden, reference, check, model, on_step)
+    ctx.source_modules = source_modules
     recipes = {fmt: recipe_for(req.quant, fmt) for fmt in req.formats}
     for recipe in recipes.values():  # request-level work (calibration) fails before any file
         recipe.setup(ctx)
@@ -276,6 +285,8 @@ def _export_format(fmt: str, recipe: Recipe, ctx: RequestContext, final: Path,
                 exc.message += (f"; ops without a {fmt} lowering: " + ", ".join(
                     f"{op}×{n}" for op, n in support.unsupported.items()))
             raise
+        recorder = LAYER_RECORDERS.get(fmt) if fmt in LAYER_RECORDERS else None
+        layer_snapshot = recorder.snapshot(tmp / result.file) if recorder else None
         quant_details = {"mode": req.quant, "recipe": f"{req.quant}/{fmt}",
                          "how": recipe.how, **prepared.details,
                          **recipe.after_export(ctx, tmp / result.file, result)}
@@ -287,6 +298,10 @@ def _export_format(fmt: str, recipe: Recipe, ctx: RequestContext, final: Path,
             info = COMPANIONS.get(kind).write(str(tmp / result.file))  # our fresh file
             companions.append({**info, "sha256": sha256_path(tmp / info["file"]),
                                "size_bytes": _size(tmp / info["file"])})
+        layers = None
+        if recorder is not None:
+            on_step(f"mapping {fmt} ops to modules")
+            layers = _record_layers(fmt, recorder, tmp, result.file, layer_snapshot, ctx)
         golden_in = golden.numpy()
         if result.inputs[0].layout == "NHWC":
             golden_in = np.ascontiguousarray(golden_in.transpose(0, 2, 3, 1))
@@ -307,6 +322,7 @@ def _export_format(fmt: str, recipe: Recipe, ctx: RequestContext, final: Path,
                       "support": support.to_dict(),
                       **({"companions": companions} if companions else {}),
                       **({"companions_skipped": skipped} if skipped else {}),
+                      **({"layers": layers} if layers else {}),
                       "quantization": quant_details},
             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), flops=flops)
         (tmp / MANIFEST_NAME).write_text(manifest.to_json())
@@ -320,6 +336,18 @@ def _export_format(fmt: str, recipe: Recipe, ctx: RequestContext, final: Path,
             (tmp / MANIFEST_NAME).write_text(manifest.to_json())
     return ExportOutcome(Artifact(final, manifest), time.perf_counter() - started,
                          [*passes, *format_passes])
+
+
+def _record_layers(fmt: str, recorder: LayerRecorder, art_dir: Path, file: str,
+                   snapshot: Any, ctx: RequestContext) -> dict[str, Any]:
+    """layers.json: the source module of every op (edgekit profile / diff read it); the
+    manifest's summary of it."""
+    source = ctx.source_modules
+    deployed = module_table(ctx.model)
+    ops, counts = recorder.record(art_dir / file, snapshot, set(source) | set(deployed))
+    LayerMap(fmt, recorder.key, ops, source,
+             tuple(p for p in deployed if p not in source), counts).save(art_dir)
+    return {"file": LAYERS_NAME, "key": recorder.key, "ops": len(ops), "resolved": counts}
 
 
 # tests and benches use the calibration split directly

@@ -51,7 +51,7 @@ def test_export_validate_inspect_round_trip(tmp_path):
     art = tmp_path / "tiny_convnet.fp32.onnx"
     assert row["artifact"] == str(art.resolve()) and row["validated"]
     assert sorted(p.name for p in art.iterdir()) == [
-        "golden.npz", "manifest.json", "model.onnx", "model.ort",
+        "golden.npz", "layers.json", "manifest.json", "model.onnx", "model.ort",
         "model.required_operators_and_types.config"]
     assert row["passes"]["fold_batchnorm"] == 2 and row["passes"]["fold_layerscale"] == 1
 

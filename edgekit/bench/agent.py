@@ -80,6 +80,16 @@ class LiteRtSession:
         self.outs = [(d["index"], d["quantization"]) for d in self.interp.get_output_details()]
         self._fed = (None, None)  # int8-I/O files: the quantized copy of the last input
 
+    def prepare(self, x):
+        """The input as the model takes it (integer-I/O models: quantized)."""
+        import numpy as np
+
+        if self.in_q[0] and x.dtype != self.in_dtype:
+            info = np.iinfo(self.in_dtype)
+            q = np.round(x / self.in_q[0]) + self.in_q[1]
+            return np.clip(q, info.min, info.max).astype(self.in_dtype)
+        return x
+
     def run(self, x):
         import numpy as np
 
@@ -413,6 +423,26 @@ def write_outputs(art_dir, threads, out_path, inputs_path=None, batch=None, file
                       "inputs": int(len(x_all)), "machine": platform.machine()}))
 
 
+def profile(art_dir, threads, runs, warmup, batch=None):
+    """--profile: the runtime's per-op profile (agent_profile.py, shipped beside this file)."""
+    import agent_profile  # noqa: PLC0415 - device-side, next to agent.py
+
+    tg = Target(art_dir, threads, batch)  # includes one warm-up run
+    profiler = agent_profile.PROFILERS.get(tg.runtime)
+    if profiler is None:
+        raise SystemExit(f"no per-op profiler for {tg.runtime} in this agent (profiles: "
+                         f"{', '.join(sorted(agent_profile.PROFILERS))})")
+    tg.timed(warmup)
+    end_to_end = tg.timed(runs)
+    x = tg.session.prepare(tg.x) if hasattr(tg.session, "prepare") else tg.x
+    path = os.path.join(art_dir, model_file(tg.manifest, None))
+    result = profiler(path, threads, x, runs, warmup)
+    print(json.dumps({"runtime": tg.runtime, "runtime_version": tg.session.version,
+                      "machine": platform.machine(), "threads": threads or None,
+                      "batch": tg.batch, "runs": runs, "artifact_sha256": tg.sha256,
+                      "end_to_end_ms": end_to_end, **result}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--artifact", action="append", required=True)
@@ -436,6 +466,10 @@ def main():
     ap.add_argument("--inputs", default=None, help="with --outputs: a .npy batch to run")
     ap.add_argument("--model-file", default=None,
                     help="with --outputs: run a companion file the manifest lists (model.ort)")
+    ap.add_argument("--profile", type=int, default=None, metavar="RUNS",
+                    help="per-op profile of the one artifact (agent_profile.py): RUNS "
+                         "unprofiled runs for the end-to-end median, then RUNS profiled "
+                         "runs; print one JSON line and exit")
     ap.add_argument("--batch", type=int, default=None,
                     help="images per run: a dynamic-batch artifact's size (default 1), or its "
                          "static batch")
@@ -443,6 +477,9 @@ def main():
     if args.outputs is not None:
         write_outputs(args.artifact[0], args.threads, args.outputs, args.inputs, args.batch,
                       args.model_file)
+        return
+    if args.profile is not None:
+        profile(args.artifact[0], args.threads, args.profile, args.warmup, args.batch)
         return
     if args.count_runs is not None:
         tg = Target(args.artifact[0], args.threads, args.batch)  # includes one warm-up run

@@ -29,6 +29,8 @@ from urllib.parse import urlparse
 from edgekit.errors import EdgekitError, UsageError
 
 AGENT = Path(__file__).with_name("agent.py")
+# Shipped beside the agent: the per-op profilers of its --profile mode.
+AGENT_PROFILER = Path(__file__).with_name("agent_profile.py")
 RESULT_BEGIN, RESULT_END, PARTIAL = "EDGEKIT-RESULT-BEGIN", "EDGEKIT-RESULT-END", "EDGEKIT-PARTIAL"
 
 
@@ -79,6 +81,42 @@ class BenchConfig:
         if self.batch:
             args += ["--batch", str(self.batch)]
         return args + list(self.extra_args)
+
+
+def profile_args(cfg: BenchConfig, art: str) -> list[str]:
+    """The agent's --profile mode: cfg.runs unprofiled then cfg.runs profiled runs."""
+    args = ["--artifact", art, "--profile", str(cfg.runs), "--warmup", str(cfg.warmup)]
+    if cfg.threads:
+        args += ["--threads", str(cfg.threads)]
+    if cfg.batch:
+        args += ["--batch", str(cfg.batch)]
+    return args
+
+
+def parse_profile(out: str, err: str, code: int | None, device: str) -> dict[str, Any]:
+    """The agent's --profile JSON line, or a DeviceError with the device's own message."""
+    got = _agent_json(out, err, code, f"profiling on {device} failed",
+                      "`edgekit bench` on the same device checks the runtime runs the "
+                      "artifact at all")
+    if not isinstance(got.get("ops"), list) or not isinstance(got.get("end_to_end_ms"), list):
+        raise DeviceError(f"the profile {device} printed has no ops/end_to_end_ms",
+                          hint="the device's agent is older than this edgekit: rerun")
+    return got
+
+
+def _agent_json(out: str, err: str, code: int | None, failed: str, hint: str
+                ) -> dict[str, Any]:
+    """The last JSON line an agent mode printed, or a DeviceError ending with its stderr."""
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if code != 0 or not lines:
+        tail = (err.strip().splitlines() or [f"exit code {code}"])[-1]
+        raise DeviceError(f"{failed}: {tail[:400]}", hint=hint)
+    try:
+        got: dict[str, Any] = json.loads(lines[-1])
+    except json.JSONDecodeError as exc:
+        raise DeviceError(f"{failed}: its output is not JSON ({exc})",
+                          hint="rerun; a truncated line means the connection dropped") from None
+    return got
 
 
 def parse_agent_output(stdout: str) -> tuple[list[dict[str, Any]] | None,
@@ -195,6 +233,18 @@ class LocalCollector:
         return {"outputs": [np.asarray(v)[:n] for v in got.values()], "runtime": runtime,
                 "device": "local", "machine": platform.machine(), "emulated": False}
 
+    def profile(self, art: Path, cfg: BenchConfig) -> dict[str, Any]:
+        cmd = [sys.executable, str(AGENT), *profile_args(cfg, str(art.resolve()))]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=_agent_env())
+        out, err, timed_out = _stream(proc, cfg.timeout)
+        if timed_out:
+            raise DeviceError(f"profiling timed out after {cfg.timeout:.0f} s",
+                              hint="use fewer --runs or raise --timeout")
+        return {**parse_profile(out, err, proc.returncode, "local"), "device": "local",
+                "emulated": False}
+
     def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
         cmd = [sys.executable, str(AGENT), *cfg.agent_args([str(a.resolve()) for a in artifacts])]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -261,6 +311,7 @@ def _tar_payload(artifacts: list[Path], extra: dict[str, bytes] | None = None) -
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         tar.add(AGENT, arcname="agent.py")
+        tar.add(AGENT_PROFILER, arcname="agent_profile.py")
         for i, art in enumerate(artifacts):
             tar.add(art, arcname=f"a{i}", filter=_without_companions(art, f"a{i}"))
         for name, data in (extra or {}).items():
@@ -304,14 +355,9 @@ def read_outputs_npz(data: bytes, device: str) -> list[Any]:
 
 def _outputs_info(out: str, err: str, code: int, device: str) -> dict[str, Any]:
     """The agent's --outputs JSON line, or a DeviceError with the device's own message."""
-    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-    if code != 0 or not lines:
-        tail = (err.strip().splitlines() or [f"exit code {code}"])[-1]
-        raise DeviceError(f"the agent on {device} could not run the artifact: {tail[:400]}",
-                          hint="`edgekit bench --device` on the same device lists its "
-                               "runtimes; the artifact's runtime must be installed there")
-    info: dict[str, Any] = json.loads(lines[-1])
-    return info
+    return _agent_json(out, err, code, f"the agent on {device} could not run the artifact",
+                       "`edgekit bench --device` on the same device lists its runtimes; the "
+                       "artifact's runtime must be installed there")
 
 
 def _outputs_row(outputs: list[Any], info: dict[str, Any], device: str) -> dict[str, Any]:
@@ -449,6 +495,17 @@ class SshCollector:
                                   hint="check the remote temp dir")
             return _outputs_row(read_outputs_npz(got.stdout, self.device), info, self.device)
 
+    def profile(self, art: Path, cfg: BenchConfig) -> dict[str, Any]:
+        with self.remote_dir_with([art], cfg) as (remote_dir, _):
+            rdir = shlex.quote(remote_dir)
+            args = " ".join(shlex.quote(a) for a in profile_args(cfg, "a0"))
+            proc = self.run(f"cd {rdir} && timeout -k 5 {int(cfg.timeout)} "
+                            f"{shlex.quote(cfg.python)} agent.py {args}",
+                            timeout=cfg.timeout + 30)
+            return {**parse_profile(proc.stdout.decode(errors="replace"),
+                                    proc.stderr.decode(errors="replace"), proc.returncode,
+                                    self.device), "device": self.device, "emulated": False}
+
     def measure_native(self, tool: str, art: Path, cfg: BenchConfig) -> dict[str, Any]:
         from edgekit.bench.native import driver_for
 
@@ -529,6 +586,7 @@ class AdbCollector:
             raise DeviceError(f"cannot create {base} on {device}: {err.strip()}")
         try:
             self.push(AGENT, f"{base}/agent.py")
+            self.push(AGENT_PROFILER, f"{base}/agent_profile.py")
             for i, art in enumerate(artifacts):
                 self.push(art, f"{base}/a{i}")
             yield device, base
@@ -564,6 +622,15 @@ class AdbCollector:
             data = (Path(tmp) / "out.npz").read_bytes()
         return _outputs_row(read_outputs_npz(data, device), info, device)
 
+    def profile(self, art: Path, cfg: BenchConfig) -> dict[str, Any]:
+        with self.remote_dir_with([art]) as (device, base):
+            args = " ".join(shlex.quote(a) for a in profile_args(cfg, "a0"))
+            code, out, err = self.shell(f"cd {base} && timeout {int(cfg.timeout)} "
+                                        f"{cfg.python} agent.py {args}",
+                                        timeout=cfg.timeout + 30)
+            return {**parse_profile(out, err, code, device), "device": device,
+                    "emulated": False}
+
     def push(self, src: Path, dst: str) -> None:
         proc = self._adb("push", str(src), dst, timeout=600)
         if proc.returncode != 0:
@@ -590,6 +657,25 @@ class QemuCollector:
         run = run_outputs(dev, Artifact.open(art), x, timeout=cfg.timeout)
         return {"outputs": run.outputs, "runtime": run.runtime_version, "device": dev.url,
                 "machine": run.machine, "emulated": True}
+
+    def profile(self, art: Path, cfg: BenchConfig) -> dict[str, Any]:
+        """The runtime's aarch64 profiler under qemu: per-op shares of emulated time (not a
+        speed), and the whole model's guest instructions per inference (the counter sees no
+        op boundaries inside the runtime)."""
+        from edgekit.artifact import Artifact
+        from edgekit.qemu import QemuDevice
+        from edgekit.qemu.run import count_instructions, guest_profile
+
+        dev = QemuDevice.from_url(self.url)
+        artifact = Artifact.open(art)
+        try:
+            got = guest_profile(dev, artifact, runs=cfg.runs, warmup=min(cfg.warmup, 2),
+                                timeout=cfg.timeout)
+            count = count_instructions(dev, artifact, runs=max(1, min(cfg.runs, 3)),
+                                       timeout=cfg.timeout)
+        except DeviceError as exc:
+            raise DeviceError(exc.message, hint=exc.hint) from None
+        return {**got, "device": dev.url, "emulated": True, "instructions": count}
 
     def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:
         from edgekit.artifact import Artifact

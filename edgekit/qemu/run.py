@@ -233,6 +233,16 @@ def count_instructions(dev: QemuDevice, artifact: Artifact, runs: int = 3,
             "threads": 1}
 
 
+def guest_profile(dev: QemuDevice, artifact: Artifact, runs: int = 5, warmup: int = 1,
+                  timeout: float = 3600.0) -> dict[str, Any]:
+    """The agent's --profile mode on the emulated CPU (1 thread): the runtime's own profiler,
+    aarch64 build. Times are emulated: shares, never speed."""
+    from edgekit.bench.collectors import parse_profile
+
+    line = _guest(dev, artifact, ["--profile", str(runs), "--warmup", str(warmup)], timeout)
+    return parse_profile(line, "", 0, dev.url)
+
+
 def count_op_types(dev: QemuDevice, artifact: Artifact, runs: int = 2,
                    timeout: float = 3600.0) -> dict[str, float]:
     """Where an .ekr's instructions go: guest instructions per inference spent in each op type

@@ -77,6 +77,7 @@ class RequestContext:
         self.req, self.source, self.golden = req, source, golden
         self.reference, self.check, self.model, self.on_step = reference, check, model, on_step
         self._cache: dict[str, Any] = {}
+        self.source_modules: dict[str, str] = {}  # named_modules() before the deploy passes
 
     @property
     def example(self) -> Any:

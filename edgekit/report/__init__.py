@@ -1,5 +1,7 @@
 """`edgekit report`: bench results -> Markdown table and a self-contained HTML page with PNG
-plots (latency distribution per artifact, latency vs size, accuracy vs latency)."""
+plots (latency distribution per artifact, latency vs size, accuracy vs latency); `edgekit
+profile` results add a per-block latency bar chart each, `edgekit diff` results one
+cosine-by-depth line per artifact."""
 
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ def load_results(paths: list[Path]) -> list[dict[str, Any]]:
                              hint="pass files written by `edgekit bench --out`") from None
         data = data if isinstance(data, list) else [data]
         if not all(isinstance(r, dict) and "artifact" in r for r in data):
-            raise UsageError("not an edgekit bench results file", path=p,
-                             hint="pass files written by `edgekit bench --out`")
+            raise UsageError("not an edgekit bench, profile or diff results file", path=p,
+                             hint="pass files written by `edgekit bench|profile|diff --out`")
         rows.extend(data)
     if not rows:
         raise UsageError("no results in the given files", hint="run `edgekit bench` first")
@@ -44,7 +46,49 @@ def _label(r: dict[str, Any]) -> str:
     return name if dev == "local" else f"{name} @ {dev}"
 
 
+def kind_of(r: dict[str, Any]) -> str:
+    """bench row, `edgekit profile` result or `edgekit diff` result."""
+    if "by_block" in r and "rows" in r:
+        return "profile"
+    if "first_below" in r and "layers" in r:
+        return "diff"
+    return "bench"
+
+
 def render_markdown(rows: list[dict[str, Any]]) -> str:
+    profiles = [r for r in rows if kind_of(r) == "profile"]
+    diffs = [r for r in rows if kind_of(r) == "diff"]
+    rows = [r for r in rows if kind_of(r) == "bench"]
+    extra = "".join(_profile_markdown(p) for p in profiles) + \
+        "".join(_diff_markdown(d) for d in diffs)
+    return (_bench_markdown(rows) if rows else "") + extra
+
+
+def _profile_markdown(p: dict[str, Any], top: int = 5) -> str:
+    lines = [f"\n### Profile: {Path(p['artifact']).name} on {p['device']} ({p['runtime']})\n",
+             f"per-op sum {p['total_ms']:.3f} ms, end-to-end median "
+             f"{p['end_to_end_median_ms']:.3f} ms (gap {_f(p['gap'], '+.0%')})"
+             + (", emulated: shares only" if p.get("emulated") else "") + "\n",
+             "| block | ms | share | ops |", "| --- | --- | --- | --- |"]
+    lines += [f"| {b['block']} | {b['ms']:.3f} | {b['share']:.1%} | {b['ops']} |"
+              for b in p["by_block"][:top]]
+    lines += ["", "| op type | ms | share | ops |", "| --- | --- | --- | --- |"]
+    lines += [f"| {b['op']} | {b['ms']:.3f} | {b['share']:.1%} | {b['ops']} |"
+              for b in p["by_op_type"][:top]]
+    return "\n".join(lines) + "\n"
+
+
+def _diff_markdown(d: dict[str, Any], top: int = 5) -> str:
+    lines = [f"\n### Diff: {Path(d['artifact']).name} vs {d['against']}\n",
+             f"first layer under cosine {d['threshold']}: {d['first_below'] or 'none'}\n",
+             "| module | cosine | worst | SQNR dB | max abs |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['module'] or '(model)'} | {r['cosine']:.5f} | {r['cosine_worst']:.5f} | "
+              f"{r['sqnr_db']:.1f} | {r['max_abs']:.4g} |"
+              for r in sorted(d["layers"], key=lambda r: r["cosine"])[:top]]
+    return "\n".join(lines) + "\n"
+
+
+def _bench_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| artifact | device | runtime | median ms | p90 ms | p99 ms | cv | n | init ms | "
              "peak RSS MB | outputs | flags |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -119,7 +163,41 @@ def _plots(ok: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return plots
 
 
+def _layer_plots(profiles: list[dict[str, Any]], diffs: list[dict[str, Any]]
+                 ) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = []
+    for p in profiles:
+        blocks = p["by_block"][:15][::-1]
+        fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(blocks), 1) + 1.5))
+        ax.barh([b["block"] for b in blocks], [b["ms"] for b in blocks])
+        unit = "emulated ms (shares only)" if p.get("emulated") else "ms per inference"
+        ax.set_xlabel(f"{unit}, median of per-op profiler times")
+        ax.set_title(f"Per-block latency: {Path(p['artifact']).name} ({p['runtime']})")
+        plots.append((f"Per-block latency: {Path(p['artifact']).name}", _png(fig)))
+        plt.close(fig)
+    if diffs:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for d in diffs:
+            ax.plot([r["depth"] for r in d["layers"]], [r["cosine"] for r in d["layers"]],
+                    marker=".", label=Path(d["artifact"]).name)
+        ax.set_xlabel("layer (graph order)")
+        ax.set_ylabel("cosine vs reference")
+        ax.set_title("Cosine by depth")
+        ax.legend(fontsize=7)
+        plots.append(("Cosine by depth", _png(fig)))
+        plt.close(fig)
+    return plots
+
+
 def render_html(rows: list[dict[str, Any]], out: Path) -> None:
+    profiles = [r for r in rows if kind_of(r) == "profile"]
+    diffs = [r for r in rows if kind_of(r) == "diff"]
+    rows = [r for r in rows if kind_of(r) == "bench"]
     ok = [r for r in rows if r.get("status") == "ok"]
     table = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in (
         "artifact", "device", "runtime", "median ms", "p90 ms", "p99 ms", "cv", "n", "init ms",
@@ -141,7 +219,13 @@ def render_html(rows: list[dict[str, Any]], out: Path) -> None:
     table.append("</table>")
     figures = "".join(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
                       f"src='data:image/png;base64,{data}'>" for title, data in _plots(ok)) \
-        if ok else "<p>No successful results to plot.</p>"
+        if ok else ("<p>No successful results to plot.</p>" if rows else "")
+    figures += "".join(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
+                       f"src='data:image/png;base64,{data}'>"
+                       for title, data in _layer_plots(profiles, diffs))
+    if profiles or diffs:
+        figures += "<pre>" + html.escape("".join(_profile_markdown(p) for p in profiles)
+                                         + "".join(_diff_markdown(d) for d in diffs)) + "</pre>"
     fps = sorted({json.dumps({k: v for k, v in r.get("fingerprint", {}).items()
                               if k in ("device", "cpu_model", "cores", "os", "governor")})
                   for r in ok})
@@ -149,9 +233,10 @@ def render_html(rows: list[dict[str, Any]], out: Path) -> None:
 <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}th{{background:#eef}}
 tr.bad td{{background:#fdd}}img{{max-width:100%;display:block;margin:1em 0}}</style></head>
-<body><h1>edgekit latency report</h1><p>{len(ok)} result(s), {len(rows) - len(ok)} failure(s).
+<body><h1>edgekit report</h1><p>{len(ok)} result(s), {len(rows) - len(ok)} failure(s),
+{len(profiles)} profile(s), {len(diffs)} diff(s).
 Compare ratios within one run; absolute times on shared machines mean little.</p>
-{''.join(table)}{figures}<h2>Devices</h2><pre>{html.escape(chr(10).join(fps))}</pre>
+{''.join(table) if rows else ''}{figures}<h2>Devices</h2><pre>{html.escape(chr(10).join(fps))}</pre>
 </body></html>"""
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(page)

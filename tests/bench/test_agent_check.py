@@ -90,4 +90,5 @@ def test_the_device_payload_leaves_out_companion_files(tmp_path):
         "companions": [{"file": "model.ort", "operator_config": "model.required_ops.config"}]}}))
     with tarfile.open(fileobj=io.BytesIO(_tar_payload([art]))) as tar:
         names = sorted(tar.getnames())
-    assert names == ["a0", "a0/golden.npz", "a0/manifest.json", "a0/model.onnx", "agent.py"]
+    assert names == ["a0", "a0/golden.npz", "a0/manifest.json", "a0/model.onnx", "agent.py",
+                     "agent_profile.py"]

@@ -41,12 +41,9 @@ def test_markdown_and_html(results_file, tmp_path):
     assert "src='http" not in page and "src=\"http" not in page  # self-contained
 
 
-def test_html_renders_in_headless_chromium(results_file, tmp_path):
+def assert_renders_in_chromium(html, tmp_path) -> None:
+    """The page renders in headless Chromium to a screenshot with content (not blank)."""
     assert CHROMIUM, "chromium missing: scripts/bootstrap.sh installs Debian's chromium"
-    html = tmp_path / "report.html"
-    from edgekit.report import render_html
-
-    render_html(load_results([results_file]), html)
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                     "--no-first-run", "--disable-background-networking",
@@ -63,11 +60,19 @@ def test_html_renders_in_headless_chromium(results_file, tmp_path):
         assert colours is None or len(colours) > 20  # a page with content, not blank
 
 
+def test_html_renders_in_headless_chromium(results_file, tmp_path):
+    html = tmp_path / "report.html"
+    from edgekit.report import render_html
+
+    render_html(load_results([results_file]), html)
+    assert_renders_in_chromium(html, tmp_path)
+
+
 def test_bad_results_files(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text("{nope")
     with pytest.raises(UsageError, match="not a results JSON"):
         load_results([bad])
     bad.write_text(json.dumps([{"foo": 1}]))
-    with pytest.raises(UsageError, match="not an edgekit bench results"):
+    with pytest.raises(UsageError, match="not an edgekit bench, profile or diff results"):
         load_results([bad])
