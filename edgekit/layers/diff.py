@@ -64,19 +64,20 @@ def module_outputs(ops: list[tuple[str | None, list[str], list[str]]],
         for t in inputs:
             readers.setdefault(t, []).append(module)
     chosen: dict[str, str] = {}
-    order: list[str] = []
-    for module, _, outputs in ops:
+    made_at: dict[str, int] = {}
+    for i, (module, _, outputs) in enumerate(ops):
         if module is None:
             continue
         for scope in _ancestors(module):
-            if scope not in order:
-                order.append(scope)
             for t in outputs:
                 leaves = t in graph_outputs or any(not _scoped(r, scope)
                                                    for r in readers.get(t, []))
                 if leaves:
-                    chosen[scope] = t
-    return chosen, [m for m in order if m in chosen]
+                    chosen[scope], made_at[scope] = t, i
+    # graph order = where each module's output is made; nested modules that share an output
+    # tensor, innermost first
+    order = sorted(chosen, key=lambda m: (made_at[m], -len(_ancestors(m))))
+    return chosen, order
 
 
 # ------------------------------------------------------------------------------------- ONNX
@@ -342,6 +343,12 @@ def _capture(art: Artifact, x: np.ndarray) -> tuple[dict[str, np.ndarray], list[
         raise UsageError(f"edgekit diff reads {', '.join(INTERMEDIATES.list())} artifacts; "
                          f"this one is {fmt}", hint="export --to onnx or tflite to diff layers")
     layers = LayerMap.load(art.path)
+    if layers is None and fmt == "onnx":  # older artifact: the exporter's node metadata
+        from edgekit.layers.onnx_graph import load_graph, resolve
+
+        ops, counts = resolve(load_graph(art.model_path))
+        if counts["metadata"]:
+            layers = LayerMap("onnx", "onnx node", ops, {})
     if layers is None:
         raise UsageError(f"{art.path.name} has no layers.json (exported before edgekit "
                          "recorded which module each op came from)",
@@ -410,7 +417,8 @@ def render_text(d: dict[str, Any], top: int = 10) -> str:
     rows = d["layers"]
     lines = [f"{Path(d['artifact']).name} vs {d['against']} on {d['inputs']}: {d['compared']} "
              f"layers compared ({d['in_graph']} modules in the graph)",
-             f"  first layer under cosine {d['threshold']}: {d['first_below'] or 'none'}"]
+             f"  first layer under cosine {d['threshold']}: "
+             + ("none" if d["first_below"] is None else d["first_below"] or "the model output")]
     out = next((r for r in rows if r["module"] == ""), None)
     if out is not None:
         lines.append(f"  model output: cosine {out['cosine']:.5f} (worst input "
@@ -419,5 +427,5 @@ def render_text(d: dict[str, Any], top: int = 10) -> str:
     for r in sorted(rows, key=lambda r: r["cosine"])[:top]:
         kept = f"  [{r['kept']} in the artifact]" if r.get("kept") else ""
         lines.append(f"    {r['cosine']:.5f} / {r['cosine_worst']:.5f} {r['sqnr_db']:7.1f} "
-                     f"{r['max_abs']:10.4g}  {r['module'] or '(model)'}{kept}")
+                     f"{r['max_abs']:10.4g}  {r['module'] or '(model output)'}{kept}")
     return "\n".join(lines)

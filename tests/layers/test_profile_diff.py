@@ -116,21 +116,29 @@ def test_cli_json_contract_and_report(layer_artifacts, tmp_path):
     assert_renders_in_chromium(tmp_path / "r.html", tmp_path)
 
 
-def test_refusals_name_the_fix(layer_artifacts, tmp_path):
-    src = layer_artifacts["fp32/onnx"]
+def _without_layers(src: Path, tmp_path: Path) -> Path:
     copy = tmp_path / src.name
     shutil.copytree(src, copy)
     (copy / LAYERS_NAME).unlink()
+    return copy
+
+
+def test_refusals_name_the_fix(layer_artifacts, tmp_path):
+    # an int8 ONNX lost the exporter's node metadata to ORT: without layers.json, no modules
+    old_int8 = _without_layers(layer_artifacts["int8/onnx"], tmp_path)
     with pytest.raises(UsageError, match="no layers.json") as info:
-        diff_artifact(copy)
+        diff_artifact(old_int8)
     assert "re-export" in (info.value.hint or "")
-    # profiling still maps an fp32 ONNX from the file's own metadata
-    assert profile_artifact(copy, runs=2, warmup=1)["mapped_share"] == pytest.approx(1.0)
-    (copy / LAYERS_NAME).write_text("[1, 2")
+    assert profile_artifact(old_int8, runs=2, warmup=1)["module_coverage"] is None
+    # an fp32 ONNX still maps from the file's own metadata, for profile and diff alike
+    old_fp32 = _without_layers(layer_artifacts["fp32/onnx"], tmp_path)
+    assert profile_artifact(old_fp32, runs=2, warmup=1)["mapped_share"] == pytest.approx(1.0)
+    assert diff_artifact(old_fp32)["first_below"] is None
+    (old_fp32 / LAYERS_NAME).write_text("[1, 2")
     with pytest.raises(ArtifactError, match="layers.json"):
-        profile_artifact(copy, runs=2, warmup=1)
+        profile_artifact(old_fp32, runs=2, warmup=1)
     with pytest.raises(UsageError, match="--against"):
-        diff_artifact(src, against=str(tmp_path / "nowhere"))
+        diff_artifact(layer_artifacts["fp32/onnx"], against=str(tmp_path / "nowhere"))
 
 
 def test_profile_on_the_emulated_arm_device(layer_artifacts):
