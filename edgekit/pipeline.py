@@ -40,6 +40,7 @@ from edgekit.layers.modules import (
     LayerMap,
     LayerRecorder,
     module_table,
+    nearest_in,
 )
 from edgekit.quant.config import QuantConfig
 from edgekit.quant.modes import MODES
@@ -345,7 +346,11 @@ def _record_layers(fmt: str, recorder: LayerRecorder, art_dir: Path, file: str,
     source = ctx.source_modules
     deployed = module_table(ctx.model)
     ops, counts = recorder.record(art_dir / file, snapshot, set(source) | set(deployed))
-    LayerMap(fmt, recorder.key, ops, source,
+    # A module the deploy passes made (FastViT's `reparam_conv`) is named by its nearest
+    # ancestor in the source model, the path the user knows.
+    lifted = {k: nearest_in(p, source) for k, p in ops.items()}
+    counts["lifted_to_source"] = sum(lifted[k] != p for k, p in ops.items())
+    LayerMap(fmt, recorder.key, lifted, source,
              tuple(p for p in deployed if p not in source), counts).save(art_dir)
     return {"file": LAYERS_NAME, "key": recorder.key, "ops": len(ops), "resolved": counts}
 

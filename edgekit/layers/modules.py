@@ -94,6 +94,15 @@ def module_table(model: Any) -> dict[str, str]:
     return {name: type(m).__name__ for name, m in model.named_modules(remove_duplicate=False)}
 
 
+def nearest_in(path: str, modules: Collection[str]) -> str:
+    """`path`, or its nearest ancestor that is one of `modules` ('' = the model)."""
+    parts = path.split(".") if path else []
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in modules:
+            return ".".join(parts[:i])
+    return ""
+
+
 def common_prefix(paths: Iterable[str | None]) -> str | None:
     """The longest common dotted prefix of the known paths (None if none is known)."""
     known = [p.split(".") if p else [] for p in paths if p is not None]

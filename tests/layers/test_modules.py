@@ -15,6 +15,7 @@ from edgekit.layers.modules import (
     fill_from_neighbours,
     litert_locations,
     litert_module,
+    nearest_in,
 )
 from edgekit.layers.onnx_graph import name_variants
 
@@ -51,6 +52,12 @@ def test_tensor_names_split_into_locations():
     assert litert_locations(f"{a};3_int8") == [a]  # the quantizer's suffix
     assert litert_locations("serving_default_output_0_output") == []
     assert litert_locations("arith.constant12") == []
+
+
+def test_a_module_the_passes_made_is_named_by_its_source_ancestor():
+    assert nearest_in("stem.conv1", KNOWN) == "stem.conv1"
+    assert nearest_in("stages.1.blocks.0.mlp.reparam_conv", KNOWN) == "stages.1.blocks.0.mlp"
+    assert nearest_in("made_up.x", KNOWN) == ""
 
 
 def test_common_prefix_and_neighbours():

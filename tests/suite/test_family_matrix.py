@@ -1,6 +1,7 @@
-"""Registry-driven matrix: the smallest member of every family exports to ONNX and validates in
-onnxruntime on every run; every other registered format is `slow` (make test-all, and the
-README matrix from bench/format_matrix.py), as are the largest members."""
+"""Registry-driven matrix: the smallest member of every family exports to ONNX, validates in
+onnxruntime, and is profiled and diffed layer by layer on every run; every other registered
+format is `slow` (make test-all, and the README matrix from bench/format_matrix.py), as are the
+largest members."""
 
 import pytest
 from edgekit.models.families import FAMILIES
@@ -27,7 +28,21 @@ def _export_and_check(model, fmt, tmp_path, **request):
         ort = v.files["model.ort"]
         assert ort["validated"] is True and ort["cosine"] >= 0.9999, ort
         assert (outcome.artifact.path / "model.required_operators_and_types.config").is_file()
+    if fmt in ("onnx", "tflite"):
+        _profile_and_diff(outcome.artifact.path)
     return v
+
+
+def _profile_and_diff(path):
+    """`edgekit profile` ties ≥ 90 % of the time to modules of the timm model, and `edgekit
+    diff` finds the fp32 artifact equal to timm at every layer it compares."""
+    from edgekit.layers.diff import diff_artifact
+    from edgekit.layers.profile import profile_artifact
+
+    p = profile_artifact(path, runs=3, warmup=1, threads=1)
+    assert p["module_coverage"] >= 0.9, (path.name, p["module_coverage"])
+    d = diff_artifact(path)
+    assert d["compared"] >= 10 and d["first_below"] is None, (path.name, d["first_below"])
 
 
 @pytest.mark.parametrize("model", SMALLEST)
