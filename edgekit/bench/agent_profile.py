@@ -253,8 +253,9 @@ def profile_litert(path, threads, x, runs, warmup):
                          f"({sorted(lengths)}): cannot line runs up")
     # The event struct is LiteRT's C layout, read through ctypes: a release that changed it
     # would show as empty tags or op times that do not fit inside their run.
-    for run, ms in zip(per_run, wall):
-        if not run or any(not e[0] for e in run) or sum(e[2] for e in run) / 1e3 > ms * 1.5 + 1:
+    for i, run in enumerate(per_run):
+        if not run or any(not e[0] for e in run) or \
+                sum(e[2] for e in run) / 1e3 > wall[i] * 1.5 + 1:
             raise SystemExit("the LiteRT profiler's events do not fit this ai-edge-litert "
                              "(empty tags, or op times longer than their run): its event "
                              "layout changed; report it with `edgekit doctor`'s versions")
