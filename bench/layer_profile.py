@@ -65,6 +65,42 @@ def run(models: list[str], runs: int, threads: int, work: Path) -> None:
                 RESULTS.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
 
 
+DEMO = Path(__file__).with_name("results") / "layer_diff_demo.json"
+DEMO_MODEL = "fastvit_t8"
+DEMO_BUDGET = 0.999  # --keep-float auto's hold-out cosine budget: tight enough to pick sites
+
+
+def diff_demo(work: Path) -> dict[str, Any]:
+    """int8 ONNX of FastViT-T8 with `--keep-float none` vs `auto` (budget 0.999): the first
+    layer the none artifact's diff puts under the budget, and whether `auto` kept it float."""
+    from edgekit.layers.diff import diff_artifact
+    from edgekit.pipeline import ExportRequest, export_model
+    from edgekit.quant.config import QuantConfig
+
+    out: dict[str, Any] = {"model": DEMO_MODEL, "budget": DEMO_BUDGET}
+    for keep in ("none", "auto"):
+        dest = work / f"demo-{keep}"
+        (o,) = export_model(ExportRequest(
+            model=DEMO_MODEL, formats=("onnx",), quant="int8", out=dest,
+            quant_config=QuantConfig(keep_float=keep, min_cosine=DEMO_BUDGET)))
+        d = diff_artifact(o.artifact.path, threshold=DEMO_BUDGET)
+        out[keep] = {"first_below": d["first_below"], "kept": d["kept_sites"],
+                     "output_cosine": next(r["cosine"] for r in d["layers"]
+                                           if r["module"] == ""),
+                     "layers": [{k: r[k] for k in ("module", "cosine", "sqnr_db")}
+                                for r in d["layers"]]}
+    first = out["none"]["first_below"]
+    picked = [m for m, why in out["auto"]["kept"].items() if "sensitivity" in why]
+    out["first_below_kept_by_auto"] = first is not None and any(
+        first == m or first.startswith(m + ".") or m.startswith(first + ".") for m in picked)
+    out["auto_sensitivity_modules"] = picked
+    DEMO.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"keep-float none: first layer under {DEMO_BUDGET}: {first}; auto kept "
+          f"{len(picked)} modules float by sensitivity; agrees: "
+          f"{out['first_below_kept_by_auto']}", flush=True)
+    return out
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     lines = ["Live random weights, 224×224, batch 1, 2 threads, this x86 host (AVX2, shared). "
              "sum = per-op medians summed; e2e = median of as many unprofiled runs; "
@@ -89,8 +125,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgekit-layer-profile"))
     ap.add_argument("--update-readme", action="store_true")
     ap.add_argument("--render-only", action="store_true")
+    ap.add_argument("--diff-demo", action="store_true",
+                    help="only the keep-float none vs auto diff of FastViT-T8 int8 ONNX")
     args = ap.parse_args()
-    if not args.render_only:
+    if args.diff_demo:
+        diff_demo(args.work)
+    elif not args.render_only:
         run(args.models.split(","), args.runs, args.threads, args.work)
     if args.update_readme and RESULTS.is_file():
         replace_section("layer-profile", render(json.loads(RESULTS.read_text())["rows"]))

@@ -357,16 +357,23 @@ def _capture(art: Artifact, x: np.ndarray) -> tuple[dict[str, np.ndarray], list[
 
 
 def _kept_sites(art: Artifact) -> dict[str, str]:
-    """{module: 'float'|'int16'} the int8 sensitivity search kept out of int8."""
+    """{module: why} for the sites int8 left out of int8: 'float (sensitivity)' for those the
+    `--keep-float auto` search picked, 'float' for the rest (kernels, plan), 'int16'."""
     q = art.manifest.exporter.get("quantization") or {}
     layers = LayerMap.load(art.path)
+    reasons = q.get("float_reasons") or {}
     out: dict[str, str] = {}
     for kind, key in (("float", "float_sites"), ("int16", "int16_sites")):
         for site in q.get(key) or []:
             module = (layers.ops.get(site) if layers is not None else None) or (
                 site if layers is not None and site in layers.modules else None)
-            if module is not None:
-                out[module] = kind
+            if module is None:
+                continue
+            picked = str(reasons.get(site, "")).startswith("sensitivity")
+            label = f"{kind} (sensitivity)" if picked or kind == "int16" else kind
+            if out.get(module, "").endswith("(sensitivity)"):
+                continue  # a module with both: the search's pick is what the diff is about
+            out[module] = label
     return out
 
 
