@@ -89,16 +89,37 @@ def diff_demo(work: Path) -> dict[str, Any]:
                                            if r["module"] == ""),
                      "layers": [{k: r[k] for k in ("module", "cosine", "sqnr_db")}
                                 for r in d["layers"]]}
-    first = out["none"]["first_below"]
-    picked = [m for m, why in out["auto"]["kept"].items() if "sensitivity" in why]
-    out["first_below_kept_by_auto"] = first is not None and any(
-        first == m or first.startswith(m + ".") or m.startswith(first + ".") for m in picked)
-    out["auto_sensitivity_modules"] = picked
     DEMO.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"keep-float none: first layer under {DEMO_BUDGET}: {first}; auto kept "
-          f"{len(picked)} modules float by sensitivity; agrees: "
-          f"{out['first_below_kept_by_auto']}", flush=True)
+    print(render_demo(out), flush=True)
     return out
+
+
+DEMO_BARS = (0.999, 0.995, 0.99, 0.985, 0.98)
+
+
+def _kept(module: str, picked: list[str]) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in picked)
+
+
+def render_demo(d: dict[str, Any]) -> str:
+    """The none artifact's first layer under each bar, and whether `auto` kept it float."""
+    picked = [m for m, why in d["auto"]["kept"].items() if "sensitivity" in why]
+    auto = {r["module"]: r["cosine"] for r in d["auto"]["layers"]}
+    lines = [f"{d['model']} int8 ONNX, `--keep-float auto` with a hold-out budget of "
+             f"{d['budget']}: {len(picked)} modules kept float by the sensitivity search; "
+             f"output cosine (mean over the golden photos) {d['none']['output_cosine']:.4f} "
+             f"with `--keep-float none`, {d['auto']['output_cosine']:.4f} with `auto`.", "",
+             "| bar | first layer under it (`--keep-float none`) | cosine none → auto | "
+             "kept float by `auto` |", "| --- | --- | --- | --- |"]
+    for bar in DEMO_BARS:
+        first = next((r for r in d["none"]["layers"] if r["cosine"] < bar), None)
+        if first is None:
+            lines.append(f"| {bar} | none | | |")
+            continue
+        m = first["module"]
+        lines.append(f"| {bar} | `{m}` | {first['cosine']:.4f} → {auto.get(m, float('nan')):.4f}"
+                     f" | {'yes' if _kept(m, picked) else 'no'} |")
+    return "\n".join(lines)
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -134,6 +155,8 @@ def main() -> None:
         run(args.models.split(","), args.runs, args.threads, args.work)
     if args.update_readme and RESULTS.is_file():
         replace_section("layer-profile", render(json.loads(RESULTS.read_text())["rows"]))
+    if args.update_readme and DEMO.is_file():
+        replace_section("layer-diff-demo", render_demo(json.loads(DEMO.read_text())))
 
 
 if __name__ == "__main__":
