@@ -312,3 +312,18 @@ def test_validate_over_ssh_runs_the_golden_check_on_the_board(ssh_device, tiny_a
     report = json.loads(proc.stdout)
     assert report["validated"] and report["cosine"] > 0.9999
     assert ssh_device.url in report["runtime"] and "onnxruntime" in report["runtime"].lower()
+
+
+def test_profile_over_ssh_maps_the_boards_ops_and_cleans_up(ssh_device, tiny_artifact):
+    """`edgekit profile --device ssh://`: the agent and its profilers go to the board with the
+    artifact, the per-op rows come back tied to the model's modules, nothing is left behind."""
+    before = set(Path("/tmp").glob("edgekit.*"))
+    res = subprocess.run([sys.executable, "-m", "edgekit.cli", "profile", str(tiny_artifact),
+                          *ssh_device.cli_args(), "--python", PY, "--runs", "3", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    p = json.loads(res.stdout)
+    assert p["device"] == ssh_device.url and p["runtime"] == "onnxruntime"
+    assert p["rows"] and p["module_coverage"] >= 0.9
+    assert sum(r["share"] for r in p["rows"]) == pytest.approx(1.0)
+    assert set(Path("/tmp").glob("edgekit.*")) == before  # remote temp dir removed

@@ -777,17 +777,25 @@ def _emit_layer_result(result: dict[str, Any], text: str, out: Path | None,
 @click.option("--threads", type=int, default=None, help="Runtime threads (default: runtime's).")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows per table.")
 @click.option("--timeout", type=float, default=1800.0, show_default=True)
+@click.option("--identity", type=click.Path(path_type=Path), default=None, help="ssh key")
+@click.option("--known-hosts", type=click.Path(path_type=Path), default=None,
+              help="ssh known_hosts file (host keys are never added automatically)")
+@click.option("--python", "device_python", default="python3", show_default=True,
+              help="Python on the device")
 @click.option("--html", "html_out", type=click.Path(path_type=Path), default=None)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the JSON.")
 @click.option("--json", "as_json", is_flag=True)
 def profile(artifact: Path, device: str, runs: int, warmup: int, threads: int | None, top: int,
-            timeout: float, html_out: Path | None, out: Path | None, as_json: bool) -> None:
+            timeout: float, identity: Path | None, known_hosts: Path | None,
+            device_python: str, html_out: Path | None, out: Path | None,
+            as_json: bool) -> None:
     """Per-op time from the runtime's own profiler, each op tied to its PyTorch module; grouped
     by block and by op type, with the per-op sum checked against the end-to-end median."""
     from edgekit.layers.profile import profile_artifact, render_text
 
     result = profile_artifact(artifact, device, runs=runs, threads=threads, warmup=warmup,
-                              timeout=timeout)
+                              timeout=timeout, identity=identity, known_hosts=known_hosts,
+                              python=device_python)
     _emit_layer_result(result, render_text(result, top), out, html_out, as_json)
 
 

@@ -205,8 +205,9 @@ def summarize(raw: dict[str, Any], art: Artifact, layers: LayerMap | None) -> di
 
 
 def profile_artifact(path: Path, device: str = "local", *, runs: int = 20,
-                     threads: int | None = None, warmup: int = 5,
-                     timeout: float = 1800.0) -> dict[str, Any]:
+                     threads: int | None = None, warmup: int = 5, timeout: float = 1800.0,
+                     identity: Path | None = None, known_hosts: Path | None = None,
+                     python: str = "python3") -> dict[str, Any]:
     from edgekit.bench.collectors import BenchConfig, collector_for
 
     art = Artifact.open(path)
@@ -218,12 +219,12 @@ def profile_artifact(path: Path, device: str = "local", *, runs: int = 20,
     if runs < 1:
         raise UsageError("--runs must be ≥ 1", hint="use --runs 20")
     layers = LayerMap.load(art.path)
-    collector = collector_for(device)
+    collector = collector_for(device, identity=identity, known_hosts=known_hosts)
     if not hasattr(collector, "profile"):
         raise UsageError(f"{device} cannot run a per-op profile",
                          hint="profile on local, ssh://, adb:// or qemu:// devices")
     raw = collector.profile(art.path, BenchConfig(threads=threads, runs=runs, warmup=warmup,
-                                                  timeout=timeout))
+                                                  timeout=timeout, python=python))
     return summarize(raw, art, layers)
 
 
