@@ -197,6 +197,23 @@ class LoadedArtifact:
                            known_hosts=Path(known_hosts) if known_hosts else None)
         return BenchResult.from_row(row)
 
+    def profile(self, device: str = "local", runs: int = 20, threads: int | None = None,
+                **options: Any) -> dict[str, Any]:
+        """Per-op time tied to source modules (the `edgekit profile --json` document);
+        `options`: warmup, timeout, identity, known_hosts, python."""
+        from edgekit.layers.profile import profile_artifact
+
+        return profile_artifact(self.path, device, runs=runs, threads=threads, **options)
+
+    def diff(self, against: str | Path | LoadedArtifact = "torch", inputs: str = "auto",
+             threshold: float | None = None) -> dict[str, Any]:
+        """Per-layer cosine/SQNR/max-abs against timm fp32 or another artifact (the `edgekit
+        diff --json` document)."""
+        from edgekit.layers.diff import diff_artifact
+
+        ref = str(against.path) if isinstance(against, LoadedArtifact) else str(against)
+        return diff_artifact(self.path, ref, inputs, threshold)
+
 
 def load(path: str | Path) -> LoadedArtifact:
     """Open an artifact directory (its model file's sha256 is checked)."""

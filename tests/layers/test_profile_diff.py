@@ -116,6 +116,15 @@ def test_cli_json_contract_and_report(layer_artifacts, tmp_path):
     assert_renders_in_chromium(tmp_path / "r.html", tmp_path)
 
 
+def test_python_api(layer_artifacts):
+    import edgekit
+
+    a = edgekit.load(layer_artifacts["fp32/tflite"])
+    assert a.profile(runs=2, warmup=1)["module_coverage"] >= 0.9
+    d = a.diff(against=edgekit.load(layer_artifacts["fp32/onnx"]))
+    assert d["first_below"] is None and d["compared"] >= 50  # TFLite vs ONNX, layer by layer
+
+
 def _without_layers(src: Path, tmp_path: Path) -> Path:
     copy = tmp_path / src.name
     shutil.copytree(src, copy)
