@@ -78,9 +78,9 @@ def _check(outcome, method: str) -> None:
 
 
 # minmax is the only group with Core ML (its quantizer offers minmax only): ~8 min here, so it
-# runs in make test-all, as does mse (~1.5 min); make test keeps the remaining groups (every
-# method of the other targets runs in test-all).
-SLOW_METHODS = ("minmax", "mse")
+# runs in make test-all, as do mse and entropy (ONNX only); make test keeps percentile, the
+# group with three targets (onnx, tflite, executorch).
+SLOW_METHODS = ("minmax", "mse", "entropy")
 
 
 @pytest.mark.parametrize("method", [
