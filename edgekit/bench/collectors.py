@@ -668,13 +668,10 @@ class QemuCollector:
 
         dev = QemuDevice.from_url(self.url)
         artifact = Artifact.open(art)
-        try:
-            got = guest_profile(dev, artifact, runs=cfg.runs, warmup=min(cfg.warmup, 2),
-                                timeout=cfg.timeout)
-            count = count_instructions(dev, artifact, runs=max(1, min(cfg.runs, 3)),
-                                       timeout=cfg.timeout)
-        except DeviceError as exc:
-            raise DeviceError(exc.message, hint=exc.hint) from None
+        got = guest_profile(dev, artifact, runs=cfg.runs, warmup=min(cfg.warmup, 2),
+                            timeout=cfg.timeout)
+        count = count_instructions(dev, artifact, runs=max(1, min(cfg.runs, 3)),
+                                   timeout=cfg.timeout)
         return {**got, "device": dev.url, "emulated": True, "instructions": count}
 
     def measure(self, artifacts: list[Path], cfg: BenchConfig) -> list[dict[str, Any]]:

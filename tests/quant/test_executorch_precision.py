@@ -121,12 +121,18 @@ def test_fp16_partitions_compute_in_fp16():
     assert _delegated_dtypes(model, _inputs(n=1)) == {torch.float32}
 
 
-def test_fp16_keeps_layernorm_fp32_because_executorch_fp16_layernorm_is_wrong(tmp_path):
+def _norm_gelu_case() -> tuple[NormGelu, torch.Tensor, np.ndarray]:
+    """The LayerNorm + GELU model, two inputs and its fp32 outputs."""
     torch.manual_seed(0)
     model = NormGelu().eval()
     x = _inputs(n=2)
     with torch.no_grad():
         reference = model(x).numpy()
+    return model, x, reference
+
+
+def test_fp16_keeps_layernorm_fp32_because_executorch_fp16_layernorm_is_wrong(tmp_path):
+    model, x, reference = _norm_gelu_case()
     wrapped, details = prepare_fp16(model)
     assert details["fp32_islands"]["modules"] == ["norm"]
     assert isinstance(wrapped.model.norm, Float32Island)
@@ -146,11 +152,7 @@ def test_fp16_keeps_layernorm_fp32_because_executorch_fp16_layernorm_is_wrong(tm
 
 
 def test_fp16_gelu_runs_in_xnnpack_or_exact_on_the_portable_kernel(tmp_path):
-    torch.manual_seed(0)
-    model = NormGelu().eval()
-    x = _inputs(n=2)
-    with torch.no_grad():
-        reference = model(x).numpy()
+    model, x, reference = _norm_gelu_case()
     fast, details = prepare_fp16(model)
     assert isinstance(fast.model.act, XnnpackGelu) and details["gelu"]["modules"] == 1
     exact, details = prepare_fp16(model, gelu="portable")
